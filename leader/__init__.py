@@ -1,0 +1,4 @@
+"""LEADER Studies: distributed hyperparameter and ablation studies for LLM-distilled
+medication recommendation (LEADER teacher -> student distillation)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,25 @@
+"""Errors a user can act on. Each names the file and the field at fault, so a bad input is
+fixed at its source instead of debugged from a stack trace."""
+
+from __future__ import annotations
+
+
+class LeaderError(Exception):
+    """Base class: the CLI prints these as one clear line instead of a traceback."""
+
+
+class DataError(LeaderError):
+    """Bad input data: a missing file, a missing/unparseable column, an empty result."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
+        where = ", ".join(p for p in (f"file {file}" if file else "", f"field {field!r}" if field else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file, self.field = file, field
+
+
+class ConfigError(LeaderError):
+    """An invalid study file, config or CLI option."""
+
+
+class CheckpointError(LeaderError):
+    """A missing or incompatible model checkpoint or feature set."""

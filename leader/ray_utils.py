@@ -1,0 +1,52 @@
+"""Connecting to Ray the same way everywhere: an existing cluster when an address is given
+(or RAY_ADDRESS is set, as under `ray job submit`), else a local one. Ray's token auth stays on
+and the dashboard binds to 127.0.0.1 (Ray's unauthenticated job API has been exploited in the
+wild)."""
+
+from __future__ import annotations
+
+import os
+
+# Environment every Ray worker needs (DeepSpeed on CPU, offline Hugging Face, shared op cache).
+WORKER_ENV_KEYS = (
+    "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM", "LEADER_CACHE", "LEADER_DEMO_ROOT",
+)
+
+
+def worker_env() -> dict[str, str]:
+    from leader.paths import cache_dir
+
+    env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("LEADER_CACHE", str(cache_dir()))
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(cache_dir() / "torch_extensions"))
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            env.setdefault("DS_ACCELERATOR", "cpu")
+    except Exception:  # pragma: no cover
+        pass
+    return env
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False, **kwargs):
+    """Initialise Ray once per process and return the ray module."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    for k, v in worker_env().items():
+        os.environ.setdefault(k, v)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": worker_env()}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 runtime_env=runtime_env, **kwargs)
+    return ray

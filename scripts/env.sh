@@ -1,0 +1,9 @@
+# Sourced by the entry scripts: shared caches so expensive one-off builds are paid once.
+export LEADER_CACHE=${LEADER_CACHE:-$HOME/.cache/leader}
+# DeepSpeed compiles a CPU comm op on first use (~45 s); keep it across runs.
+export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$LEADER_CACHE/torch_extensions}
+export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false
+export RAY_USAGE_STATS_ENABLED=0
+export PYTHONUNBUFFERED=1
