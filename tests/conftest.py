@@ -66,10 +66,41 @@ def pytest_sessionfinish(session, exitstatus):
 
 # ---- data fixtures ----------------------------------------------------------------------
 
+
+@pytest.fixture(scope="session")
+def small_synthetic(_leader_cache):
+    """A prepared synthetic cohort (400 patients, ~1k visits, real ICD-9/ATC names and a
+    diagnosis->drug structure); prepares in about a second, cached for the session."""
+    from leader.data.cache import PrepareOptions, prepare
+
+    return prepare("synthetic", opts=PrepareOptions(n_patients=400, synthetic_seed=0))
+
+
 # ---- student fixtures -------------------------------------------------------------------
 
 # ---- teacher fixtures -------------------------------------------------------------------
 
+
+@pytest.fixture(scope="session")
+def teacher_ds():
+    """A tiny random cohort for teacher runs (60 patients, 30 drugs): seconds per Ray Train step."""
+    from leader.data.assemble import random_dataset
+
+    return random_dataset(n_patients=60, seed=0)
+
+
 # ---- feature fixtures -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def feature_teacher_dir(random_ds, tmp_path_factory):
+    """An untrained tiny-llama teacher checkpoint (real peft adapter + head) sized for random_ds."""
+    from leader.models.teacher import build_teacher, save_teacher
+
+    out = tmp_path_factory.mktemp("feature_teacher")
+    model = build_teacher("tiny-llama", random_ds.n_meds, lora_rank=4, seed=0)
+    save_teacher(model, out, {"dataset_fingerprint": random_ds.fingerprint, "max_length": 256})
+    return out
+
 
 # ---- study fixtures ---------------------------------------------------------------------

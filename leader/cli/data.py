@@ -1,7 +1,111 @@
-"""`leader data ...` commands."""
+"""`leader data ...` commands: prepare a dataset into the cache, show Table-VI statistics."""
 
 from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+class SourceChoice(str, Enum):
+    demo = "demo"
+    synthetic = "synthetic"
+    mimic3 = "mimic3"
+    mimic4 = "mimic4"
+
+
+def _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share, synthetic_seed):
+    from leader.data.cache import PrepareOptions
+
+    return PrepareOptions(top_k_diag=top_k_diag, top_k_proc=top_k_proc, top_k_med=top_k_med, first_24h=first_24h,
+                          mapping_dir=str(mappings) if mappings else None, split_seed=split_seed, n_patients=n_patients,
+                          structure_strength=structure_strength, rare_share=rare_share, synthetic_seed=synthetic_seed)
+
+
+def _run(source: SourceChoice, root: Optional[Path], opts, force: bool):
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from leader.data.cache import prepare
+
+    console = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as prog:
+        task = prog.add_task(f"prepare {source.value}", total=None)
+        ds = prepare(source.value, root, opts, force=force, progress=lambda m: prog.update(task, description=f"{source.value}: {m}"))
+        prog.update(task, description=f"{source.value}: done ({len(ds.visits)} visits)")
+    return ds
+
+
+# Shared option declarations (typer needs them per command).
+_ROOT = typer.Option(None, "--root", help="Folder with the MIMIC CSVs (demo: found automatically).")
+_TKD = typer.Option(None, "--top-k-diag", help="Keep the k most frequent diagnoses.")
+_TKP = typer.Option(None, "--top-k-proc", help="Keep the k most frequent procedures.")
+_TKM = typer.Option(None, "--top-k-med", help="Keep the k most frequent ATC-3 drug classes.")
+_F24 = typer.Option(False, "--first-24h", help="Only prescriptions started in the first 24 hours.")
+_MAP = typer.Option(None, "--mappings", help="Folder with atc4_to_ndc.json.")
+_SEED = typer.Option(0, "--split-seed", help="Patient-level split seed.")
+_NP = typer.Option(6000, "--n-patients", help="Synthetic: number of patients.")
+_SS = typer.Option(0.85, "--structure-strength", help="Synthetic: diagnosis->drug link strength.")
+_RS = typer.Option(0.1, "--rare-share", help="Synthetic: share of rare, name-linked codes.")
+_SYS = typer.Option(0, "--synthetic-seed", help="Synthetic: generator seed.")
+
+
+@app.command("prepare")
+def prepare_cmd(
+    source: SourceChoice = typer.Option(..., "--source", help="demo | synthetic | mimic3 | mimic4"),
+    root: Optional[Path] = _ROOT, top_k_diag: Optional[int] = _TKD, top_k_proc: Optional[int] = _TKP,
+    top_k_med: Optional[int] = _TKM, first_24h: bool = _F24, mappings: Optional[Path] = _MAP, split_seed: int = _SEED,
+    n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
+    force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
+    json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON instead of a table."),
+):
+    """Read, filter and index a dataset into the versioned cache; print its statistics."""
+    from rich.console import Console
+
+    from leader.data.cache import dataset_dir
+    from leader.data.stats import dataset_stats, stats_table
+
+    opts = _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share, synthetic_seed)
+    ds = _run(source, root, opts, force)
+    st = dataset_stats(ds)
+    if json_out:
+        typer.echo(json.dumps(st, indent=1))
+    else:
+        Console().print(stats_table(st))
+        typer.echo(f"cached at {dataset_dir(source.value, root, opts)}")
+
+
+@app.command("stats")
+def stats_cmd(
+    source: Optional[SourceChoice] = typer.Option(None, "--source", help="Show this source (prepared on demand); default: every cached dataset."),
+    root: Optional[Path] = _ROOT, top_k_diag: Optional[int] = _TKD, top_k_proc: Optional[int] = _TKP,
+    top_k_med: Optional[int] = _TKM, first_24h: bool = _F24, mappings: Optional[Path] = _MAP, split_seed: int = _SEED,
+    n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
+    json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON."),
+):
+    """Table-VI statistics (patients, visits, single-visit share, vocab sizes, codes per visit, warnings)."""
+    from rich.console import Console
+
+    from leader.data.cache import list_prepared
+    from leader.data.dataset import EHRDataset
+    from leader.data.stats import dataset_stats, stats_table
+
+    if source is not None:
+        opts = _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share, synthetic_seed)
+        found = [(source.value, _run(source, root, opts, False))]
+    else:
+        found = [(p.name, EHRDataset.load(p)) for p in list_prepared()]
+        if not found:
+            typer.echo("no prepared datasets yet; run `leader data prepare --source synthetic`")
+            raise typer.Exit(1)
+    all_stats = {key: dataset_stats(ds) for key, ds in found}
+    if json_out:
+        typer.echo(json.dumps(all_stats, indent=1))
+        return
+    for key, st in all_stats.items():
+        Console().print(stats_table(st, title=f"{key}"))

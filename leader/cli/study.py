@@ -2,6 +2,57 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="Study YAML."),
+             as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
+    """Validate FILE and print the full trial matrix and resource needs; runs nothing."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from leader.study.expand import expand, summary
+    from leader.study.spec import load_study
+
+    spec = load_study(file)
+    units = expand(spec)
+    summ = summary(spec, units)
+    if as_json:
+        typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [u.__dict__ for u in units]}, default=list))
+        return
+    c = Console()
+    t = Table(title=f"study {spec.name} -> {spec.study_dir()}")
+    for col in ("stage", "dataset", "backbone", "trials", "cpu", "gpu", "detail"):
+        t.add_column(col)
+    for u in units:
+        t.add_row(u.stage, u.dataset, u.backbone, str(u.trials or ""), f"{u.cpu:g}" if u.cpu else "",
+                  f"{u.gpu:g}" if u.gpu else "", u.detail)
+    c.print(t)
+    c.print(" ".join(f"{k}={v}" for k, v in summ.items()))
+    c.print("[green]valid[/green]")
+
+
+@app.command()
+def run(file: Path = typer.Argument(..., help="Study YAML."),
+        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."),
+        storage_path: Optional[str] = typer.Option(None, "--storage-path", help="Override the file's storage_path.")) -> None:
+    """Run (or resume) every unfinished stage of the study."""
+    from leader.study.runner import run_study
+
+    run_study(file, address=address, storage_path=storage_path, echo=typer.echo)
+
+
+@app.command()
+def status(target: Path = typer.Argument(..., help="Study folder or study YAML."),
+           storage_path: Optional[str] = typer.Option(None, "--storage-path")) -> None:
+    """Stage table and Tune progress of a study."""
+    from leader.study.status import print_status
+
+    print_status(target, storage_path)

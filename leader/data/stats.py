@@ -1,0 +1,59 @@
+"""Dataset statistics in the shape of the paper's Table VI, plus the counted warnings met while
+preparing (so a lossy step is visible, never silent)."""
+
+from __future__ import annotations
+
+from leader.data.dataset import CODE_TYPES, EHRDataset
+
+
+def dataset_stats(ds: EHRDataset) -> dict:
+    """Flat dict of named figures (JSON-serialisable)."""
+    p = ds.patients
+    v = ds.visits
+    n_pat = int(len(p))
+    out: dict = {
+        "name": ds.name,
+        "patients": n_pat,
+        "visits": int(len(v)),
+        "visits_per_patient": round(len(v) / max(n_pat, 1), 3),
+        "single_visit_patients": int((p["group"] == "single").sum()),
+        "single_visit_share": round(float((p["group"] == "single").mean()) if n_pat else 0.0, 4),
+        "max_visits": int(p["n_visits"].max()) if n_pat else 0,
+    }
+    for kind in CODE_TYPES:
+        lens = v[kind].map(len)
+        out[f"n_{kind}"] = len(ds.vocabs[kind])
+        out[f"avg_{kind}_per_visit"] = round(float(lens.mean()), 3)
+        out[f"max_{kind}_per_visit"] = int(lens.max())
+    for split in ("train", "val", "test"):
+        out[f"{split}_patients"] = int((p["split"] == split).sum())
+    out["profile_features"] = {k: len(c) for k, c in ds.profile_vocabs.items()}
+    out["warnings"] = dict(ds.warnings)
+    out["fingerprint"] = ds.fingerprint
+    return out
+
+
+def stats_table(stats: dict, title: str | None = None):
+    """A rich Table of `dataset_stats` output (imported lazily by the CLI)."""
+    from rich.table import Table
+
+    t = Table(title=title or f"Dataset statistics: {stats['name']}")
+    t.add_column("statistic")
+    t.add_column("value", justify="right")
+    rows = [
+        ("# patients", stats["patients"]), ("# visits", stats["visits"]),
+        ("visits per patient", stats["visits_per_patient"]),
+        ("single-visit patients", f"{stats['single_visit_patients']} ({100 * stats['single_visit_share']:.1f}%)"),
+        ("max visits", stats["max_visits"]),
+        ("# diagnoses", stats["n_diag"]), ("# procedures", stats["n_proc"]), ("# medications (ATC-3)", stats["n_med"]),
+        ("avg / max diagnoses per visit", f"{stats['avg_diag_per_visit']} / {stats['max_diag_per_visit']}"),
+        ("avg / max procedures per visit", f"{stats['avg_proc_per_visit']} / {stats['max_proc_per_visit']}"),
+        ("avg / max medications per visit", f"{stats['avg_med_per_visit']} / {stats['max_med_per_visit']}"),
+        ("train / val / test patients", f"{stats['train_patients']} / {stats['val_patients']} / {stats['test_patients']}"),
+        ("profile features", ", ".join(f"{k}({n})" for k, n in stats["profile_features"].items())),
+    ]
+    for k, n in sorted(stats["warnings"].items()):
+        rows.append((f"warning: {k}", n))
+    for k, val in rows:
+        t.add_row(k, str(val))
+    return t

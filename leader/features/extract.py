@@ -1,0 +1,170 @@
+"""Teacher inference over every sample of every split, as a Ray job.
+
+Why actors: loading an LLM teacher costs far more than one batch, so each worker (one per GPU,
+or per CPU slot) loads it once and then takes whole shards from a queue (ray.util.ActorPool).
+Workers write their shards straight to the output directory (shared storage on a cluster);
+the driver only writes the manifest, last. Shards already finished with good checksums are
+skipped, so an interrupted extraction resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from leader.errors import CheckpointError
+from leader.features.store import MANIFEST, FeatureManifest, ShardRecord, check_shard, write_manifest, write_shard
+
+log = logging.getLogger("leader.features.extract")
+
+
+def teacher_hash(teacher_dir: str | Path, edge: int = 1 << 20) -> str:
+    """Content hash of a checkpoint directory: relative names, sizes, and the first and last
+    MiB of every file (hashing all of a 14 GB checkpoint would cost minutes; weights that
+    change always change these)."""
+    d = Path(teacher_dir)
+    if not d.is_dir():
+        raise CheckpointError(f"teacher checkpoint {d} is not a directory")
+    h = hashlib.sha256()
+    for p in sorted(x for x in d.rglob("*") if x.is_file()):
+        size = p.stat().st_size
+        h.update(f"{p.relative_to(d)}\x1f{size}\x1f".encode())
+        with open(p, "rb") as f:
+            h.update(f.read(edge))
+            if size > 2 * edge:
+                f.seek(size - edge)
+                h.update(f.read(edge))
+            elif size > edge:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def read_teacher_meta(teacher_dir: str | Path) -> dict:
+    p = Path(teacher_dir) / "meta.json"
+    if not p.exists():
+        raise CheckpointError(f"not a teacher checkpoint: {p} missing")
+    try:
+        meta = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{p}: not valid JSON ({e})") from e
+    for k in ("n_meds", "d_hidden"):
+        if k not in meta:
+            raise CheckpointError(f"{p}: field {k!r} missing")
+    return meta
+
+
+def _load(teacher_dir: str):
+    import ray
+    import torch
+
+    from leader.models.teacher import load_teacher
+
+    # A worker given a GPU by Ray sees exactly that GPU (CUDA_VISIBLE_DEVICES), as cuda:0.
+    gpu = torch.cuda.is_available() and ray.is_initialized() and bool(ray.get_gpu_ids())
+    return load_teacher(teacher_dir, device="cuda" if gpu else "cpu")
+
+
+class _Worker:
+    """One per worker process: loads the teacher once, then turns shards into files."""
+
+    def __init__(self, teacher_dir: str, out_dir: str, batch_size: int):
+        self.teacher = _load(teacher_dir)
+        self.out_dir, self.batch_size = out_dir, batch_size
+
+    def run_shard(self, index: int, sample_ids: np.ndarray, prompts: list[str]) -> dict:
+        t0 = time.perf_counter()
+        probs, hidden = self.teacher.infer(prompts, self.batch_size)  # (N, M) f32, (N, d_h) f16
+        rec = write_shard(self.out_dir, index, sample_ids, np.asarray(hidden), np.asarray(probs))
+        return {"record": rec.model_dump(), "seconds": time.perf_counter() - t0}
+
+
+def plan_shards(sample_ids: np.ndarray, shard_size: int) -> list[np.ndarray]:
+    """Deterministic split of the (sorted) sample ids, so a re-run maps ids to the same shards."""
+    ids = np.sort(np.asarray(sample_ids, dtype=np.int64))
+    return [ids[i:i + shard_size] for i in range(0, len(ids), shard_size)]
+
+
+def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, workers: int = 1, batch_size: int = 16,
+                     shard_size: int = 512, resources_per_worker: dict | None = None,
+                     prompt_kwargs: dict | None = None, backbone: str | None = None) -> Path:
+    """Run the teacher over all samples of `ds` (every split) and write a durable feature set.
+
+    `resources_per_worker` is a Ray resource dict per worker actor, e.g. {"CPU": 1, "GPU": 1};
+    default one CPU. Returns `out_dir`; re-running it skips finished shards."""
+    from ray.util import ActorPool
+
+    from leader.data.prompts import build_prompts
+    from leader.ray_utils import ensure_ray
+
+    ray = ensure_ray()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher_dir = str(Path(teacher_dir).resolve())
+    meta = read_teacher_meta(teacher_dir)
+    if int(meta["n_meds"]) != ds.n_meds:
+        raise CheckpointError(f"teacher {teacher_dir}/meta.json field 'n_meds' is {meta['n_meds']} but dataset "
+                              f"{ds.name} has {ds.n_meds} medications: the teacher was trained on another dataset")
+    fp = meta.get("dataset_fingerprint")
+    if fp and fp != ds.fingerprint:
+        log.warning("extract: teacher %s was trained on dataset %s, extracting for %s", teacher_dir, fp, ds.fingerprint)
+    if prompt_kwargs is None:
+        prompt_kwargs = dict(meta.get("prompt_options") or {})
+    t_hash = teacher_hash(teacher_dir)
+    all_ids = ds.samples()["sample_id"].to_numpy(dtype=np.int64)  # every split
+    shards = plan_shards(all_ids, shard_size)
+    # Finished shards count only if they were made by this teacher for this dataset and plan.
+    plan = {"teacher_hash": t_hash, "dataset_fingerprint": ds.fingerprint, "shard_size": shard_size,
+            "prompt_kwargs": prompt_kwargs}
+    plan_path = out / "plan.json"
+    same_plan = plan_path.exists() and json.loads(plan_path.read_text()) == json.loads(json.dumps(plan, default=str))
+    if plan_path.exists() and not same_plan:
+        log.warning("extract: %s was made with another teacher/dataset/plan; recomputing every shard", out)
+    (out / MANIFEST).unlink(missing_ok=True)
+    plan_path.write_text(json.dumps(plan, sort_keys=True, default=str))
+    done: dict[int, ShardRecord] = {}
+    todo: list[int] = []
+    for i, ids in enumerate(shards):
+        rec = check_shard(out, i, ids) if same_plan else None
+        if rec is not None:
+            done[i] = rec
+        else:
+            todo.append(i)
+    log.info("extract: %d samples in %d shards, %d already done, %d to compute with %d worker(s)",
+             len(all_ids), len(shards), len(done), len(todo), workers)
+
+    t0 = time.perf_counter()
+    n_workers = max(1, min(workers, len(todo)))
+    if todo:
+        res = dict(resources_per_worker or {"CPU": 1})
+        opts = {"num_cpus": res.pop("CPU", 1), "num_gpus": res.pop("GPU", 0)}
+        if res:
+            opts["resources"] = res
+        Worker = ray.remote(_Worker).options(**opts)
+        actors = [Worker.remote(teacher_dir, str(out), batch_size) for _ in range(n_workers)]
+        try:
+            pool = ActorPool(actors)
+            jobs = [(i, shards[i], build_prompts(ds, shards[i], **prompt_kwargs)) for i in todo]
+            for r in pool.map_unordered(lambda a, j: a.run_shard.remote(*j), jobs):
+                rec = ShardRecord.model_validate(r["record"])
+                done[rec.index] = rec
+                log.info("extract: shard %d done (%d rows, %.2fs)", rec.index, rec.rows, r["seconds"])
+        finally:
+            for a in actors:
+                ray.kill(a)
+    seconds = time.perf_counter() - t0
+    m = FeatureManifest(
+        dataset=ds.name, dataset_fingerprint=ds.fingerprint, teacher_hash=t_hash, teacher_dir=teacher_dir,
+        backbone=str(backbone or meta.get("backbone") or Path(teacher_dir).name),
+        d_hidden=int(meta["d_hidden"]), n_meds=ds.n_meds, n_rows=int(sum(r.rows for r in done.values())),
+        shards=[done[i] for i in range(len(shards))],
+        extra={"workers": n_workers, "batch_size": batch_size, "shard_size": shard_size, "computed_shards": len(todo),
+               "computed_rows": int(sum(len(shards[i]) for i in todo)), "compute_seconds": round(seconds, 3),
+               "prompt_kwargs": prompt_kwargs},
+    )
+    write_manifest(out, m)
+    return out

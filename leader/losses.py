@@ -1,0 +1,79 @@
+"""Student losses: BCE + alpha * KD + beta * profile alignment (LEADER, Sec. 3.3).
+
+Contract:
+    bce(logits (B,M), targets (B,M)) -> scalar
+    feature_kd(h_teacher (B,d_h), z_student (B,d), proj: nn.Linear(d, d_h)) -> scalar MSE
+    output_kd(student_logits (B,M), teacher_probs (B,M), temperature) -> scalar
+    profile_alignment(p (B,d), m (B,d), tau) -> scalar symmetric InfoNCE
+    LossConfig(kd, alpha, beta, tau, kd_temperature, align) ; total_loss(...)
+
+The projector width follows the teacher's hidden size (d_h is read from the features), so any
+backbone distils into the same student. Each ablation is a switch on LossConfig.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import nn
+
+
+class LossConfig(BaseModel):
+    kd: Literal["feature", "output", "none"] = Field("feature", description="Distillation: teacher hidden-state MSE, teacher-probability KD, or none.")
+    alpha: float = Field(0.5, ge=0, description="Weight of the KD term.")
+    beta: float = Field(0.1, ge=0, description="Weight of the profile alignment (InfoNCE) term.")
+    tau: float = Field(0.1, gt=0, description="InfoNCE temperature.")
+    kd_temperature: float = Field(1.0, gt=0, description="Temperature for output KD.")
+    align: bool = Field(True, description="Use the profile alignment loss.")
+
+
+def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, targets.float())
+
+
+def feature_kd(h_teacher: torch.Tensor, z_student: torch.Tensor, proj: nn.Module) -> torch.Tensor:
+    """MSE between the teacher hidden state (B, d_h) and proj(student first-MLP output)."""
+    return F.mse_loss(proj(z_student), h_teacher.float())
+
+
+def output_kd(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """BCE between temperature-softened teacher and student probabilities, times T^2 (Hinton)
+    so the gradient scale does not shrink with T. Each drug is an independent Bernoulli, so
+    this is the per-label KL up to the teacher's (constant) entropy."""
+    t = float(temperature)
+    p = teacher_probs.float().clamp(1e-6, 1 - 1e-6)
+    soft_target = torch.sigmoid(torch.logit(p) / t)
+    return F.binary_cross_entropy_with_logits(student_logits / t, soft_target) * t * t
+
+
+def profile_alignment(p: torch.Tensor, m: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE: the i-th profile should match the i-th target medication set
+    against the other sets in the batch (and vice versa)."""
+    p = F.normalize(p, dim=-1)
+    m = F.normalize(m, dim=-1)
+    sim = p @ m.T / tau  # (B, B)
+    target = torch.arange(p.shape[0], device=p.device)
+    return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
+
+
+def total_loss(out: dict, targets: torch.Tensor, cfg: LossConfig, proj: nn.Module | None = None,
+               h_teacher: torch.Tensor | None = None, teacher_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """BCE + alpha*KD + beta*align; returns (loss, parts as floats)."""
+    loss = bce(out["logits"], targets)
+    parts = {"bce": float(loss.detach())}
+    if cfg.kd == "feature" and cfg.alpha > 0:
+        kd = feature_kd(h_teacher, out["z"], proj)
+        loss = loss + cfg.alpha * kd
+        parts["kd"] = float(kd.detach())
+    elif cfg.kd == "output" and cfg.alpha > 0:
+        kd = output_kd(out["logits"], teacher_probs, cfg.kd_temperature)
+        loss = loss + cfg.alpha * kd
+        parts["kd"] = float(kd.detach())
+    if cfg.align and cfg.beta > 0 and "align_m" in out and out["align_p"].shape[0] > 1:
+        al = profile_alignment(out["align_p"], out["align_m"], cfg.tau)
+        loss = loss + cfg.beta * al
+        parts["align"] = float(al.detach())
+    return loss, parts

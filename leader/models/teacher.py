@@ -1,0 +1,185 @@
+"""LEADER(T): a frozen LLM backbone + LoRA (upstream peft) + Linear(hidden, |meds|) head, BCE.
+
+Contract:
+- `build_teacher(backbone_name, n_meds, lora_rank=8, ..., corpus=None) -> TeacherModel`;
+  `model(input_ids, attention_mask) -> (logits (B, M), hidden (B, d_h))`; `model.loss(logits, y)`
+  is BCE-with-logits. The head is a separate trainable nn.Linear (not inside the peft model), so
+  the saved artefact is exactly adapter + head.
+- `save_teacher(model, dir, meta)` writes adapter/ (peft), head.safetensors and meta.json
+  (backbone, dataset fingerprint, n_meds, d_hidden, max_length, prompt options, metrics...).
+  Base weights are never written: they come back from the registry.
+- `load_teacher(dir) -> LoadedTeacher` with `.infer(prompts, batch_size=) -> (probs float32
+  (N, M), hidden float16 (N, d_h))`, `.d_hidden`, `.meta`, `.tokenizer`. Prompts are truncated on
+  the LEFT so "... should be prescribed:" survives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from leader.errors import CheckpointError
+from leader.models.backbones import BackboneSpec, pool, resolve_backbone
+
+META = "meta.json"
+HEAD = "head.safetensors"
+ADAPTER = "adapter"
+
+
+@dataclass
+class TeacherConfig:
+    backbone: str
+    n_meds: int
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    seed: int = 0
+    backbone_path: str | None = None
+
+
+class TeacherModel(nn.Module):
+    def __init__(self, backbone: nn.Module, spec: BackboneSpec, tokenizer, cfg: TeacherConfig):
+        super().__init__()
+        self.backbone = backbone  # peft-wrapped
+        self.spec, self.tokenizer, self.cfg = spec, tokenizer, cfg
+        self.d_hidden = int(backbone.config.hidden_size)
+        self.head = nn.Linear(self.d_hidden, cfg.n_meds)  # replaces the LM head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        h = pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+        logits = self.head(h.to(self.head.weight.dtype))  # (B, M)
+        return logits, h
+
+    @staticmethod
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float())
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if _is_trainable_key(k)}
+
+
+def _is_trainable_key(k: str) -> bool:
+    return k.startswith("head.") or "lora_" in k
+
+
+def build_teacher(backbone_name: str, n_meds: int, lora_rank: int = 8, *, lora_alpha: int = 16,
+                  lora_dropout: float = 0.0, seed: int = 0, backbone_path: str | None = None,
+                  corpus: list[str] | None = None, dtype: torch.dtype | None = None) -> TeacherModel:
+    """Frozen backbone + fresh LoRA + fresh head, all initialised from `seed`."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = TeacherConfig(backbone_name, n_meds, lora_rank, lora_alpha, lora_dropout, seed, backbone_path)
+    spec = resolve_backbone(backbone_name, backbone_path)
+    base, tok = spec.load(corpus, dtype=dtype)
+    names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
+    targets = [t for t in spec.lora_targets if t in names]
+    if not targets:
+        raise CheckpointError(f"backbone {backbone_name!r}: none of the LoRA targets {spec.lora_targets} exist")
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(base, LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                                 target_modules=targets, bias="none"))
+    model = TeacherModel(peft_model, spec, tok, cfg)
+    for n, p in model.named_parameters():
+        p.requires_grad = _is_trainable_key(n)
+    # LoRA + head train in fp32 even on an fp16 base (small; keeps Adam stable).
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    return model
+
+
+def save_teacher(model: TeacherModel, out_dir: str | Path, meta: dict | None = None,
+                 trainable_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Adapter + head + meta.json only. `trainable_state` overrides the module's tensors (ZeRO-3
+    callers pass gathered full parameters)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = trainable_state if trainable_state is not None else model.trainable_state()
+    head = {k[len("head."):]: v.detach().float().cpu().contiguous() for k, v in state.items() if k.startswith("head.")}
+    lora = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if lora:
+        from peft import set_peft_model_state_dict  # noqa: F401  (ensures peft present)
+
+        model.backbone.load_state_dict({k: v.to(dict(model.backbone.named_parameters())[k].dtype) for k, v in lora.items()}, strict=False)
+    model.backbone.save_pretrained(str(out / ADAPTER))
+    save_file(head, str(out / HEAD))
+    cfg = model.cfg
+    full = {"backbone": cfg.backbone, "backbone_path": cfg.backbone_path, "n_meds": cfg.n_meds, "d_hidden": model.d_hidden,
+            "lora_rank": cfg.lora_rank, "lora_alpha": cfg.lora_alpha, "kind": model.spec.kind,
+            "tokenizer_dir": str(model.spec.path) if model.spec.path else None, **(meta or {})}
+    model.tokenizer.save_pretrained(str(out / "tokenizer"))  # tiny tokenizers are corpus-specific
+    (out / META).write_text(json.dumps(full, indent=1, default=str))
+    return out
+
+
+@dataclass
+class LoadedTeacher:
+    model: TeacherModel
+    meta: dict
+
+    @property
+    def d_hidden(self) -> int:
+        return self.model.d_hidden
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @torch.no_grad()
+    def infer(self, prompts: list[str], batch_size: int = 16, max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probs float32 (N, M), hidden float16 (N, d_h)) in `prompts` order."""
+        self.model.eval()
+        ml = int(max_length or self.meta.get("max_length", 512))
+        dev = next(self.model.head.parameters()).device
+        probs, hid = [], []
+        for i in range(0, len(prompts), batch_size):
+            enc = self.tokenizer(prompts[i:i + batch_size], padding=True, truncation=True, max_length=ml, return_tensors="pt")
+            logits, h = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+            probs.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32))
+            hid.append(h.float().cpu().numpy().astype(np.float16))
+        M, d = self.meta["n_meds"], self.d_hidden
+        return (np.concatenate(probs) if probs else np.zeros((0, M), np.float32),
+                np.concatenate(hid) if hid else np.zeros((0, d), np.float16))
+
+
+def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedTeacher:
+    """Registry backbone + saved adapter + saved head."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    d = Path(in_dir)
+    if not (d / META).exists():
+        raise CheckpointError(f"not a teacher checkpoint: {d / META} missing")
+    meta = json.loads((d / META).read_text())
+    for f in (ADAPTER, HEAD):
+        if not (d / f).exists():
+            raise CheckpointError(f"teacher checkpoint {d}: {f} missing")
+    spec = resolve_backbone(meta["backbone"], meta.get("backbone_path"))
+    if spec.is_tiny:
+        spec.path = Path(meta["tokenizer_dir"]) if meta.get("tokenizer_dir") and Path(meta["tokenizer_dir"]).exists() else None
+        if spec.path is None:
+            raise CheckpointError(f"teacher checkpoint {d}: tiny backbone folder {meta.get('tokenizer_dir')} is gone (rebuild by retraining)")
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(str(spec.path), local_files_only=True, dtype=dtype or spec.dtype)
+    tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"), local_files_only=True)
+    from leader.models.backbones import prepare_tokenizer
+
+    prepare_tokenizer(tok)
+    peft_model = PeftModel.from_pretrained(base, str(d / ADAPTER), is_trainable=False)
+    cfg = TeacherConfig(meta["backbone"], int(meta["n_meds"]), int(meta.get("lora_rank", 8)), backbone_path=meta.get("backbone_path"))
+    model = TeacherModel(peft_model, spec, tok, cfg)
+    head = load_file(str(d / HEAD))
+    if head["weight"].shape != (cfg.n_meds, model.d_hidden):
+        raise CheckpointError(f"teacher checkpoint {d}: head shape {tuple(head['weight'].shape)} != ({cfg.n_meds}, {model.d_hidden})")
+    model.head.load_state_dict(head)
+    return LoadedTeacher(model.to(device).eval(), meta)

@@ -1,0 +1,352 @@
+"""The study file schema: one YAML declares data, teachers, the student search, ablations,
+sensitivity grids, seeds, resources and report outputs. Validated completely before anything
+runs; every error names the field and the file:line it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from leader.errors import ConfigError
+from leader.study.yamlmap import LineMap, load_with_extends, where
+
+BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm")
+SOURCES = ("demo", "synthetic", "mimic3", "mimic4")
+# Named ablations -> switches on StudentTrainConfig (flat names, see `student_config`).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_kd": {"kd": "none"},
+    "output_kd": {"kd": "output"},
+    "no_align": {"align": False},
+    "split_visit_encoder": {"shared_visit_encoder": False},
+}
+TABLES = ("main", "ablation", "sensitivity", "efficiency", "dataset_stats", "optuna")
+FIGURES = ("sensitivity_alpha", "sensitivity_beta", "ablation", "optuna_history", "efficiency", "groups")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- data / teacher
+class DatasetSpec(_Strict):
+    name: str = Field(description="Short name used in result tables and folder names.", pattern=r"^[A-Za-z0-9_.-]+$")
+    source: Literal["demo", "synthetic", "mimic3", "mimic4"] = Field(description="Which reader builds the dataset.")
+    root: str | None = Field(None, description="Folder with the CSVs (demo: found automatically; synthetic: unused).")
+    optional: bool = Field(False, description="Skip this dataset (with a note) when its files are not on this machine.")
+    prepare: dict[str, Any] = Field(default_factory=dict, description="leader.data.cache.PrepareOptions fields.")
+
+    @field_validator("prepare")
+    @classmethod
+    def _prep(cls, v: dict) -> dict:
+        try:
+            from leader.data.cache import PrepareOptions
+        except ImportError:  # data layer not installed: checked again at run time
+            return v
+        PrepareOptions(**v)
+        return v
+
+
+class TeacherSpec(_Strict):
+    backbones: list[Literal["llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm"]] = Field(
+        min_length=1, description="Teacher LLM backbones; each is trained (or reused) per dataset.")
+    train: bool = Field(True, description="Fine-tune the teacher; False requires `checkpoints` for every backbone.")
+    checkpoints: dict[str, str] = Field(default_factory=dict,
+                                        description="Reuse: backbone (or 'dataset/backbone') -> trained teacher folder.")
+    options: dict[str, Any] = Field(default_factory=dict, description="leader.train.teacher.TeacherTrainConfig fields.")
+    eval_rounds: int = Field(10, ge=1, description="Bootstrap rounds of the teacher's test evaluation.")
+
+    @model_validator(mode="after")
+    def _reuse(self):
+        if not self.train:
+            missing = [b for b in self.backbones if not any(k == b or k.endswith("/" + b) for k in self.checkpoints)]
+            if missing:
+                raise ValueError(f"train: false but no checkpoint given for backbone(s) {missing}")
+        return self
+
+
+# ----------------------------------------------------------------------------- search space
+class Uniform(_Strict):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _order(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+        return self
+
+
+class LogUniform(Uniform):
+    type: Literal["loguniform"]  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _pos(self):
+        if self.low <= 0:
+            raise ValueError("loguniform needs low > 0")
+        return self
+
+
+class IntRange(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+        return self
+
+
+class Choice(_Strict):
+    type: Literal["choice"]
+    values: list[Union[float, int, str, bool]] = Field(min_length=1)
+
+
+Dist = Annotated[Union[Uniform, LogUniform, IntRange, Choice], Field(discriminator="type")]
+
+
+class SchedulerSpec(_Strict):
+    type: Literal["asha", "fifo"] = Field("asha", description="ASHA early-stops weak trials by epoch; fifo runs all.")
+    grace_period: int = Field(1, ge=1, description="Epochs every trial gets before it may be stopped.")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA halving rate.")
+    max_t: int | None = Field(None, ge=1, description="Max epochs (default: student.epochs).")
+
+
+class SearchSpec(_Strict):
+    space: dict[str, Dist] = Field(default_factory=dict, description="Student hyper-parameter -> distribution.")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler.")
+    metric: str = Field("val_prauc", description="Reported metric to optimise (a key of the per-epoch report).")
+    mode: Literal["max", "min"] = Field("max", description="Maximise or minimise `metric`.")
+    num_samples: int = Field(8, ge=1, description="Trials per (dataset, backbone) sweep.")
+    max_concurrent: int = Field(1, ge=1, description="Trials run at the same time (ConcurrencyLimiter).")
+    storage: str | None = Field(None, description="Optuna RDB URL (e.g. sqlite:///optuna.db, relative to the study dir) "
+                                                   "so the search itself survives a lost driver.")
+    seed: int = Field(0, description="Sampler seed.")
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+
+    @field_validator("storage")
+    @classmethod
+    def _url(cls, v):
+        if v is not None and not re.match(r"^[a-z][a-z0-9+]*://", v):
+            raise ValueError("must be an SQLAlchemy URL such as sqlite:///optuna.db or postgresql://host/db")
+        return v
+
+
+class AblationSpec(_Strict):
+    variants: list[str] = Field(default_factory=lambda: list(VARIANTS),
+                                description=f"Named variants applied to the best config: {list(VARIANTS)}.")
+    custom: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                              description="Extra named variants: name -> student config overrides.")
+
+    @model_validator(mode="after")
+    def _known(self):
+        for v in self.variants:
+            if v not in VARIANTS and v not in self.custom:
+                raise ValueError(f"unknown variant {v!r}; known: {sorted(VARIANTS) + sorted(self.custom)}")
+        return self
+
+    def overrides(self, name: str) -> dict:
+        return dict(self.custom.get(name, VARIANTS.get(name, {})))
+
+
+class SensitivitySpec(_Strict):
+    alpha: list[float] = Field(default_factory=list, description="KD weights to sweep around the best config.")
+    beta: list[float] = Field(default_factory=list, description="Alignment weights to sweep around the best config.")
+
+    @field_validator("alpha", "beta")
+    @classmethod
+    def _nonneg(cls, v):
+        if any(x < 0 for x in v):
+            raise ValueError("weights must be >= 0")
+        return v
+
+
+class ResourceSpec(_Strict):
+    cpu: float = Field(1, gt=0, description="CPUs per student trial.")
+    gpu: float = Field(0, ge=0, description="GPUs per student trial (fractions share a GPU).")
+
+
+class TeacherResourceSpec(_Strict):
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (DeepSpeed ranks) for teacher fine-tuning.")
+    cpu_per_worker: float = Field(1, gt=0)
+    gpu_per_worker: float = Field(0, ge=0)
+
+
+class ReportSpec(_Strict):
+    enabled: bool = Field(True, description="Build the report after the last stage.")
+    tables: list[Literal["main", "ablation", "sensitivity", "efficiency", "dataset_stats", "optuna"]] = Field(
+        default_factory=lambda: list(TABLES))
+    figures: list[Literal["sensitivity_alpha", "sensitivity_beta", "ablation", "optuna_history", "efficiency", "groups"]] = Field(
+        default_factory=lambda: list(FIGURES))
+    formats: list[Literal["md", "html"]] = Field(default_factory=lambda: ["md", "html"])
+
+
+class EvalSpec(_Strict):
+    bootstrap_rounds: int = Field(10, ge=1, description="Bootstrap rounds for test metrics (paper: 10).")
+    bootstrap_frac: float = Field(0.8, gt=0, le=1, description="Share of test patients per bootstrap round.")
+    latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], description="Batch sizes for latency.")
+
+
+class StudySpec(_Strict):
+    name: str = Field(description="Study name: the results folder under storage_path.", pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    storage_path: str = Field("./studies_out", description="Where the study folder lives; relative to the working "
+                                                            "directory; ${VAR} and ~ are expanded.")
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    teacher: TeacherSpec | None = Field(None, description="Teacher LLMs; omit for a student-only study (kd: none).")
+    student: dict[str, Any] = Field(default_factory=dict,
+                                    description="Base StudentTrainConfig (flat names like dropout/d_model allowed).")
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    ablations: AblationSpec = Field(default_factory=AblationSpec)
+    sensitivity: SensitivitySpec = Field(default_factory=SensitivitySpec)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds of every final/ablation/sensitivity run.")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec)
+    teacher_resources: TeacherResourceSpec = Field(default_factory=TeacherResourceSpec)
+    evaluation: EvalSpec = Field(default_factory=EvalSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique(cls, v):
+        names = [d.name for d in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"dataset names must be unique, repeated: {sorted(dup)}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _useeds(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be unique")
+        return v
+
+    @model_validator(mode="after")
+    def _student_fields(self):
+        # Search keys and the base config must be StudentTrainConfig fields (checked here so a
+        # typo fails before any Ray work, not inside trial 17).
+        try:
+            student_config(self.student)
+        except ConfigError as e:
+            raise ValueError(f"student: {e}") from None
+        if self.teacher is None and student_config(self.student).kd != "none":
+            raise ValueError("student.kd must be 'none' when no teacher is declared")
+        for k in self.search.space:
+            if not is_student_param(k):
+                raise ValueError(f"search.space: {k!r} is not a student hyper-parameter")
+        for name in self.ablations.variants:
+            try:
+                student_config({**self.student, **self.ablations.overrides(name)})
+            except ConfigError as e:
+                raise ValueError(f"ablations: variant {name!r}: {e}") from None
+        return self
+
+    # --------------------------------------------------------------- derived
+    def study_dir(self, override: str | Path | None = None) -> Path:
+        base = Path(expand_env(str(override or self.storage_path)))
+        return (base / self.name).resolve()
+
+    def backbones(self) -> list[str]:
+        return list(self.teacher.backbones) if self.teacher else ["none"]
+
+    def max_epochs(self) -> int:
+        return int(self.search.scheduler.max_t or student_config(self.student).epochs)
+
+    def fingerprint(self, *parts: str) -> str:
+        """Hash of the spec fields that determine a stage's output (for resume checks)."""
+        d = self.model_dump(mode="json")
+        sel = {p: d[p] for p in parts} if parts else d
+        return hashlib.sha256(json.dumps(sel, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def expand_env(text: str) -> str:
+    """${VAR} and ${VAR:-default} (shell style), then ~. Only environment lookups: no code."""
+    out = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text)
+    return os.path.expanduser(out)
+
+
+# ----------------------------------------------------------------------------- student params
+def _student_fields() -> tuple[set[str], set[str]]:
+    from leader.models.student import StudentConfig
+    from leader.train.student import StudentTrainConfig
+
+    return set(StudentTrainConfig.model_fields) - {"student"}, set(StudentConfig.model_fields)
+
+
+def is_student_param(name: str) -> bool:
+    top, model = _student_fields()
+    return name in top or name in model or (name.startswith("student.") and name[8:] in model)
+
+
+def student_config(params: dict):
+    """StudentTrainConfig from flat names: trainer fields stay top level, model fields (d_model,
+    dropout, shared_visit_encoder...) go under `student`. Raises ConfigError naming the field."""
+    from pydantic import ValidationError as VE
+
+    from leader.train.student import StudentTrainConfig
+
+    top, model = _student_fields()
+    cfg: dict[str, Any] = {}
+    sub: dict[str, Any] = {}
+    for k, v in params.items():
+        if k == "student" and isinstance(v, dict):
+            sub.update(v)
+        elif k.startswith("student."):
+            sub[k[8:]] = v
+        elif k in top:
+            cfg[k] = v
+        elif k in model:
+            sub[k] = v
+        else:
+            raise ConfigError(f"unknown student field {k!r}")
+    try:
+        return StudentTrainConfig(**cfg, student=sub)
+    except VE as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"field {loc!r}: {err['msg']}") from None
+
+
+# ----------------------------------------------------------------------------- loading
+def _fmt_error(err: dict, lines: LineMap, file: str) -> str:
+    loc = tuple(err["loc"])
+    # A discriminated union adds its tag after the key ('search','space','lr','loguniform','low').
+    clean = tuple(x for i, x in enumerate(loc)
+                  if not (i >= 2 and loc[i - 2] == "space" and x in ("uniform", "loguniform", "int", "choice")))
+    field = ".".join(str(x) for x in clean) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (typo?)"
+    return f"{where(lines, clean, file)}: field {field!r}: {msg}"
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Parse, merge `extends`, validate. Raises ConfigError listing every problem with file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such study file")
+    data, lines = load_with_extends(path)
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as e:
+        msgs = [_fmt_error(err, lines, str(path)) for err in e.errors()]
+        raise ConfigError(f"invalid study file {path}:\n  " + "\n  ".join(msgs)) from None
+    return spec
+
+
+def resolved_yaml(spec: StudySpec) -> str:
+    import yaml
+
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+

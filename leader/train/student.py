@@ -1,0 +1,242 @@
+"""Single-process student trainer; runs as is inside a Ray Tune trial.
+
+Contract:
+    StudentTrainConfig (pydantic)
+    train_student(ds, cfg, features: TeacherFeatures | None = None, report=None,
+                  checkpoint_dir=None) -> StudentTrainResult(model, best_epoch, history, best_val)
+        report(dict) is called once per epoch with epoch, train_loss, val_prauc, val_jaccard,
+        val_f1 (+ loss parts), so Tune/ASHA sees every epoch.
+    evaluate_student(model, ds, split='test', features=None, threshold=0.5, rounds=10, frac=0.8,
+                     seed=0) -> DataFrame[group, metric, round, value]
+    predict_proba(model, ds, split=None, sample_ids=None) -> (sample_ids, probs)
+    load_student(checkpoint_dir) -> StudentCheckpoint(model, config, meta)
+    measure_student_latency(model, ds, batch_sizes=(1, 256)) -> dict
+
+Teacher features are optional and aligned by sample id, never by row order. Early stopping on
+validation PRAUC; the best state is kept in memory and written to checkpoint_dir.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, Field
+
+from leader.data.dataset import EHRDataset
+from leader.errors import CheckpointError, ConfigError
+from leader.losses import LossConfig, total_loss
+from leader.metrics import bootstrap_metrics, mean_metrics
+from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
+
+
+class StudentTrainConfig(BaseModel):
+    student: StudentConfig = Field(default_factory=StudentConfig, description="Model hyper-parameters.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
+    epochs: int = Field(30, ge=1, description="Maximum epochs.")
+    batch_size: int = Field(64, ge=2, description="Training batch size (also the InfoNCE negatives pool).")
+    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation PRAUC.")
+    seed: int = Field(0, description="Seed for init, shuffling and dropout.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold for Jaccard/F1.")
+    kd: Literal["feature", "output", "none"] = Field("feature", description="Distillation kind (ablations: output, none).")
+    alpha: float = Field(0.5, ge=0, description="KD weight.")
+    beta: float = Field(0.1, ge=0, description="Profile alignment weight.")
+    tau: float = Field(0.1, gt=0, description="InfoNCE temperature.")
+    kd_temperature: float = Field(1.0, gt=0, description="Output-KD temperature.")
+    align: bool = Field(True, description="Use the profile alignment loss (ablation: False).")
+    num_threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs).")
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(kd=self.kd, alpha=self.alpha, beta=self.beta, tau=self.tau, kd_temperature=self.kd_temperature, align=self.align)
+
+
+@dataclass
+class StudentTrainResult:
+    model: LeaderStudent
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    best_val: dict = field(default_factory=dict)
+    checkpoint_dir: Path | None = None
+
+
+@dataclass
+class StudentCheckpoint:
+    model: LeaderStudent
+    config: StudentTrainConfig
+    meta: dict
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def _predict_idx(model: LeaderStudent, enc, idx: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    model.eval()
+    out = [torch.sigmoid(model(enc.batch(idx[i:i + batch_size]))["logits"]).numpy() for i in range(0, len(idx), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.n_med), np.float32)
+
+
+def predict_proba(model: LeaderStudent, ds: EHRDataset, split: str | None = None, sample_ids=None) -> tuple[np.ndarray, np.ndarray]:
+    enc = encode_dataset(ds, model.cfg)
+    if sample_ids is not None:
+        pos = {int(s): i for i, s in enumerate(enc.sample_ids)}
+        missing = [int(s) for s in np.atleast_1d(sample_ids) if int(s) not in pos]
+        if missing:
+            raise ConfigError(f"sample id {missing[0]} is not in dataset {ds.name!r}")
+        idx = np.array([pos[int(s)] for s in np.atleast_1d(sample_ids)], dtype=np.int64)
+    else:
+        idx = enc.indices(split) if split else np.arange(len(enc.sample_ids))
+    return enc.sample_ids[idx], _predict_idx(model, enc, idx)
+
+
+def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report: Callable[[dict], None] | None = None,
+                  checkpoint_dir: str | Path | None = None) -> StudentTrainResult:
+    if cfg.kd != "none" and cfg.alpha > 0 and features is None:
+        raise ConfigError(f"kd={cfg.kd!r} needs teacher features (pass --features DIR), or set kd='none'")
+    torch.set_num_threads(cfg.num_threads)
+    _seed_all(cfg.seed)
+    lcfg = cfg.loss_config()
+    enc = encode_dataset(ds, cfg.student)
+    tr, va = enc.indices("train"), enc.indices("val")
+    if len(tr) < 2 or len(va) == 0:
+        raise ConfigError(f"dataset {ds.name!r} needs >=2 train and >=1 val samples (has {len(tr)}, {len(va)})")
+    model = LeaderStudent.for_dataset(ds, cfg.student)
+    proj = None
+    h_all = p_all = None
+    if features is not None and cfg.kd != "none":
+        h_all, p_all = features.align(enc.sample_ids[tr])
+        h_all = torch.from_numpy(np.asarray(h_all, dtype=np.float32))  # (N_tr, d_h)
+        p_all = torch.from_numpy(np.asarray(p_all, dtype=np.float32))  # (N_tr, |meds|)
+        if p_all.shape[1] != ds.n_meds:
+            raise CheckpointError(f"teacher probs have {p_all.shape[1]} drugs, dataset {ds.name!r} has {ds.n_meds}")
+        if cfg.kd == "feature":
+            proj = torch.nn.Linear(cfg.student.d_model, h_all.shape[1])  # width follows the teacher
+    params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    y_tr = torch.from_numpy(enc.labels[tr])
+    gen = np.random.default_rng(cfg.seed)
+    best, best_epoch, best_state, history, bad = -1.0, -1, None, [], 0
+    want_align = cfg.align and cfg.beta > 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        if proj is not None:
+            proj.train()
+        perm = gen.permutation(len(tr))
+        t0, tot, n = time.perf_counter(), 0.0, 0
+        parts_sum: dict[str, float] = {}
+        for i in range(0, len(perm), cfg.batch_size):
+            bi = perm[i:i + cfg.batch_size]
+            if len(bi) < 2:
+                continue
+            out = model(enc.batch(tr[bi], with_target=want_align))
+            loss, parts = total_loss(out, y_tr[bi], lcfg, proj,
+                                     h_all[bi] if h_all is not None else None, p_all[bi] if p_all is not None else None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(bi)
+            n += len(bi)
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(bi)
+        dt = time.perf_counter() - t0
+        vm = mean_metrics(enc.labels[va], _predict_idx(model, enc, va), cfg.threshold)
+        row = {"epoch": epoch, "train_loss": tot / max(n, 1), **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
+               **{f"val_{k}": v for k, v in vm.items()}, "samples_per_s": n / max(dt, 1e-9)}
+        if vm["prauc"] > best:
+            best, best_epoch, bad = vm["prauc"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        row["best_val_prauc"] = best
+        history.append(row)
+        if report is not None:
+            report(dict(row))
+        if bad >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    best_val = {k: v for k, v in history[best_epoch].items() if k.startswith("val_")}
+    ck = None
+    if checkpoint_dir is not None:
+        ck = save_student(model, cfg, ds, checkpoint_dir, extra={"best_epoch": best_epoch, "best_val": best_val})
+    return StudentTrainResult(model=model, best_epoch=best_epoch, history=history, best_val=best_val, checkpoint_dir=ck)
+
+
+def save_student(model: LeaderStudent, cfg: StudentTrainConfig, ds: EHRDataset, folder: str | Path, extra: dict | None = None) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), folder / "model.pt")
+    meta = {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "n_diag": len(ds.vocabs["diag"]),
+            "n_proc": len(ds.vocabs["proc"]), "n_med": ds.n_meds, "profile_sizes": [len(c) for c in ds.profile_vocabs.values()],
+            "med_names": list(ds.vocabs["med"].names), "med_codes": list(ds.vocabs["med"].codes), **(extra or {})}
+    (folder / "config.json").write_text(cfg.model_dump_json(indent=1))
+    tmp = folder / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, default=float))
+    tmp.replace(folder / "meta.json")
+    return folder
+
+
+def load_student(checkpoint_dir: str | Path) -> StudentCheckpoint:
+    folder = Path(checkpoint_dir)
+    for f in ("model.pt", "config.json", "meta.json"):
+        if not (folder / f).exists():
+            raise CheckpointError(f"student checkpoint incomplete: {folder / f} missing")
+    cfg = StudentTrainConfig.model_validate_json((folder / "config.json").read_text())
+    meta = json.loads((folder / "meta.json").read_text())
+    model = LeaderStudent(cfg.student, meta["n_diag"], meta["n_proc"], meta["n_med"], meta["profile_sizes"])
+    model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    model.eval()
+    return StudentCheckpoint(model=model, config=cfg, meta=meta)
+
+
+def evaluate_student(model: LeaderStudent, ds: EHRDataset, split: str = "test", features=None, threshold: float = 0.5,
+                     rounds: int = 10, frac: float = 0.8, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap metrics by group. `features` is accepted for a uniform call signature; the
+    student needs no teacher at inference."""
+    enc = encode_dataset(ds, model.cfg)
+    idx = enc.indices(split)
+    probs = _predict_idx(model, enc, idx)
+    return bootstrap_metrics(enc.labels[idx], probs, enc.group[idx], threshold=threshold, rounds=rounds, frac=frac, seed=seed)
+
+
+@torch.no_grad()
+def measure_student_latency(model: LeaderStudent, ds: EHRDataset, batch_sizes=(1, 256), repeats: int = 5) -> dict:
+    """Inference ms per patient at each batch size and peak Python-heap memory (tracemalloc;
+    CPU tensors' storage is not tracked there, so peak_rss_mb is reported too)."""
+    import resource
+
+    model.eval()
+    enc = encode_dataset(ds, model.cfg)
+    idx_all = np.arange(len(enc.sample_ids))
+    out = {}
+    for bs in batch_sizes:
+        idx = np.resize(idx_all, bs)  # repeat samples when the dataset is smaller than bs
+        b = enc.batch(idx)
+        model(b)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(b)
+            times.append(time.perf_counter() - t0)
+        out[f"latency_ms_per_patient_b{bs}"] = 1000 * float(np.median(times)) / bs
+    tracemalloc.start()
+    model(enc.batch(np.resize(idx_all, max(batch_sizes))))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out["peak_traced_mb"] = peak / 2**20
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["n_params"] = int(sum(p.numel() for p in model.parameters()))
+    return out

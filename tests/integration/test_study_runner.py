@@ -1,0 +1,163 @@
+"""End-to-end studies on real Ray / Tune / Optuna (and Ray Train + DeepSpeed for the teacher)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LEADER = [sys.executable, "-m", "leader.cli.main"]
+pytestmark = pytest.mark.slow
+
+STUDENT_ONLY = """\
+name: {name}
+storage_path: {storage}
+datasets:
+  - name: syn
+    source: synthetic
+    prepare: {{n_patients: 60}}
+student: {{epochs: {epochs}, kd: none, d_model: 16, d_embed: 16, n_heads: 2, batch_size: 32}}
+search:
+  space:
+    lr: {{type: loguniform, low: 0.001, high: 0.01}}
+  sampler: random
+  num_samples: {n}
+  max_concurrent: 1
+  scheduler: {{type: fifo}}
+ablations: {{variants: [full, no_align]}}
+seeds: [0]
+evaluation: {{bootstrap_rounds: 3, latency_batch_sizes: [1]}}
+report: {{enabled: false}}
+"""
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def test_trimmed_quickstart_end_to_end(tmp_path):
+    text = (REPO / "studies" / "quickstart.yaml").read_text()
+    import yaml
+
+    d = yaml.safe_load(text)
+    d["datasets"] = [{"name": "syn", "source": "synthetic", "prepare": {"n_patients": 60}}]
+    d["student"]["epochs"] = 1
+    d["search"].update(num_samples=2)
+    d["ablations"] = {"variants": ["full", "no_kd"]}
+    d["sensitivity"] = {"alpha": [0.5], "beta": []}
+    d["storage_path"] = str(tmp_path / "out")
+    p = tmp_path / "qs.yaml"
+    p.write_text(yaml.safe_dump(d))
+    r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sd = tmp_path / "out" / "quickstart"
+    m = pd.read_parquet(sd / "results" / "metrics.parquet")
+    assert {"baseline", "teacher", "best", "ablation", "sensitivity"} <= set(m["stage"])
+    assert set(m[m.stage == "ablation"]["variant"]) == {"full", "no_kd"}
+    assert {"overall", "single", "multi"} & set(m["group"])
+    eff = pd.read_parquet(sd / "results" / "efficiency.parquet")
+    assert {"LEADER(S)", "LEADER(T)"} <= set(eff["model"])
+    assert len(pd.read_parquet(sd / "results" / "optuna_trials.parquet")) == 2
+    assert (sd / "features" / "syn" / "tiny-llama" / "manifest.json").is_file()
+    state = json.loads((sd / "state.json").read_text())["stages"]
+    assert all(v["status"] in ("done", "skipped") for v in state.values())
+    # re-run: every stage skipped, nothing retrained
+    r2 = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0 and "[run ] sweep" not in r2.stdout and "[skip] teacher/syn/tiny-llama" in r2.stdout
+
+
+def _finished(exp: Path) -> dict[str, str]:
+    out = {}
+    for t in exp.glob("t_*"):
+        rj = t / "result.json"
+        if rj.is_file():
+            lines = rj.read_text().strip().splitlines()
+            if len(lines) >= 2:  # epochs reported: all of them written => finished
+                out[t.name] = rj.read_text()
+    return out
+
+
+def test_kill_driver_mid_sweep_then_resume(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(STUDENT_ONLY.format(name="resume", storage=tmp_path / "out", epochs=2, n=5))
+    proc = subprocess.Popen(LEADER + ["study", "run", str(p)], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    exp = tmp_path / "out" / "resume" / "tune" / "sweep-syn-none"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_finished(exp)) < 2:
+        time.sleep(1)
+    time.sleep(1.5)  # let Tune write its experiment state
+    before = _finished(exp)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    assert 2 <= len(before) < 5, f"sweep finished too fast or too slow: {len(before)}"
+    r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "restoring interrupted Tune experiment" in r.stdout
+    after = _finished(exp)
+    for name, text in before.items():
+        assert after[name] == text, f"finished trial {name} was run again"
+    trials = pd.read_parquet(tmp_path / "out" / "resume" / "results" / "optuna_trials.parquet")
+    assert len(trials) == 5 and (trials["state"] == "COMPLETE").all()
+
+
+def test_invalid_study_fails_fast(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(STUDENT_ONLY.format(name="bad", storage=tmp_path, epochs=1, n=0))
+    t0 = time.time()
+    r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "search.num_samples" in r.stderr and "bad.yaml:" in r.stderr
+    assert time.time() - t0 < 30 and not (tmp_path / "bad").exists()
+
+
+def test_ray_job_submit(tmp_path):
+    env = _env()
+    head = subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+                           "--num-cpus", "2", "--port", "6391", "--dashboard-port", "8275"],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert head.returncode == 0, head.stderr
+    try:
+        assert (Path.home() / ".ray" / "auth_token").is_file()
+        p = REPO / "studies" / "_test_job.yaml"  # inside the working dir that is uploaded
+        p.write_text(STUDENT_ONLY.format(name="job", storage=tmp_path / "out", epochs=1, n=2))
+        r = subprocess.run(["ray", "job", "submit", "--address", "http://127.0.0.1:8275", "--working-dir", str(REPO),
+                            "--", "leader", "study", "run", "studies/_test_job.yaml"],
+                           env=env, capture_output=True, text=True, timeout=500, cwd=REPO)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "study finished" in r.stdout
+        assert (tmp_path / "out" / "job" / "results" / "metrics.parquet").is_file()
+    finally:
+        (REPO / "studies" / "_test_job.yaml").unlink(missing_ok=True)
+        _stop_cluster("6391")
+
+
+def _stop_cluster(port: str) -> None:
+    """Stop only the cluster this test started (`ray stop` would stop every Ray on the machine)."""
+    import psutil
+
+    procs = []
+    for pr in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(pr.info["cmdline"] or [])
+        if f":{port}" in cmd or f"port={port}" in cmd or f"port {port}" in cmd:
+            procs.append(pr)
+    for pr in procs:
+        try:
+            pr.terminate()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=20)
+    for pr in procs:
+        try:
+            pr.kill()
+        except psutil.Error:
+            pass

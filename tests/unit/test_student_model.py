@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import torch
+
+from leader.errors import ConfigError
+from leader.features.types import TeacherFeatures
+from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
+from leader.train.student import (StudentTrainConfig, evaluate_student, load_student, measure_student_latency,
+                                  predict_proba, train_student)
+
+CFG = StudentConfig(d_embed=16, d_model=16, n_heads=2, dropout=0.0, max_visits=3)
+
+
+def _model(ds, cfg=CFG):
+    torch.manual_seed(0)
+    return LeaderStudent.for_dataset(ds, cfg).eval()
+
+
+def test_encoding_shapes_recent_visits_and_no_label_leak(random_ds):
+    enc = encode_dataset(random_ds, CFG)
+    n = len(random_ds.visits)
+    assert enc.diag.shape[:2] == (n, 3) and enc.visit_mask.shape == (n, 3)
+    assert enc.profile.shape == (n, len(random_ds.profile_vocabs)) and enc.labels.shape == (n, random_ds.n_meds)
+    s = random_ds.samples().set_index("sample_id")
+    vi = s.loc[enc.sample_ids, "visit_index"].to_numpy()
+    np.testing.assert_array_equal(enc.visit_mask.sum(1), np.minimum(vi + 1, 3))
+    last = enc.visit_mask.sum(1) - 1
+    r = np.arange(n)
+    assert (enc.med[r, last] == 0).all()  # current meds are the label, never the input
+    # the current visit's diagnoses sit in the last real slot
+    i = int(np.flatnonzero(vi >= 3)[0])
+    _, cur = random_ds.history(int(enc.sample_ids[i]))
+    assert sorted(enc.diag[i, 2][enc.diag[i, 2] > 0] - 1) == sorted(cur["diag"])
+    np.testing.assert_array_equal(enc.labels, random_ds.labels(enc.sample_ids))
+
+
+def test_forward_shapes_and_single_visit(random_ds):
+    enc = encode_dataset(random_ds, CFG)
+    m = _model(random_ds)
+    single = np.flatnonzero(enc.visit_mask.sum(1) == 1)[:4]
+    out = m(enc.batch(single, with_target=True))
+    assert out["logits"].shape == (len(single), random_ds.n_meds)
+    assert out["z"].shape == (len(single), 16) and out["align_p"].shape == out["align_m"].shape == (len(single), 16)
+    assert torch.isfinite(out["logits"]).all()
+
+
+def test_padding_does_not_change_output(random_ds):
+    enc = encode_dataset(random_ds, CFG)
+    m = _model(random_ds)
+    b = enc.batch(np.arange(8), with_target=True)
+    ref = m(b)
+    padded = {k: v.clone() for k, v in b.items()}
+    for k in ("diag", "proc", "med"):  # one more padded code column
+        padded[k] = torch.cat([v := padded[k], torch.zeros_like(v[..., :1])], -1)
+    padded["target_med"] = torch.cat([b["target_med"], torch.zeros_like(b["target_med"][:, :2])], -1)
+    # garbage in padded visit slots must be ignored
+    vm = padded["visit_mask"]
+    padded["diag"][..., 0] = torch.where(vm, padded["diag"][..., 0], torch.ones_like(padded["diag"][..., 0]))
+    out = m(padded)
+    for k in ("logits", "z", "align_m"):
+        torch.testing.assert_close(out[k], ref[k], atol=1e-5, rtol=1e-5)
+    # and a real change does change it
+    changed = {k: v.clone() for k, v in b.items()}
+    changed["diag"][0, 0, 0] = (changed["diag"][0, 0, 0] % random_ds.vocabs["diag"].__len__()) + 1
+    assert not torch.allclose(m(changed)["logits"][0], ref["logits"][0])
+
+
+def test_split_visit_encoder(random_ds):
+    m = _model(random_ds, CFG.model_copy(update={"shared_visit_encoder": False}))
+    assert len(m.visit_enc) == 3
+    assert m(encode_dataset(random_ds, CFG).batch(np.arange(3)))["logits"].shape == (3, random_ds.n_meds)
+
+
+def _tcfg(**kw):
+    return StudentTrainConfig(student=CFG, epochs=2, batch_size=32, **kw)
+
+
+def test_kd_without_features_is_config_error(random_ds):
+    with pytest.raises(ConfigError, match="features"):
+        train_student(random_ds, _tcfg(kd="feature"))
+
+
+def test_train_deterministic_reports_and_checkpoint(random_ds, tmp_path):
+    seen = []
+    a = train_student(random_ds, _tcfg(kd="none"), report=seen.append, checkpoint_dir=tmp_path / "ck")
+    b = train_student(random_ds, _tcfg(kd="none"))
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert len(seen) == len(a.history) == 2
+    assert {"epoch", "train_loss", "val_prauc", "val_jaccard", "val_f1"} <= set(seen[0])
+    ck = load_student(tmp_path / "ck")
+    ids, p1 = predict_proba(a.model, random_ds, "test")
+    _, p2 = predict_proba(ck.model, random_ds, "test")
+    np.testing.assert_allclose(p1, p2, atol=1e-6)
+    df = evaluate_student(ck.model, random_ds, "test", rounds=3)
+    assert set(df["group"]) <= {"overall", "single", "multi"} and df["value"].between(0, 1).all()
+    lat = measure_student_latency(ck.model, random_ds, batch_sizes=(1, 8))
+    assert lat["latency_ms_per_patient_b1"] > 0 and lat["latency_ms_per_patient_b8"] > 0
+
+
+@pytest.mark.parametrize("kd", ["feature", "output"])
+def test_train_with_teacher_features_aligned_by_id(random_ds, kd):
+    s = random_ds.samples()
+    rng = np.random.default_rng(0)
+    ids = s["sample_id"].to_numpy()[rng.permutation(len(s))]  # shuffled: alignment must be by id
+    feats = TeacherFeatures(ids, rng.standard_normal((len(ids), 24)).astype(np.float16),
+                            rng.random((len(ids), random_ds.n_meds)).astype(np.float32))
+    r = train_student(random_ds, _tcfg(kd=kd, alpha=1.0), features=feats)
+    assert "train_kd" in r.history[0] and np.isfinite(r.history[-1]["train_loss"])

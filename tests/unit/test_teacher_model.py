@@ -1,0 +1,80 @@
+"""Fast teacher checks: pooling, head shape, registry errors, DeepSpeed config filling."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from leader.errors import CheckpointError, ConfigError
+from leader.models.backbones import pool, resolve_backbone
+from leader.train.teacher import TeacherTrainConfig, build_ds_config, global_batches, lr_lambda
+
+
+def test_last_non_pad_pooling_left_and_right():
+    h = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)  # (B, L, d)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
+    assert torch.equal(pool(h, right, "decoder"), torch.stack([h[0, 1], h[1, 3]]))
+    assert torch.equal(pool(h, left, "decoder"), torch.stack([h[0, 3], h[1, 3]]))
+
+
+def test_mean_pooling_ignores_pads():
+    h = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert pool(h, torch.tensor([[1, 1, 0]]), "encoder").item() == pytest.approx(2.0)
+
+
+def test_registry_errors(monkeypatch, tmp_path):
+    monkeypatch.delenv("LEADER_LLAMA7B_PATH", raising=False)
+    with pytest.raises(CheckpointError, match="LEADER_LLAMA7B_PATH"):
+        resolve_backbone("llama-7b")
+    monkeypatch.setenv("LEADER_QWEN7B_PATH", str(tmp_path / "nope"))
+    with pytest.raises(CheckpointError, match="nope"):
+        resolve_backbone("qwen-7b")
+    with pytest.raises(CheckpointError, match="unknown backbone"):
+        resolve_backbone("gpt-17")
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    spec = resolve_backbone("qwen-1.8b", path=tmp_path / "q")
+    assert spec.dtype == torch.float16 and spec.kind == "decoder"
+
+
+def test_tiny_teacher_head_shape_and_reload(tmp_path):
+    from leader.models.teacher import build_teacher, load_teacher, save_teacher
+
+    m = build_teacher("tiny-llama", 7, lora_rank=4)
+    assert all(not p.requires_grad for n, p in m.named_parameters() if "lora_" not in n and not n.startswith("head."))
+    with torch.no_grad():
+        m.head.bias.add_(0.3)
+    prompts = ["The patient has 1 times ICU visits.", "short"]
+    enc = m.tokenizer(prompts, padding=True, return_tensors="pt")
+    m.eval()
+    logits, h = m(enc["input_ids"], enc["attention_mask"])
+    assert logits.shape == (2, 7) and h.shape == (2, m.d_hidden)
+    save_teacher(m, tmp_path / "t", {"max_length": 64})
+    assert not any(p.name.endswith(".bin") for p in (tmp_path / "t").rglob("*") if "model" in p.name)
+    lt = load_teacher(tmp_path / "t")
+    probs, hid = lt.infer(prompts)
+    assert probs.dtype == np.float32 and hid.dtype == np.float16 and probs.shape == (2, 7)
+    np.testing.assert_allclose(probs, torch.sigmoid(logits).detach().numpy(), atol=1e-5)
+
+
+def test_ds_config_filled_from_train_config(tmp_path):
+    cfg = TeacherTrainConfig(zero_stage=3, batch_size=3, grad_accum=2, cpu_offload=True)
+    ds = build_ds_config(cfg, world=4, cuda=False)
+    assert ds["train_batch_size"] == 24 and ds["zero_optimization"]["stage"] == 3
+    assert "optimizer" not in ds and ds["fp16"]["enabled"] is False
+    assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ConfigError, match="bad.json"):
+        build_ds_config(TeacherTrainConfig(deepspeed_config=str(bad)), 1, False)
+    with pytest.raises(ConfigError, match="not found"):
+        build_ds_config(TeacherTrainConfig(deepspeed_config=str(tmp_path / "x.json")), 1, False)
+
+
+def test_schedule_and_batches():
+    f = lr_lambda(TeacherTrainConfig(warmup=2, schedule="linear"), 10)
+    assert f(0) == 0.5 and f(1) == 1.0 and f(10) == 0.0
+    b = global_batches(10, 4, 0, 0)
+    assert len(b) == 2 and len(set(np.concatenate(b))) == 8
