@@ -21,6 +21,8 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "lead
 def _leader_cache(tmp_path_factory):
     old = os.environ.get("LEADER_CACHE")
     os.environ["LEADER_CACHE"] = str(tmp_path_factory.mktemp("leader_cache"))
+    # reports built by tests never land in the repo's reports/ folder
+    os.environ.setdefault("LEADER_REPORTS_DIR", str(tmp_path_factory.mktemp("reports")))
     yield Path(os.environ["LEADER_CACHE"])
     if old is None:
         os.environ.pop("LEADER_CACHE", None)

@@ -46,7 +46,7 @@ class FeatureStoreConfig(BaseModel):
     budget_bytes: int | None = Field(
         None, description="Most bytes of feature arrays held at once (LRU eviction beyond). "
                           "Default: env LEADER_FEATURE_STORE_BUDGET, else half the cluster's object store memory.")
-    max_retries: int = Field(2, description="Times fetch_features re-creates a dead store and retries.")
+    max_retries: int = Field(4, description="Times fetch_features re-creates a dead store and retries.")
 
 
 def spilling_system_config(directory: str | Path) -> dict:
@@ -145,8 +145,12 @@ def get_store(config: FeatureStoreConfig | None = None):
     if _ACTOR_CLS is None:
         _ACTOR_CLS = _make_actor_cls()
     budget = cfg.budget_bytes if cfg.budget_bytes is not None else _default_budget(ray)
-    return _ACTOR_CLS.options(name=cfg.name, namespace=cfg.namespace, lifetime="detached",
-                              get_if_exists=True).remote(budget)
+    # Escape the caller's placement group: a store created from inside a Tune trial would
+    # otherwise be captured by the trial's group and killed when that trial ends.
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return _ACTOR_CLS.options(name=cfg.name, namespace=cfg.namespace, lifetime="detached", get_if_exists=True,
+                              scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)).remote(budget)
 
 
 def kill_store(config: FeatureStoreConfig | None = None) -> bool:
@@ -168,7 +172,7 @@ def fetch_features(path: str | Path, config: FeatureStoreConfig | None = None) -
     If the store actor (or the node owning its objects) died, it is re-created and the set is
     reloaded from the durable copy."""
     import ray
-    from ray.exceptions import ObjectLostError, OwnerDiedError, RayActorError
+    from ray.exceptions import ActorUnavailableError, ObjectLostError, OwnerDiedError, RayActorError
 
     cfg = config or FeatureStoreConfig()
     path = str(Path(path).resolve())
@@ -180,6 +184,17 @@ def fetch_features(path: str | Path, config: FeatureStoreConfig | None = None) -
             arrays = ray.get(out["ref"][0])
             return TeacherFeatures(sample_ids=arrays["sample_ids"], hidden=arrays["hidden"],
                                    probs=arrays["probs"], meta=out["meta"])
+        except ActorUnavailableError as e:
+            # The actor is restarting (max_restarts=-1): wait for it rather than kill it, which
+            # would cascade into every concurrent trial re-creating the store.
+            last = e
+            log.info("feature store restarting; retrying (attempt %d)", attempt + 1)
+            time.sleep(min(0.5 * 2**attempt, 5.0))
+            if attempt >= 2:  # stuck restarting (e.g. its placement group is gone): replace it
+                try:
+                    kill_store(cfg)
+                except Exception:
+                    pass
         except (RayActorError, OwnerDiedError, ObjectLostError) as e:
             last = e
             log.warning("feature store unavailable (%s); re-creating it (attempt %d)", type(e).__name__, attempt + 1)

@@ -295,8 +295,11 @@ class StudyRunner:
             import ray
 
             sizes = tuple(self.spec.evaluation.latency_batch_sizes)
-            rows = ray.get(_measure.options(num_cpus=self.spec.resources.cpu).remote(
-                ds, model_dir, str(teacher_dir) if teacher_dir else None, sizes))
+            # student and teacher in separate fresh processes: each peak RSS is its own
+            m = _measure.options(num_cpus=self.spec.resources.cpu)
+            rows = ray.get(m.remote(ds, model_dir, None, sizes))
+            if teacher_dir:
+                rows += ray.get(m.remote(ds, None, str(teacher_dir), sizes))
             for r in rows:
                 r.update(dataset=ds.name, backbone=bb)
             pd.DataFrame(rows).to_parquet(self.parts / f"{_part_name(key)}.eff.parquet", index=False)
@@ -373,15 +376,17 @@ def _measure_impl(ds, model_dir, teacher_dir, sizes):
         from leader.models.teacher import load_teacher
 
         t = load_teacher(teacher_dir)
-        ids = ds.samples("test")["sample_id"].to_numpy()[:8]
-        prompts = build_prompts(ds, ids)
-        t.infer(prompts[:1])  # warm-up
-        t0 = time.perf_counter()
-        t.infer(prompts)
-        dt = time.perf_counter() - t0
-        rows.append({"model": "LEADER(T)", "latency_ms_per_patient": 1000 * dt / max(len(prompts), 1),
-                     "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                     "batch_size": len(prompts), "device": "cpu"})
+        ids = ds.samples("test")["sample_id"].to_numpy()[:max(sizes)]
+        pool = build_prompts(ds, ids)
+        t.infer(pool[:1])  # warm-up
+        for b in sizes:  # same batch sizes as the student, so the speed-up is like for like
+            prompts = [pool[i % len(pool)] for i in range(b)]
+            t0 = time.perf_counter()
+            t.infer(prompts, batch_size=b)
+            dt = time.perf_counter() - t0
+            rows.append({"model": "LEADER(T)", "latency_ms_per_patient": 1000 * dt / b,
+                         "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                         "batch_size": b, "device": "cpu"})
     return rows
 
 

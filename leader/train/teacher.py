@@ -249,7 +249,7 @@ def _train_loop(config: dict) -> None:
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
 
     tr, G = data["train"], cfg.batch_size * cfg.grad_accum * world
-    y_train = torch.as_tensor(np.asarray(tr["labels"], dtype=np.float32))
+    y_train = torch.from_numpy(np.array(tr["labels"], dtype=np.float32))  # writable copy
     steps_per_epoch = n_train // G
     t_train, n_timed, peak = 0.0, 0, _rss_mb()
     engine.train()
@@ -260,6 +260,9 @@ def _train_loop(config: dict) -> None:
             if step >= T:
                 break
             if cfg.fail_at_step is not None and step == cfg.fail_at_step and resumed_from is None and rank == world - 1:
+                # Ray Train's controller polls worker reports every ~2 s: dying right after the
+                # last report would lose that checkpoint (restart from scratch, then crash again).
+                time.sleep(5)
                 os._exit(1)  # simulated worker crash (first attempt only)
             t0 = time.perf_counter()
             gb = batches[s]
@@ -310,7 +313,13 @@ def _train_loop(config: dict) -> None:
         if rank == 0:
             meta = {**config["meta"], "max_length": cfg.max_length,
                     "metrics": {k: v for k, v in final.items() if k not in ("losses",)}, "train_config": cfg.model_dump(mode="json")}
-            save_teacher(engine.module, Path(tmp) / "teacher", meta, trainable_state=state)
+            # ZeRO-3 leaves the engine's module partitioned (empty tensors), so peft's
+            # save_pretrained would write nothing: save through a fresh unpartitioned copy.
+            target = engine.module
+            if engine.zero_optimization_stage() == 3:
+                target = build_teacher(cfg.backbone, int(config["n_meds"]), cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                       seed=cfg.seed, backbone_path=config["backbone_path"], corpus=config["corpus"])
+            save_teacher(target, Path(tmp) / "teacher", meta, trainable_state=state)
         ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None, checkpoint_dir_name="final")
 
 

@@ -22,6 +22,8 @@ def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, t
     losses = m["losses"]
     assert len(losses) == 5 and losses[-1] < losses[0] - 0.1
     assert m["zero_stage"] == stage and m["world_size"] == 2
+    print(f"[teacher-train] {backbone} zero={stage} steps/s/worker={m['steps_per_s_per_worker']:.3f} "
+          f"peak_rss_mb/worker={m['rss_mb_peak_worker']:.0f}")
     if fail_at is not None:
         assert m["resumed_from"] == 2  # latest checkpoint before the crash at step 3
     else:
