@@ -36,6 +36,7 @@ class StudyRunner:
         self.state = StudyState(study_dir)
         self.parts = study_dir / "results" / "parts"
         self.parts.mkdir(parents=True, exist_ok=True)
+        self.dataset_stats: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ helpers
     def _stage(self, key: str, fp: str, fn):
@@ -76,6 +77,11 @@ class StudyRunner:
             raise ConfigError(f"dataset {d.name!r}: field 'root': no such folder {root}")
         ds = prepare(d.source, root, PrepareOptions(**d.prepare))
         ds.name = d.name
+        from leader.data.stats import dataset_stats
+
+        # cohort-level aggregates only (Table VI); nested details stay out of the report
+        self.dataset_stats[d.name] = {k: v for k, v in dataset_stats(ds).items()
+                                      if not isinstance(v, (dict, list)) and k not in ("name", "fingerprint")}
         self.state.mark(f"data/{d.name}", "done", ds.fingerprint, fingerprint_ds=ds.fingerprint,
                         n_samples=int(len(ds.visits)), n_meds=int(ds.n_meds))
         return ds
@@ -324,6 +330,8 @@ class StudyRunner:
         opt = [pd.read_parquet(p) for p in sorted(self.parts.glob("*.optuna.parquet"))]
         if opt:
             pd.concat(opt, ignore_index=True).to_parquet(res / "optuna_trials.parquet", index=False)
+        if self.dataset_stats:
+            (res / "dataset_stats.json").write_text(json.dumps(self.dataset_stats, indent=1, default=str))
         (res / "env.json").write_text(json.dumps(environment(), indent=1, default=str))
 
     def run(self) -> None:

@@ -75,6 +75,10 @@ def test_dashboard_agent_job_endpoint_requires_the_token(ray_with_dashboard):
     ray, node = ray_with_dashboard
     (info,) = [n for n in ray.nodes() if n["Alive"]]
     port = info.get("DashboardAgentListenPort") or node.dashboard_agent_listen_port
+    if not port:  # not always published in ray.nodes(); the agent then uses Ray's default port
+        from ray._private import ray_constants
+
+        port = ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT
     host = ray.util.get_node_ip_address()
     body = {"entrypoint": "echo pwned", "submission_id": "x"}
     assert _status(f"http://{host}:{port}/api/job_agent/jobs/", body=body) == 401

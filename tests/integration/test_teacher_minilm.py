@@ -14,7 +14,7 @@ def test_minilm_teacher_improves_val_prauc(ray_local, small_synthetic, tmp_path)
     from leader.models.teacher import build_teacher
 
     n_val = 48
-    cfg = TeacherTrainConfig(backbone="minilm", workers=1, zero_stage=2, max_steps=25, batch_size=16, max_length=96,
+    cfg = TeacherTrainConfig(backbone="minilm", workers=1, zero_stage=2, max_steps=18, batch_size=16, max_length=80,
                              lr=3e-3, max_train_samples=400, max_eval_samples=n_val, eval_test=False)
     val = small_synthetic.samples("val").iloc[:n_val]
     prompts = build_prompts(small_synthetic, val["sample_id"])
