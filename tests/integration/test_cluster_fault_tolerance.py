@@ -266,18 +266,21 @@ def test_train_resumes_from_last_checkpoint_after_node_loss(sim_cluster, tmp_pat
     def ready(starts):
         recs = starts.get("rank1", [])
         ckpts = list(storage.rglob("checkpoint_*"))
-        return recs[-1]["node"] if len(recs) == 1 and len(ckpts) >= 2 else None
+        # Ray Train's controller registers reported checkpoints on a ~2 s poll: kill only once the
+        # oldest one has certainly been registered, else the restart legitimately begins at 0.
+        settled = ckpts and time.time() - min(c.stat().st_mtime for c in ckpts) > 5
+        return recs[-1]["node"] if len(recs) == 1 and len(ckpts) >= 2 and settled else None
 
     killed: dict = {}
     done = threading.Event()
 
     killer = threading.Thread(target=_kill_when, args=(cluster, workers, log_dir, ready, done, killed))
     killer.start()
-    epochs = 8
+    epochs = 12  # long enough that the kill lands mid-training even on a loaded 2-core machine
     try:
         result = TorchTrainer(
             _train_loop,
-            train_loop_config={"epochs": epochs, "epoch_s": 0.6, "log_dir": str(log_dir)},
+            train_loop_config={"epochs": epochs, "epoch_s": 1.0, "log_dir": str(log_dir)},
             scaling_config=ray.train.ScalingConfig(num_workers=2, use_gpu=False,
                                                    resources_per_worker={"CPU": 1}),
             run_config=ray.train.RunConfig(
