@@ -7,3 +7,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 export RAY_USAGE_STATS_ENABLED=0
 export PYTHONUNBUFFERED=1
+# Ray 2.60 clusters use token auth; clients (ray job submit, ray.init(address=...)) need this
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}

@@ -11,4 +11,6 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     || echo "warning: could not install chromium; HTML rendering checks will skip" >&2
 fi
 source scripts/env.sh
+# the venv's console scripts (ray, leader) must be on PATH for subprocesses such as `ray job submit`
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest "$@"

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+# the `ray` CLI of this interpreter's environment, whether or not the venv is activated
+RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
 REPO = Path(__file__).resolve().parents[2]
 LEADER = [sys.executable, "-m", "leader.cli.main"]
 pytestmark = pytest.mark.slow
@@ -42,6 +44,9 @@ report: {{enabled: false}}
 def _env():
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
+    # console scripts (ray, leader) of this interpreter first on PATH: job entrypoints need them
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("RAY_AUTH_MODE", "token")  # Ray 2.60 clusters require the token (~/.ray/auth_token)
     return env
 
 
@@ -122,7 +127,7 @@ def test_invalid_study_fails_fast(tmp_path):
 
 def test_ray_job_submit(tmp_path):
     env = _env()
-    head = subprocess.run(["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+    head = subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
                            "--num-cpus", "2", "--port", "6391", "--dashboard-port", "8275"],
                           env=env, capture_output=True, text=True, timeout=180)
     assert head.returncode == 0, head.stderr
@@ -130,7 +135,7 @@ def test_ray_job_submit(tmp_path):
         assert (Path.home() / ".ray" / "auth_token").is_file()
         p = REPO / "studies" / "_test_job.yaml"  # inside the working dir that is uploaded
         p.write_text(STUDENT_ONLY.format(name="job", storage=tmp_path / "out", epochs=1, n=2))
-        r = subprocess.run(["ray", "job", "submit", "--address", "http://127.0.0.1:8275", "--working-dir", str(REPO),
+        r = subprocess.run([RAY, "job", "submit", "--address", "http://127.0.0.1:8275", "--working-dir", str(REPO),
                             "--", "leader", "study", "run", "studies/_test_job.yaml"],
                            env=env, capture_output=True, text=True, timeout=500, cwd=REPO)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
