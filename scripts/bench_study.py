@@ -47,7 +47,8 @@ def main() -> None:
         trainable = tune.with_resources(tune.with_parameters(student_trial, ds=ds, base=base, cpus=1), {"cpu": 1})
         with tempfile.TemporaryDirectory() as tmp:
             tuner = tune.Tuner(trainable, param_space={"lr": tune.grid_search(lrs)},
-                               tune_config=tune.TuneConfig(max_concurrent_trials=conc, trial_dirname_creator=trial_dirname),
+                               tune_config=tune.TuneConfig(max_concurrent_trials=conc, trial_dirname_creator=trial_dirname,
+                                                           reuse_actors=True),
                                run_config=tune.RunConfig(name=f"bench{conc}", storage_path=tmp, verbose=0))
             t0 = time.perf_counter()
             grid = tuner.fit()

@@ -154,6 +154,9 @@ class StudyRunner:
 
     # ------------------------------------------------------------------ Tune
     def _trainable(self, ds, feat_dir: Path | None, grid: bool):
+        """Every trial of a stage asks for the same resources, so Tune reuses its actors
+        (reuse_actors=True): a new trial does not pay for a process start and the torch/pandas
+        imports again, which was most of Tune's per-trial overhead on short student trainings."""
         from ray import tune
 
         s = self.spec
@@ -228,7 +231,7 @@ class StudyRunner:
                      if sp.scheduler.type == "asha" else FIFOScheduler())
             return tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
                 metric=sp.metric, mode=sp.mode, search_alg=searcher, scheduler=sched, num_samples=sp.num_samples,
-                trial_dirname_creator=trial_dirname), run_config=self._run_config(name))
+                trial_dirname_creator=trial_dirname, reuse_actors=True), run_config=self._run_config(name))
 
         def run():
             grid = self._fit(key, name, trainable, make_tuner)
@@ -260,7 +263,7 @@ class StudyRunner:
         def make_tuner():
             return tune.Tuner(trainable, param_space={**base, "run": tune.grid_search(grid_rows(s))},
                               tune_config=tune.TuneConfig(max_concurrent_trials=s.search.max_concurrent,
-                                                          trial_dirname_creator=trial_dirname),
+                                                          trial_dirname_creator=trial_dirname, reuse_actors=True),
                               run_config=self._run_config(name))
 
         def run():

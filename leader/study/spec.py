@@ -240,7 +240,7 @@ class StudySpec(_Strict):
             student_config(self.student)
         except ConfigError as e:
             raise ValueError(f"student: {e}") from None
-        if self.teacher is None and student_config(self.student).kd != "none":
+        if self.teacher is None and student_config(self.student).loss.kd != "none":
             raise ValueError("student.kd must be 'none' when no teacher is declared")
         for k in self.search.space:
             if not is_student_param(k):
@@ -281,7 +281,10 @@ def _student_fields() -> tuple[set[str], set[str]]:
     from leader.models.student import StudentConfig
     from leader.train.student import StudentTrainConfig
 
-    return set(StudentTrainConfig.model_fields) - {"student"}, set(StudentConfig.model_fields)
+    from leader.losses import LossConfig
+
+    # loss fields are named flat (alpha, beta, kd...) and lifted into `loss` by StudentTrainConfig
+    return (set(StudentTrainConfig.model_fields) - {"student", "loss"}) | set(LossConfig.model_fields), set(StudentConfig.model_fields)
 
 
 def is_student_param(name: str) -> bool:

@@ -30,7 +30,7 @@ def student_trial(config: dict, *, ds=None, features_path: str | None = None, ba
     cfg = student_config(params)
     cfg = cfg.model_copy(update={"num_threads": max(1, int(cpus))})
     features = None
-    if features_path and cfg.kd != "none":
+    if features_path and cfg.loss.kd != "none":
         from leader.features.actor import fetch_features
 
         features = fetch_features(features_path)  # zero-copy from the object store

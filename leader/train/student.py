@@ -25,18 +25,21 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from leader.data.dataset import EHRDataset
 from leader.errors import CheckpointError, ConfigError
 from leader.losses import LossConfig, total_loss
 from leader.metrics import bootstrap_metrics, mean_metrics
 from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
+
+
+LOSS_FIELDS = frozenset(LossConfig.model_fields)
 
 
 class StudentTrainConfig(BaseModel):
@@ -48,16 +51,21 @@ class StudentTrainConfig(BaseModel):
     patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation PRAUC.")
     seed: int = Field(0, description="Seed for init, shuffling and dropout.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold for Jaccard/F1.")
-    kd: Literal["feature", "output", "none"] = Field("feature", description="Distillation kind (ablations: output, none).")
-    alpha: float = Field(0.5, ge=0, description="KD weight.")
-    beta: float = Field(0.1, ge=0, description="Profile alignment weight.")
-    tau: float = Field(0.1, gt=0, description="InfoNCE temperature.")
-    kd_temperature: float = Field(1.0, gt=0, description="Output-KD temperature.")
-    align: bool = Field(True, description="Use the profile alignment loss (ablation: False).")
+    loss: LossConfig = Field(default_factory=LossConfig, description="Loss terms: KD kind and weight, alignment.")
     num_threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs).")
 
-    def loss_config(self) -> LossConfig:
-        return LossConfig(kd=self.kd, alpha=self.alpha, beta=self.beta, tau=self.tau, kd_temperature=self.kd_temperature, align=self.align)
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_flat_loss_fields(cls, data):
+        """Study files, the CLI and sweeps name loss fields flat (alpha, kd, ...), as the paper does."""
+        if isinstance(data, dict) and LOSS_FIELDS & data.keys():
+            data = dict(data)
+            loss = dict(data.pop("loss", None) or {})
+            if isinstance(loss, LossConfig):
+                loss = loss.model_dump()
+            loss.update({k: data.pop(k) for k in LOSS_FIELDS & data.keys()})
+            data["loss"] = loss
+        return data
 
 
 @dataclass
@@ -104,11 +112,11 @@ def predict_proba(model: LeaderStudent, ds: EHRDataset, split: str | None = None
 
 def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report: Callable[[dict], None] | None = None,
                   checkpoint_dir: str | Path | None = None) -> StudentTrainResult:
-    if cfg.kd != "none" and cfg.alpha > 0 and features is None:
-        raise ConfigError(f"kd={cfg.kd!r} needs teacher features (pass --features DIR), or set kd='none'")
+    lcfg = cfg.loss
+    if lcfg.kd != "none" and lcfg.alpha > 0 and features is None:
+        raise ConfigError(f"kd={lcfg.kd!r} needs teacher features (pass --features DIR), or set kd='none'")
     torch.set_num_threads(cfg.num_threads)
     _seed_all(cfg.seed)
-    lcfg = cfg.loss_config()
     enc = encode_dataset(ds, cfg.student)
     tr, va = enc.indices("train"), enc.indices("val")
     if len(tr) < 2 or len(va) == 0:
@@ -116,20 +124,20 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
     model = LeaderStudent.for_dataset(ds, cfg.student)
     proj = None
     h_all = p_all = None
-    if features is not None and cfg.kd != "none":
+    if features is not None and lcfg.kd != "none":
         h_all, p_all = features.align(enc.sample_ids[tr])
         h_all = torch.from_numpy(np.asarray(h_all, dtype=np.float32))  # (N_tr, d_h)
         p_all = torch.from_numpy(np.asarray(p_all, dtype=np.float32))  # (N_tr, |meds|)
         if p_all.shape[1] != ds.n_meds:
             raise CheckpointError(f"teacher probs have {p_all.shape[1]} drugs, dataset {ds.name!r} has {ds.n_meds}")
-        if cfg.kd == "feature":
+        if lcfg.kd == "feature":
             proj = torch.nn.Linear(cfg.student.d_model, h_all.shape[1])  # width follows the teacher
     params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     y_tr = torch.from_numpy(enc.labels[tr])
     gen = np.random.default_rng(cfg.seed)
     best, best_epoch, best_state, history, bad = -1.0, -1, None, [], 0
-    want_align = cfg.align and cfg.beta > 0
+    want_align = lcfg.align and lcfg.beta > 0
     for epoch in range(cfg.epochs):
         model.train()
         if proj is not None:

@@ -106,3 +106,16 @@ def test_train_with_teacher_features_aligned_by_id(random_ds, kd):
                             rng.random((len(ids), random_ds.n_meds)).astype(np.float32))
     r = train_student(random_ds, _tcfg(kd=kd, alpha=1.0), features=feats)
     assert "train_kd" in r.history[0] and np.isfinite(r.history[-1]["train_loss"])
+
+
+def test_loss_fields_are_named_flat_and_nested_once():
+    from leader.study.spec import student_config
+
+    cfg = StudentTrainConfig(kd="output", alpha=0.3, loss={"beta": 0.2})
+    assert (cfg.loss.kd, cfg.loss.alpha, cfg.loss.beta) == ("output", 0.3, 0.2)
+    again = StudentTrainConfig.model_validate_json(cfg.model_dump_json())  # checkpoint config.json round trip
+    assert again == cfg and "alpha" not in again.model_dump()  # stored once, under loss
+    routed = student_config({"alpha": 0.7, "tau": 0.05, "d_model": 48, "lr": 1e-3})
+    assert routed.loss.alpha == 0.7 and routed.loss.tau == 0.05 and routed.student.d_model == 48
+    with pytest.raises(Exception, match="alpha"):
+        student_config({"alpha": -1})
