@@ -94,6 +94,13 @@ def build_teacher(backbone_name: str, n_meds: int, lora_rank: int = 8, *, lora_a
     return model
 
 
+def enable_gradient_checkpointing(model: TeacherModel) -> None:
+    """Trade compute for memory: backbone activations are recomputed in backward. Non-reentrant
+    checkpointing, so gradients reach the LoRA weights although the embeddings are frozen."""
+    base = model.backbone.get_base_model()  # the transformers model under peft
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def save_teacher(model: TeacherModel, out_dir: str | Path, meta: dict | None = None,
                  trainable_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Adapter + head + meta.json only. `trainable_state` overrides the module's tensors (ZeRO-3

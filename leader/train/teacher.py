@@ -61,6 +61,8 @@ class TeacherTrainConfig(BaseModel):
     seed: int = Field(0, description="Seed of init, LoRA, head and data order.")
     lora_rank: int = Field(8, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch (the authors' release uses 0.1).")
+    gradient_checkpointing: bool = Field(False, description="Recompute backbone activations in backward: needed for 7B models with long prompts on 32 GB V100s.")
     max_failures: int = Field(1, ge=0, description="Ray Train worker-group restarts after a failure (resume from the latest checkpoint).")
     max_train_samples: int | None = Field(None, ge=1, description="Use only the first N training samples (smoke tests).")
     max_eval_samples: int | None = Field(None, ge=1, description="Use only the first N val/test samples.")
@@ -210,7 +212,7 @@ def _train_loop(config: dict) -> None:
     from ray.train import Checkpoint
 
     from leader.metrics import mean_metrics
-    from leader.models.teacher import build_teacher, save_teacher
+    from leader.models.teacher import build_teacher, enable_gradient_checkpointing, save_teacher
 
     cfg = TeacherTrainConfig(**config["cfg"])
     data = config["data"]
@@ -220,8 +222,11 @@ def _train_loop(config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
     cuda = cfg.use_gpu and torch.cuda.is_available()
 
-    model = build_teacher(cfg.backbone, int(config["n_meds"]), cfg.lora_rank, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
+    model = build_teacher(cfg.backbone, int(config["n_meds"]), cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                          lora_dropout=cfg.lora_dropout, seed=cfg.seed,
                           backbone_path=config["backbone_path"], corpus=config["corpus"])
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     tok = model.tokenizer
     n_train = len(data["train"]["prompts"])
     T = total_steps(cfg, n_train, world)
@@ -318,7 +323,7 @@ def _train_loop(config: dict) -> None:
             target = engine.module
             if engine.zero_optimization_stage() == 3:
                 target = build_teacher(cfg.backbone, int(config["n_meds"]), cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                                       seed=cfg.seed, backbone_path=config["backbone_path"], corpus=config["corpus"])
+                                       lora_dropout=cfg.lora_dropout, seed=cfg.seed, backbone_path=config["backbone_path"], corpus=config["corpus"])
             save_teacher(target, Path(tmp) / "teacher", meta, trainable_state=state)
         ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None, checkpoint_dir_name="final")
 
@@ -372,13 +377,15 @@ def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -
     `world`-worker run (per-worker batch x world in one step). Returns per-step losses."""
     import torch
 
-    from leader.models.teacher import build_teacher
+    from leader.models.teacher import build_teacher, enable_gradient_checkpointing
 
     world = world or cfg.workers
     data = _prepare_inputs(ds, cfg)
     spec_corpus = data["train"]["prompts"][:2000] if cfg.backbone.startswith("tiny-") else None
-    model = build_teacher(cfg.backbone, ds.n_meds, cfg.lora_rank, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
-                          backbone_path=cfg.backbone_path, corpus=spec_corpus)
+    model = build_teacher(cfg.backbone, ds.n_meds, cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          seed=cfg.seed, backbone_path=cfg.backbone_path, corpus=spec_corpus)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     tr = data["train"]
     n = len(tr["prompts"])
     T = total_steps(cfg, n, world)

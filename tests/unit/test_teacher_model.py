@@ -78,3 +78,29 @@ def test_schedule_and_batches():
     assert f(0) == 0.5 and f(1) == 1.0 and f(10) == 0.0
     b = global_batches(10, 4, 0, 0)
     assert len(b) == 2 and len(set(np.concatenate(b))) == 8
+
+
+def test_gradient_checkpointing_gives_the_same_lora_gradients():
+    """The 7B recipe recomputes activations in backward; the LoRA/head gradients must not change."""
+    from leader.models.teacher import build_teacher, enable_gradient_checkpointing
+
+    prompts = ["The patient has 2 times ICU visits. Diagnoses: hypertension.", "short record"]
+    y = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    grads = []
+    for ckpt in (False, True):
+        m = build_teacher("tiny-llama", 3, lora_rank=4, seed=0)
+        for n, p in m.named_parameters():  # LoRA B starts at zero: perturb it so LoRA A gets gradients too
+            if "lora_B" in n:
+                p.data.normal_(0, 0.02, generator=torch.Generator().manual_seed(1))
+        if ckpt:
+            enable_gradient_checkpointing(m)
+            assert m.backbone.get_base_model().is_activation_checkpointing
+        m.train()
+        enc = m.tokenizer(prompts, padding=True, return_tensors="pt")
+        logits, _ = m(enc["input_ids"], enc["attention_mask"])
+        m.loss(logits, y).backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and any("lora_A" in n for n in grads[0])
+    for n in grads[0]:
+        assert grads[0][n].abs().sum() > 0, n
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6)
