@@ -23,3 +23,27 @@ class ConfigError(LeaderError):
 
 class CheckpointError(LeaderError):
     """A missing or incompatible model checkpoint or feature set."""
+
+
+def read_json(path, error: type[LeaderError] = CheckpointError, *, what: str = "file",
+              required: tuple[str, ...] = ()) -> dict:
+    """A JSON file a user or an earlier stage wrote (checkpoint meta, DeepSpeed config...). A
+    missing, truncated or incomplete one raises `error` naming the file (and the field), not a
+    bare FileNotFoundError / JSONDecodeError / KeyError from deep inside a run."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what}: {p} missing")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{what}: {p} is not valid JSON ({e})") from e
+    if required:
+        if not isinstance(data, dict):
+            raise error(f"{what}: {p} must hold a JSON object")
+        for k in required:
+            if k not in data:
+                raise error(f"{what}: {p}: field {k!r} missing")
+    return data

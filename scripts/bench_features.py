@@ -58,7 +58,6 @@ def main() -> None:
     @ray.remote(num_cpus=1)
     def trial(mode: str, cfg_json: str, path: str) -> float:
         from leader.features.actor import FeatureStoreConfig, fetch_features
-        from leader.features.store import load_features
 
         t = time.perf_counter()
         if mode == "store":

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leader.errors import DataError
+from leader.errors import DataError, read_json
 
 CODE_TYPES = ("diag", "proc", "med")
 SPLITS = ("train", "val", "test")
@@ -170,7 +170,7 @@ class EHRDataset:
         meta_path = folder / "meta.json"
         if not meta_path.exists():
             raise DataError("not a processed dataset (meta.json missing)", file=str(folder))
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path, DataError, what="processed dataset (delete the folder to rebuild it)")
         visits = pd.read_parquet(folder / "visits.parquet")
         for kind in CODE_TYPES:  # parquet gives numpy arrays; keep plain lists of int
             visits[kind] = visits[kind].map(lambda a: [int(x) for x in a])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leader.errors import CheckpointError
+from leader.errors import CheckpointError, read_json
 from leader.features.store import MANIFEST, FeatureManifest, ShardRecord, check_shard, write_manifest, write_shard
 
 log = logging.getLogger("leader.features.extract")
@@ -45,17 +45,8 @@ def teacher_hash(teacher_dir: str | Path, edge: int = 1 << 20) -> str:
 
 
 def read_teacher_meta(teacher_dir: str | Path) -> dict:
-    p = Path(teacher_dir) / "meta.json"
-    if not p.exists():
-        raise CheckpointError(f"not a teacher checkpoint: {p} missing")
-    try:
-        meta = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{p}: not valid JSON ({e})") from e
-    for k in ("n_meds", "d_hidden"):
-        if k not in meta:
-            raise CheckpointError(f"{p}: field {k!r} missing")
-    return meta
+    return read_json(Path(teacher_dir) / "meta.json", CheckpointError, what="not a teacher checkpoint",
+                     required=("n_meds", "d_hidden"))
 
 
 def _load(teacher_dir: str):

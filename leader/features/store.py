@@ -12,7 +12,6 @@ storage (NFS, a mounted bucket) and be read by every node.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 

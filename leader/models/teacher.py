@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leader.errors import CheckpointError
+from leader.errors import CheckpointError, read_json
 from leader.models.backbones import BackboneSpec, pool, resolve_backbone
 
 META = "meta.json"
@@ -164,9 +164,7 @@ def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: 
     from transformers import AutoTokenizer
 
     d = Path(in_dir)
-    if not (d / META).exists():
-        raise CheckpointError(f"not a teacher checkpoint: {d / META} missing")
-    meta = json.loads((d / META).read_text())
+    meta = read_json(d / META, CheckpointError, what="not a teacher checkpoint")
     for f in (ADAPTER, HEAD):
         if not (d / f).exists():
             raise CheckpointError(f"teacher checkpoint {d}: {f} missing")

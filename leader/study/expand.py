@@ -41,37 +41,48 @@ def grid_rows(spec: StudySpec) -> list[dict]:
     return rows
 
 
+def _teacher_units(spec: StudySpec, dataset: str, backbone: str) -> list[Unit]:
+    if spec.teacher is None:
+        return []
+    tr = spec.teacher_resources
+    if spec.teacher.train:
+        train = Unit("teacher", dataset, backbone, detail=f"Ray Train x{tr.num_workers} (skipped if a matching "
+                     "checkpoint exists)", cpu=tr.num_workers * tr.cpu_per_worker, gpu=tr.num_workers * tr.gpu_per_worker)
+    else:
+        train = Unit("teacher", dataset, backbone, detail="reuse checkpoint")
+    return [train,
+            Unit("features", dataset, backbone, detail="teacher inference, all splits"),
+            Unit("teacher_eval", dataset, backbone, detail="LEADER(T) test bootstrap")]
+
+
+def _student_units(spec: StudySpec, dataset: str, backbone: str) -> list[Unit]:
+    r, sp = spec.resources, spec.search
+    conc = sp.max_concurrent  # sweep and grid stages both run this many trials at once
+    units = [Unit("sweep", dataset, backbone, trials=sp.num_samples,
+                  detail=f"Optuna {sp.sampler} x {len(sp.space)} params, {sp.scheduler.type} <= "
+                         f"{spec.max_epochs()} epochs, {conc} concurrent", cpu=r.cpu * conc, gpu=r.gpu * conc)]
+    rows = grid_rows(spec)
+    n_ab = sum(1 for x in rows if x["stage"] == "ablation")
+    n_se = len(rows) - n_ab
+    variants = tuple(dict.fromkeys(x["variant"] for x in rows if x["stage"] == "ablation"))
+    units.append(Unit("ablation", dataset, backbone, trials=n_ab,
+                      detail=f"{len(variants)} variants x {len(spec.seeds)} seeds on the best config",
+                      cpu=r.cpu * conc, gpu=r.gpu * conc, variants=variants))
+    if n_se:
+        units.append(Unit("sensitivity", dataset, backbone, trials=n_se,
+                          detail=f"alpha {spec.sensitivity.alpha}, beta {spec.sensitivity.beta} x {len(spec.seeds)} seeds",
+                          cpu=r.cpu * conc, gpu=r.gpu * conc))
+    return units
+
+
 def expand(spec: StudySpec) -> list[Unit]:
     units: list[Unit] = []
-    r, tr = spec.resources, spec.teacher_resources
     for d in spec.datasets:
         units.append(Unit("data", d.name, detail=f"source={d.source}" + (" (optional)" if d.optional else "")))
         units.append(Unit("baseline", d.name, detail="Frequency baseline, test bootstrap"))
         for b in spec.backbones():
-            reuse = spec.teacher is None or not spec.teacher.train
-            if spec.teacher is not None:
-              units.append(Unit("teacher", d.name, b, detail="reuse checkpoint" if reuse else
-                              f"Ray Train x{tr.num_workers} (skipped if a matching checkpoint exists)",
-                              cpu=0 if reuse else tr.num_workers * tr.cpu_per_worker,
-                              gpu=0 if reuse else tr.num_workers * tr.gpu_per_worker))
-              units.append(Unit("features", d.name, b, detail="teacher inference, all splits"))
-              units.append(Unit("teacher_eval", d.name, b, detail="LEADER(T) test bootstrap"))
-            units.append(Unit("sweep", d.name, b, trials=spec.search.num_samples,
-                              detail=f"Optuna {spec.search.sampler} x {len(spec.search.space)} params, "
-                                     f"{spec.search.scheduler.type} <= {spec.max_epochs()} epochs, "
-                                     f"{spec.search.max_concurrent} concurrent",
-                              cpu=r.cpu * spec.search.max_concurrent, gpu=r.gpu * spec.search.max_concurrent))
-            rows = grid_rows(spec)
-            n_ab = sum(1 for x in rows if x["stage"] == "ablation")
-            n_se = len(rows) - n_ab
-            variants = tuple(dict.fromkeys(x["variant"] for x in rows if x["stage"] == "ablation"))
-            units.append(Unit("ablation", d.name, b, trials=n_ab,
-                              detail=f"{len(variants)} variants x {len(spec.seeds)} seeds on the best config",
-                              cpu=r.cpu, gpu=r.gpu, variants=variants))
-            if n_se:
-                units.append(Unit("sensitivity", d.name, b, trials=n_se,
-                                  detail=f"alpha {spec.sensitivity.alpha}, beta {spec.sensitivity.beta} x "
-                                         f"{len(spec.seeds)} seeds", cpu=r.cpu, gpu=r.gpu))
+            units += _teacher_units(spec, d.name, b)
+            units += _student_units(spec, d.name, b)
             units.append(Unit("efficiency", d.name, b, detail="latency/patient + peak memory, teacher vs student"))
     if spec.report.enabled:
         units.append(Unit("report", detail=f"{len(spec.report.tables)} tables, {len(spec.report.figures)} figures"))

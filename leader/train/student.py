@@ -33,7 +33,7 @@ import torch
 from pydantic import BaseModel, Field, model_validator
 
 from leader.data.dataset import EHRDataset
-from leader.errors import CheckpointError, ConfigError
+from leader.errors import CheckpointError, ConfigError, read_json
 from leader.losses import LossConfig, total_loss
 from leader.metrics import bootstrap_metrics, mean_metrics
 from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
@@ -203,7 +203,8 @@ def load_student(checkpoint_dir: str | Path) -> StudentCheckpoint:
         if not (folder / f).exists():
             raise CheckpointError(f"student checkpoint incomplete: {folder / f} missing")
     cfg = StudentTrainConfig.model_validate_json((folder / "config.json").read_text())
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = read_json(folder / "meta.json", CheckpointError, what="student checkpoint",
+                     required=("n_diag", "n_proc", "n_med", "profile_sizes"))
     model = LeaderStudent(cfg.student, meta["n_diag"], meta["n_proc"], meta["n_med"], meta["profile_sizes"])
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from leader.errors import ConfigError
+from leader.errors import ConfigError, read_json
 from leader.paths import repo_root
 
 
@@ -86,13 +86,7 @@ class TeacherTrainResult:
 # ----------------------------------------------------------------------------- shared pieces
 def build_ds_config(cfg: TeacherTrainConfig, world: int, cuda: bool) -> dict:
     """Load any DeepSpeed JSON and make batch sizes / precision / offload agree with `cfg`."""
-    p = cfg.ds_config_path()
-    if not p.exists():
-        raise ConfigError(f"deepspeed_config: file {p} not found")
-    try:
-        ds = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"deepspeed_config: file {p} is not valid JSON ({e})") from e
+    ds = read_json(cfg.ds_config_path(), ConfigError, what="deepspeed_config")
     ds = {k: v for k, v in ds.items() if not k.startswith("_") and k not in ("optimizer", "scheduler")}
     ds["train_micro_batch_size_per_gpu"] = cfg.batch_size
     ds["gradient_accumulation_steps"] = cfg.grad_accum

@@ -76,6 +76,16 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     assert (sd / "features" / "syn" / "tiny-llama" / "manifest.json").is_file()
     state = json.loads((sd / "state.json").read_text())["stages"]
     assert all(v["status"] in ("done", "skipped") for v in state.values())
+    # no patient identifier in any folder name or text file the study wrote (Tune trial folders,
+    # params/result JSON, logs, state, report): only binary payloads inside storage hold records
+    from leader.data.cache import PrepareOptions, prepare
+    from leader.security import scan_tree
+
+    visits = prepare("synthetic", None, PrepareOptions(n_patients=60)).visits
+    ids = set(visits["patient_id"]) | set(visits["visit_id"])  # MIMIC subject_id / hadm_id
+    assert len(ids) > 60 and not scan_tree(sd, ids)
+    reports = Path(os.environ.get("LEADER_REPORTS_DIR", REPO / "reports")) / "quickstart"
+    assert reports.is_dir() and not scan_tree(reports, ids)
     # re-run: every stage skipped, nothing retrained
     r2 = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0 and "[run ] sweep" not in r2.stdout and "[skip] teacher/syn/tiny-llama" in r2.stdout
