@@ -42,11 +42,13 @@ def validate(file: Path = typer.Argument(..., help="Study YAML."),
 @app.command()
 def run(file: Path = typer.Argument(..., help="Study YAML."),
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."),
-        storage_path: Optional[str] = typer.Option(None, "--storage-path", help="Override the file's storage_path.")) -> None:
+        storage_path: Optional[str] = typer.Option(None, "--storage-path", help="Override the file's storage_path."),
+        dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard",
+                                       help="With a local Ray: serve the Ray dashboard on 127.0.0.1 (token auth on).")) -> None:
     """Run (or resume) every unfinished stage of the study."""
     from leader.study.runner import run_study
 
-    run_study(file, address=address, storage_path=storage_path, echo=typer.echo)
+    run_study(file, address=address, storage_path=storage_path, echo=typer.echo, dashboard=dashboard)
 
 
 @app.command()

@@ -146,11 +146,10 @@ def get_store(config: FeatureStoreConfig | None = None):
         _ACTOR_CLS = _make_actor_cls()
     budget = cfg.budget_bytes if cfg.budget_bytes is not None else _default_budget(ray)
     # Escape the caller's placement group: a store created from inside a Tune trial would
-    # otherwise be captured by the trial's group and killed when that trial ends.
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
+    # otherwise be captured by the trial's group and killed when that trial ends. An explicit
+    # "DEFAULT" strategy skips Ray's placement-group capture altogether.
     return _ACTOR_CLS.options(name=cfg.name, namespace=cfg.namespace, lifetime="detached", get_if_exists=True,
-                              scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)).remote(budget)
+                              scheduling_strategy="DEFAULT").remote(budget)
 
 
 def kill_store(config: FeatureStoreConfig | None = None) -> bool:

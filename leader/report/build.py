@@ -14,11 +14,10 @@ from leader.report import tables as T
 from leader.report.guard import check_aggregate_only
 from leader.report.load import StudyResults, load_study
 
-ALL_TABLES = ["overall", "backbone", "ablation", "sensitivity", "efficiency", "optuna", "dataset_stats"]
-ALL_FIGURES = ["groups", "ablation", "sensitivity_alpha", "sensitivity_beta", "efficiency", "optuna_history",
-               "optuna_importance"]
-# names used by leader.study.spec.ReportSpec -> ours
-_ALIASES = {"main": ["overall"], "sensitivity": ["sensitivity_alpha", "sensitivity_beta"]}
+from leader.report.names import FIGURE_ALIASES, FIGURES, TABLE_ALIASES, TABLES
+
+ALL_TABLES, ALL_FIGURES = list(TABLES), list(FIGURES)
+_ALIASES = {**TABLE_ALIASES, **FIGURE_ALIASES}
 _FIG_TITLES = {
     "groups": "PRAUC by patient group (single- vs multi-visit)",
     "ablation": "Ablation (figure)",

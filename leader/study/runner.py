@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 import subprocess
@@ -417,7 +418,6 @@ _measure = _Lazy()
 
 def environment() -> dict:
     import importlib.metadata as md
-    import os
 
     import ray
 
@@ -446,8 +446,11 @@ def environment() -> dict:
             "cluster_resources": ray.cluster_resources() if ray.is_initialized() else {}}
 
 
-def run_study(path: str | Path, address: str | None = None, storage_path: str | None = None, echo=print) -> Path:
-    """Validate, connect to Ray (local when no address / RAY_ADDRESS), run every unfinished stage."""
+def run_study(path: str | Path, address: str | None = None, storage_path: str | None = None, echo=print,
+              dashboard: bool = False) -> Path:
+    """Validate, connect to Ray (local when no address / RAY_ADDRESS), run every unfinished stage.
+    `dashboard` starts a local Ray's dashboard (127.0.0.1 only) so progress can be watched, and
+    gives Ray Train the state API it polls."""
     from leader.ray_utils import ensure_ray
 
     spec = load_study(path)
@@ -455,7 +458,11 @@ def run_study(path: str | Path, address: str | None = None, storage_path: str | 
     study_dir.mkdir(parents=True, exist_ok=True)
     spec_file = study_dir / "spec.yaml"
     spec_file.write_text(resolved_yaml(spec))
-    ensure_ray(address)
+    ray = ensure_ray(address, dashboard=dashboard)
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    url = ray._private.worker.get_dashboard_url() if dashboard and local else None
+    if url:
+        echo(f"Ray dashboard: http://{url} (this machine only; token in ~/.ray/auth_token)")
     StudyRunner(spec, study_dir, echo=echo).run()
     echo(f"study finished: {study_dir}")
     return study_dir

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leader.errors import ConfigError
+from leader.report.names import FIGURE_ALIASES, TABLE_ALIASES
+from leader.report.names import FIGURES as REPORT_FIGURES
+from leader.report.names import TABLES as REPORT_TABLES
 from leader.study.yamlmap import LineMap, load_with_extends, where
 
 BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm")
@@ -26,8 +29,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_align": {"align": False},
     "split_visit_encoder": {"shared_visit_encoder": False},
 }
-TABLES = ("main", "ablation", "sensitivity", "efficiency", "dataset_stats", "optuna")
-FIGURES = ("sensitivity_alpha", "sensitivity_beta", "ablation", "optuna_history", "efficiency", "groups")
+TABLES = (*TABLE_ALIASES, *REPORT_TABLES)
+FIGURES = (*FIGURE_ALIASES, *REPORT_FIGURES)
 
 
 class _Strict(BaseModel):
@@ -184,10 +187,12 @@ class TeacherResourceSpec(_Strict):
 
 class ReportSpec(_Strict):
     enabled: bool = Field(True, description="Build the report after the last stage.")
-    tables: list[Literal["main", "ablation", "sensitivity", "efficiency", "dataset_stats", "optuna"]] = Field(
-        default_factory=lambda: list(TABLES))
-    figures: list[Literal["sensitivity_alpha", "sensitivity_beta", "ablation", "optuna_history", "efficiency", "groups"]] = Field(
-        default_factory=lambda: list(FIGURES))
+    tables: list[Literal[TABLES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["main", "ablation", "sensitivity", "efficiency", "dataset_stats", "optuna"],
+        description=f"Tables to emit: {', '.join(TABLES)} ('main' = overall; 'backbone' is added when several teachers).")
+    figures: list[Literal[FIGURES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["groups", "ablation", "sensitivity", "efficiency", "optuna_history"],
+        description=f"Figures to emit: {', '.join(FIGURES)} ('sensitivity' = alpha and beta; importances come with the history).")
     formats: list[Literal["md", "html"]] = Field(default_factory=lambda: ["md", "html"])
 
 

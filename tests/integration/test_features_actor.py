@@ -76,6 +76,37 @@ def test_two_processes_zero_copy_and_restart(ray_local, tmp_path):
     kill_store(cfg)
 
 
+def test_store_created_inside_a_trial_outlives_its_placement_group(ray_local, tmp_path):
+    """A Tune trial runs in a placement group that capture child tasks; the first trial to fetch
+    creates the store. It must not belong to that group, or it dies with the trial."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ray = ray_local
+    f = _save(tmp_path / "fs")
+    cfg = _cfg()
+    pg = placement_group([{"CPU": 1}])
+    ray.get(pg.ready())
+
+    @ray.remote(num_cpus=1)
+    def trial(path, cfg_json):
+        out = fetch_features(path, FeatureStoreConfig.model_validate_json(cfg_json))
+        return features_digest(out)
+
+    strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    assert ray.get(trial.options(scheduling_strategy=strategy).remote(str(tmp_path / "fs"), cfg.model_dump_json())) \
+        == _digest(f)
+    pid = ray.get(get_store(cfg).info.remote())["pid"]
+    remove_placement_group(pg)  # the trial ended
+    import time
+
+    time.sleep(2)
+    info = ray.get(get_store(cfg).info.remote())
+    assert info["pid"] == pid and info["sets"][0]["hits"] == 0  # same actor, the set still loaded
+    assert _digest(fetch_features(tmp_path / "fs", cfg)) == _digest(f)
+    kill_store(cfg)
+
+
 def test_lru_budget_and_recreate_after_death(ray_local, tmp_path):
     ray = ray_local
     sets = {b: _save(tmp_path / b, seed=i, backbone=b) for i, b in enumerate(["llama-7b", "qwen-7b", "qwen-1.8b"])}

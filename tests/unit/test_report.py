@@ -179,3 +179,14 @@ def test_cli_report(tmp_path):
     r = CliRunner().invoke(app, ["report", str(study), "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o" / "index.html").is_file() and (tmp_path / "o" / "tables" / "overall.tex").is_file()
+
+
+def test_every_name_the_study_schema_accepts_is_one_the_report_emits():
+    from leader.report.build import declared_items
+    from leader.study.spec import FIGURES, TABLES, ReportSpec
+
+    rep = ReportSpec(tables=list(TABLES), figures=list(FIGURES)).model_dump()
+    tables, figures, unknown = declared_items({"report": rep})
+    assert unknown == []
+    assert {"overall", "backbone", "optuna"} <= set(tables)
+    assert {"sensitivity_alpha", "sensitivity_beta", "optuna_importance"} <= set(figures)
