@@ -254,6 +254,10 @@ class StudySpec(_Strict):
                 student_config({**self.student, **self.ablations.overrides(name)})
             except ConfigError as e:
                 raise ValueError(f"ablations: variant {name!r}: {e}") from None
+        sch = self.search.scheduler
+        if sch.type == "asha" and sch.grace_period > self.max_epochs():
+            raise ValueError(f"search.scheduler.grace_period ({sch.grace_period}) exceeds the epochs a trial runs "
+                             f"({self.max_epochs()}: search.scheduler.max_t or student.epochs)")
         return self
 
     # --------------------------------------------------------------- derived

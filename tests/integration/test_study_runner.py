@@ -26,7 +26,7 @@ datasets:
   - name: syn
     source: synthetic
     prepare: {{n_patients: 60}}
-student: {{epochs: {epochs}, kd: none, d_model: 16, d_embed: 16, n_heads: 2, batch_size: 32}}
+student: {{epochs: {epochs}, patience: {epochs}, kd: none, d_model: 16, d_embed: 16, n_heads: 2, batch_size: 32}}
 search:
   space:
     lr: {{type: loguniform, low: 0.001, high: 0.01}}
@@ -58,6 +58,7 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     d["datasets"] = [{"name": "syn", "source": "synthetic", "prepare": {"n_patients": 60}}]
     d["student"]["epochs"] = 1
     d["search"].update(num_samples=2)
+    d["search"]["scheduler"]["grace_period"] = 1  # <= the trimmed epochs
     d["ablations"] = {"variants": ["full", "no_kd"]}
     d["sensitivity"] = {"alpha": [0.5], "beta": []}
     d["storage_path"] = str(tmp_path / "out")
@@ -91,39 +92,41 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     assert r2.returncode == 0 and "[run ] sweep" not in r2.stdout and "[skip] teacher/syn/tiny-llama" in r2.stdout
 
 
-def _finished(exp: Path) -> dict[str, str]:
+def _finished(exp: Path, epochs: int) -> dict[str, str]:
+    """Trials whose every epoch is in result.json (no early stopping: patience = epochs)."""
     out = {}
     for t in exp.glob("t_*"):
         rj = t / "result.json"
         if rj.is_file():
             lines = rj.read_text().strip().splitlines()
-            if len(lines) >= 2:  # epochs reported: all of them written => finished
+            if len(lines) >= epochs:
                 out[t.name] = rj.read_text()
     return out
 
 
 def test_kill_driver_mid_sweep_then_resume(tmp_path):
     p = tmp_path / "r.yaml"
-    p.write_text(STUDENT_ONLY.format(name="resume", storage=tmp_path / "out", epochs=2, n=5))
+    n = 10  # Tune reuses trial actors, so trials are short: enough of them that the kill lands mid-sweep
+    p.write_text(STUDENT_ONLY.format(name="resume", storage=tmp_path / "out", epochs=6, n=n))
     proc = subprocess.Popen(LEADER + ["study", "run", str(p)], env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     exp = tmp_path / "out" / "resume" / "tune" / "sweep-syn-none"
     deadline = time.time() + 300
-    while time.time() < deadline and len(_finished(exp)) < 2:
+    while time.time() < deadline and len(_finished(exp, 6)) < 2:
         time.sleep(1)
     time.sleep(1.5)  # let Tune write its experiment state
-    before = _finished(exp)
+    before = _finished(exp, 6)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
-    assert 2 <= len(before) < 5, f"sweep finished too fast or too slow: {len(before)}"
+    assert 2 <= len(before) < n, f"sweep finished too fast or too slow: {len(before)}"
     r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "restoring interrupted Tune experiment" in r.stdout
-    after = _finished(exp)
+    after = _finished(exp, 6)
     for name, text in before.items():
         assert after[name] == text, f"finished trial {name} was run again"
     trials = pd.read_parquet(tmp_path / "out" / "resume" / "results" / "optuna_trials.parquet")
-    assert len(trials) == 5 and (trials["state"] == "COMPLETE").all()
+    assert len(trials) == n and (trials["state"] == "COMPLETE").all()
 
 
 def test_invalid_study_fails_fast(tmp_path):
@@ -135,10 +138,26 @@ def test_invalid_study_fails_fast(tmp_path):
     assert time.time() - t0 < 30 and not (tmp_path / "bad").exists()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ray_job_submit(tmp_path):
+    import ray
+
+    ray.shutdown()  # an in-process Ray left by an earlier test holds the default agent ports
     env = _env()
+    # every port explicit: a second Ray on this machine (another test's, a user's) would otherwise
+    # take the dashboard agent's default port, and this head would never get a job agent
+    ports = {f"--{k}": str(_free_port()) for k in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                  "metrics-export-port", "runtime-env-agent-port")}
     head = subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
-                           "--num-cpus", "2", "--port", "6391", "--dashboard-port", "8275"],
+                           "--num-cpus", "2", "--port", "6391", "--dashboard-port", "8275",
+                           *[x for kv in ports.items() for x in kv]],
                           env=env, capture_output=True, text=True, timeout=180)
     assert head.returncode == 0, head.stderr
     try:

@@ -110,3 +110,13 @@ def test_cli_validate_exit_codes(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "leader.cli.main", "study", "validate",
                           str(_write(tmp_path, MIN.replace("synthetic", "mimic9")))], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "datasets.0.source" in bad.stderr and "s.yaml:4" in bad.stderr
+
+
+def test_asha_grace_period_longer_than_the_trials_is_refused(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: g\ndatasets: [{name: syn, source: synthetic}]\n"
+                 "student: {epochs: 2, kd: none}\n"
+                 "search:\n  space: {lr: {type: loguniform, low: 0.001, high: 0.01}}\n"
+                 "  scheduler: {type: asha, grace_period: 4}\n")
+    with pytest.raises(ConfigError, match="grace_period"):
+        load_study(p)

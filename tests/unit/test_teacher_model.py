@@ -69,7 +69,7 @@ def test_ds_config_filled_from_train_config(tmp_path):
     bad.write_text("{nope")
     with pytest.raises(ConfigError, match="bad.json"):
         build_ds_config(TeacherTrainConfig(deepspeed_config=str(bad)), 1, False)
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="x.json missing"):
         build_ds_config(TeacherTrainConfig(deepspeed_config=str(tmp_path / "x.json")), 1, False)
 
 
