@@ -76,6 +76,7 @@ class StudyRunner:
                 self.echo(f"  dataset {d.name!r}: {root} not found; skipped (optional)")
                 return None
             raise ConfigError(f"dataset {d.name!r}: field 'root': no such folder {root}")
+        t0 = time.time()
         ds = prepare(d.source, root, PrepareOptions(**d.prepare))
         ds.name = d.name
         from leader.data.stats import dataset_stats
@@ -84,7 +85,7 @@ class StudyRunner:
         self.dataset_stats[d.name] = {k: v for k, v in dataset_stats(ds).items()
                                       if not isinstance(v, (dict, list)) and k not in ("name", "fingerprint")}
         self.state.mark(f"data/{d.name}", "done", ds.fingerprint, fingerprint_ds=ds.fingerprint,
-                        n_samples=int(len(ds.visits)), n_meds=int(ds.n_meds))
+                        n_samples=int(len(ds.visits)), n_meds=int(ds.n_meds), seconds=round(time.time() - t0, 2))
         return ds
 
     def teacher(self, ds, bb: str) -> Path:
@@ -363,12 +364,13 @@ class StudyRunner:
                 self.echo("[skip] report (leader.report.build_report not available)")
                 return
             self.echo("[run ] report")
+            t0 = time.time()
             try:
                 out = build_report(self.dir)
             except Exception as e:
                 self.state.mark("report", "failed", "", error=f"{type(e).__name__}: {e}"[:500])
                 raise
-            self.state.mark("report", "done", "", path=str(out))
+            self.state.mark("report", "done", "", path=str(out), seconds=round(time.time() - t0, 2))
 
 
 def _measure_impl(ds, model_dir, teacher_dir, sizes):
