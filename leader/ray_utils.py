@@ -33,6 +33,12 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def cluster_address(address: str | None = None) -> str | None:
+    """The cluster to join: `address`, else RAY_ADDRESS (set under `ray job submit`); None means
+    a private local Ray is started."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False, **kwargs):
     """Initialise Ray once per process and return the ray module."""
     import ray
@@ -42,7 +48,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     for k, v in worker_env().items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     runtime_env = {"env_vars": worker_env()}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)

@@ -36,15 +36,17 @@ def main() -> None:
             "batch_size": 32}
     lrs = [1e-3 * (1.3 ** i) for i in range(a.trials)]
 
-    if a.plain_only:  # child process: the plain loop, nothing imported beforehand
+    def plain_loop() -> None:  # the same trainings with no Ray at all
         for lr in lrs:
             train_student(ds, student_config({**base, "lr": lr}), report=lambda row: None)
+
+    if a.plain_only:  # child process: nothing imported beforehand
+        plain_loop()
         return
 
-    def plain_warm_run() -> float:  # plain loop in this (warm) process: no Ray at all
+    def plain_warm_run() -> float:  # in this (warm) process
         t0 = time.perf_counter()
-        for lr in lrs:
-            train_student(ds, student_config({**base, "lr": lr}), report=lambda row: None)
+        plain_loop()
         return time.perf_counter() - t0
 
     def plain_script_run() -> float:

@@ -167,10 +167,7 @@ class EHRDataset:
     @classmethod
     def load(cls, folder: str | Path) -> "EHRDataset":
         folder = Path(folder)
-        meta_path = folder / "meta.json"
-        if not meta_path.exists():
-            raise DataError("not a processed dataset (meta.json missing)", file=str(folder))
-        meta = read_json(meta_path, DataError, what="processed dataset (delete the folder to rebuild it)")
+        meta = read_json(folder / "meta.json", DataError, what="not a processed dataset (delete the folder to rebuild it)")
         visits = pd.read_parquet(folder / "visits.parquet")
         for kind in CODE_TYPES:  # parquet gives numpy arrays; keep plain lists of int
             visits[kind] = visits[kind].map(lambda a: [int(x) for x in a])

@@ -453,7 +453,7 @@ def run_study(path: str | Path, address: str | None = None, storage_path: str | 
     """Validate, connect to Ray (local when no address / RAY_ADDRESS), run every unfinished stage.
     `dashboard` starts a local Ray's dashboard (127.0.0.1 only) so progress can be watched, and
     gives Ray Train the state API it polls."""
-    from leader.ray_utils import ensure_ray
+    from leader.ray_utils import cluster_address, ensure_ray
 
     spec = load_study(path)
     study_dir = spec.study_dir(storage_path)
@@ -461,8 +461,7 @@ def run_study(path: str | Path, address: str | None = None, storage_path: str | 
     spec_file = study_dir / "spec.yaml"
     spec_file.write_text(resolved_yaml(spec))
     ray = ensure_ray(address, dashboard=dashboard)
-    local = not (address or os.environ.get("RAY_ADDRESS"))
-    url = ray._private.worker.get_dashboard_url() if dashboard and local else None
+    url = ray._private.worker.get_dashboard_url() if dashboard and cluster_address(address) is None else None
     if url:
         echo(f"Ray dashboard: http://{url} (this machine only; token in ~/.ray/auth_token)")
     StudyRunner(spec, study_dir, echo=echo).run()

@@ -75,16 +75,20 @@ class TeacherSpec(_Strict):
 
 
 # ----------------------------------------------------------------------------- search space
-class Uniform(_Strict):
-    type: Literal["uniform"]
-    low: float
-    high: float
+class _Range(_Strict):
+    """A bounded distribution; subclasses declare `low` / `high` with their own types."""
 
     @model_validator(mode="after")
     def _order(self):
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be < high ({self.high})")
         return self
+
+
+class Uniform(_Range):
+    type: Literal["uniform"]
+    low: float
+    high: float
 
 
 class LogUniform(Uniform):
@@ -97,17 +101,11 @@ class LogUniform(Uniform):
         return self
 
 
-class IntRange(_Strict):
+class IntRange(_Range):
     type: Literal["int"]
     low: int
     high: int
     log: bool = False
-
-    @model_validator(mode="after")
-    def _order(self):
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
-        return self
 
 
 class Choice(_Strict):
@@ -286,10 +284,9 @@ def expand_env(text: str) -> str:
 
 # ----------------------------------------------------------------------------- student params
 def _student_fields() -> tuple[set[str], set[str]]:
+    from leader.losses import LossConfig
     from leader.models.student import StudentConfig
     from leader.train.student import StudentTrainConfig
-
-    from leader.losses import LossConfig
 
     # loss fields are named flat (alpha, beta, kd...) and lifted into `loss` by StudentTrainConfig
     return (set(StudentTrainConfig.model_fields) - {"student", "loss"}) | set(LossConfig.model_fields), set(StudentConfig.model_fields)

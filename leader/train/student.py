@@ -60,9 +60,8 @@ class StudentTrainConfig(BaseModel):
         """Study files, the CLI and sweeps name loss fields flat (alpha, kd, ...), as the paper does."""
         if isinstance(data, dict) and LOSS_FIELDS & data.keys():
             data = dict(data)
-            loss = dict(data.pop("loss", None) or {})
-            if isinstance(loss, LossConfig):
-                loss = loss.model_dump()
+            loss = data.pop("loss", None) or {}
+            loss = loss.model_dump() if isinstance(loss, LossConfig) else dict(loss)
             loss.update({k: data.pop(k) for k in LOSS_FIELDS & data.keys()})
             data["loss"] = loss
         return data

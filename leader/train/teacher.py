@@ -107,6 +107,18 @@ def build_ds_config(cfg: TeacherTrainConfig, world: int, cuda: bool) -> dict:
     return ds
 
 
+def _build_model(cfg: TeacherTrainConfig, n_meds: int, backbone_path: str | None, corpus, *, train: bool = True):
+    """The teacher as `cfg` describes it, the same in every worker, the ZeRO-3 save copy and the
+    single-process reference run."""
+    from leader.models.teacher import build_teacher, enable_gradient_checkpointing
+
+    model = build_teacher(cfg.backbone, n_meds, cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          seed=cfg.seed, backbone_path=backbone_path, corpus=corpus)
+    if train and cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    return model
+
+
 def lr_lambda(cfg: TeacherTrainConfig, total_steps: int):
     warm = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * total_steps))
 
@@ -206,7 +218,7 @@ def _train_loop(config: dict) -> None:
     from ray.train import Checkpoint
 
     from leader.metrics import mean_metrics
-    from leader.models.teacher import build_teacher, enable_gradient_checkpointing, save_teacher
+    from leader.models.teacher import save_teacher
 
     cfg = TeacherTrainConfig(**config["cfg"])
     data = config["data"]
@@ -216,11 +228,7 @@ def _train_loop(config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
     cuda = cfg.use_gpu and torch.cuda.is_available()
 
-    model = build_teacher(cfg.backbone, int(config["n_meds"]), cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                          lora_dropout=cfg.lora_dropout, seed=cfg.seed,
-                          backbone_path=config["backbone_path"], corpus=config["corpus"])
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
+    model = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"])
     tok = model.tokenizer
     n_train = len(data["train"]["prompts"])
     T = total_steps(cfg, n_train, world)
@@ -316,8 +324,7 @@ def _train_loop(config: dict) -> None:
             # save_pretrained would write nothing: save through a fresh unpartitioned copy.
             target = engine.module
             if engine.zero_optimization_stage() == 3:
-                target = build_teacher(cfg.backbone, int(config["n_meds"]), cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                                       lora_dropout=cfg.lora_dropout, seed=cfg.seed, backbone_path=config["backbone_path"], corpus=config["corpus"])
+                target = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"], train=False)
             save_teacher(target, Path(tmp) / "teacher", meta, trainable_state=state)
         ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None, checkpoint_dir_name="final")
 
@@ -371,15 +378,10 @@ def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -
     `world`-worker run (per-worker batch x world in one step). Returns per-step losses."""
     import torch
 
-    from leader.models.teacher import build_teacher, enable_gradient_checkpointing
-
     world = world or cfg.workers
     data = _prepare_inputs(ds, cfg)
     spec_corpus = data["train"]["prompts"][:2000] if cfg.backbone.startswith("tiny-") else None
-    model = build_teacher(cfg.backbone, ds.n_meds, cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          seed=cfg.seed, backbone_path=cfg.backbone_path, corpus=spec_corpus)
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
+    model = _build_model(cfg, ds.n_meds, cfg.backbone_path, spec_corpus)
     tr = data["train"]
     n = len(tr["prompts"])
     T = total_steps(cfg, n, world)
