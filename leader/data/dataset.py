@@ -88,11 +88,14 @@ class EHRDataset:
         return h.hexdigest()[:16]
 
     def samples(self, split: str | None = None) -> pd.DataFrame:
-        """One row per sample: sample_id (= visit_id), patient_id, visit_index, split, group,
-        n_history. Ordered by (patient_id, visit_index) - stable across runs."""
+        """One row per sample: sample_id (= visit_id), patient_id, visit_index, split, group
+        (patient-level: 'single' = the patient has one visit), n_history, history ('no_history'
+        = no earlier visit: the paper's per-sample "single-visit" definition, else 'history'). Ordered by (patient_id, visit_index) - stable across runs."""
         s = self.visits[["visit_id", "patient_id", "visit_index"]].rename(columns={"visit_id": "sample_id"})
         s = s.merge(self.patients[["patient_id", "split", "group"]], on="patient_id", how="left")
         s["n_history"] = s["visit_index"]
+        # The paper's grouping is per SAMPLE: "single-visit" = no earlier visit (seq_len == 1).
+        s["history"] = np.where(s["n_history"] > 0, "history", "no_history")
         if split is not None:
             if split not in SPLITS:
                 raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

@@ -89,7 +89,8 @@ def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, worker
     default one CPU. Returns `out_dir`; re-running it skips finished shards."""
     from ray.util import ActorPool
 
-    from leader.data.prompts import build_prompts
+    from leader.data.prompts import teacher_prompts
+    from leader.models.backbones import load_tokenizer
     from leader.ray_utils import ensure_ray
 
     ray = ensure_ray()
@@ -139,7 +140,9 @@ def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, worker
         actors = [Worker.remote(teacher_dir, str(out), batch_size) for _ in range(n_workers)]
         try:
             pool = ActorPool(actors)
-            jobs = [(i, shards[i], build_prompts(ds, shards[i], **prompt_kwargs)) for i in todo]
+            # the prompts the teacher was trained on: fitted to its own tokenizer when it was
+            tok = load_tokenizer(Path(teacher_dir) / "tokenizer") if prompt_kwargs.get("fit_max_length") else None
+            jobs = [(i, shards[i], teacher_prompts(ds, shards[i], tok, **prompt_kwargs)[0]) for i in todo]
             for r in pool.map_unordered(lambda a, j: a.run_shard.remote(*j), jobs):
                 rec = ShardRecord.model_validate(r["record"])
                 done[rec.index] = rec

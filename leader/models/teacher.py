@@ -49,12 +49,38 @@ class TeacherModel(nn.Module):
         self.spec, self.tokenizer, self.cfg = spec, tokenizer, cfg
         self.d_hidden = int(backbone.config.hidden_size)
         self.head = nn.Linear(self.d_hidden, cfg.n_meds)  # replaces the LM head
+        # Fixed standardisation of the pooled state before the head (identity until set): pooled
+        # sentence features are narrow (MiniLM: per-dimension std ~0.07), so an unscaled head
+        # needs weights of norm ~100 that a small LR never reaches. Buffers, not parameters.
+        self.register_buffer("feat_mean", torch.zeros(self.d_hidden))
+        self.register_buffer("feat_scale", torch.ones(self.d_hidden))
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        return pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+
+    def head_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, d_h) pooled state -> (B, M) logits; also used on cached frozen features (LP)."""
+        x = (h.to(self.head.weight.dtype) - self.feat_mean) / self.feat_scale
+        return self.head(x)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        h = pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
-        logits = self.head(h.to(self.head.weight.dtype))  # (B, M)
-        return logits, h
+        h = self.pooled(input_ids, attention_mask)  # (B, d_h): the feature-KD target
+        return self.head_logits(h), h
+
+    def init_head_from_prior(self, freq: np.ndarray) -> None:
+        """Start at the drug-frequency prior: bias = logit(train frequency), weights 0. A default
+        head starts at p = 0.5 for every drug (true rate ~15 %) and spends its first epochs
+        unlearning that."""
+        f = np.clip(np.asarray(freq, dtype=np.float64), 1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.from_numpy(np.log(f / (1 - f))).to(self.head.bias.dtype))
+            self.head.weight.zero_()
+
+    def set_standardization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        with torch.no_grad():
+            self.feat_mean.copy_(torch.as_tensor(mean, dtype=self.feat_mean.dtype))
+            self.feat_scale.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=self.feat_scale.dtype))
 
     @staticmethod
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -66,6 +92,9 @@ class TeacherModel(nn.Module):
 
 def _is_trainable_key(k: str) -> bool:
     return k.startswith("head.") or "lora_" in k
+
+
+NORM_KEYS = ("feat_mean", "feat_scale")  # saved with the head (fixed, but part of the teacher)
 
 
 def build_teacher(backbone_name: str, n_meds: int, lora_rank: int = 8, *, lora_alpha: int = 16,
@@ -111,6 +140,7 @@ def save_teacher(model: TeacherModel, out_dir: str | Path, meta: dict | None = N
     out.mkdir(parents=True, exist_ok=True)
     state = trainable_state if trainable_state is not None else model.trainable_state()
     head = {k[len("head."):]: v.detach().float().cpu().contiguous() for k, v in state.items() if k.startswith("head.")}
+    head.update({k: getattr(model, k).detach().float().cpu().contiguous() for k in NORM_KEYS})
     lora = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if lora:
         from peft import set_peft_model_state_dict  # noqa: F401  (ensures peft present)
@@ -140,21 +170,34 @@ class LoadedTeacher:
     def tokenizer(self):
         return self.model.tokenizer
 
+    def prompts(self, ds, sample_ids) -> list[str]:
+        """The prompts this teacher was trained on (same fitting to its tokenizer)."""
+        from leader.data.prompts import teacher_prompts
+
+        return teacher_prompts(ds, sample_ids, self.tokenizer, **(self.meta.get("prompt_options") or {}))[0]
+
     @torch.no_grad()
     def infer(self, prompts: list[str], batch_size: int = 16, max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probs float32 (N, M), hidden float16 (N, d_h)) in `prompts` order."""
         self.model.eval()
         ml = int(max_length or self.meta.get("max_length", 512))
         dev = next(self.model.head.parameters()).device
-        probs, hid = [], []
-        for i in range(0, len(prompts), batch_size):
-            enc = self.tokenizer(prompts[i:i + batch_size], padding=True, truncation=True, max_length=ml, return_tensors="pt")
-            logits, h = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
-            probs.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32))
-            hid.append(h.float().cpu().numpy().astype(np.float16))
         M, d = self.meta["n_meds"], self.d_hidden
-        return (np.concatenate(probs) if probs else np.zeros((0, M), np.float32),
-                np.concatenate(hid) if hid else np.zeros((0, d), np.float16))
+        probs, hid = np.zeros((len(prompts), M), np.float32), np.zeros((len(prompts), d), np.float16)
+        for idx in length_buckets(self.tokenizer, prompts, batch_size):  # similar lengths: little padding
+            enc = self.tokenizer([prompts[i] for i in idx], padding=True, truncation=True, max_length=ml, return_tensors="pt")
+            logits, h = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
+            probs[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+            hid[idx] = h.float().cpu().numpy().astype(np.float16)
+        return probs, hid
+
+
+def length_buckets(tokenizer, prompts: list[str], batch_size: int) -> list[np.ndarray]:
+    """Index batches of prompts sorted by token length: inference pads each batch only to its
+    own longest prompt, so sorting first spends (almost) no FLOPs on padding."""
+    lens = np.array([len(x) for x in tokenizer(prompts, add_special_tokens=True)["input_ids"]]) if prompts else np.zeros(0)
+    order = np.argsort(-lens, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedTeacher:
@@ -186,5 +229,8 @@ def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: 
     head = load_file(str(d / HEAD))
     if head["weight"].shape != (cfg.n_meds, model.d_hidden):
         raise CheckpointError(f"teacher checkpoint {d}: head shape {tuple(head['weight'].shape)} != ({cfg.n_meds}, {model.d_hidden})")
+    norm = {k: head.pop(k) for k in NORM_KEYS if k in head}  # absent in older checkpoints: identity
     model.head.load_state_dict(head)
+    if norm:
+        model.set_standardization(norm["feat_mean"].numpy(), norm["feat_scale"].numpy())
     return LoadedTeacher(model.to(device).eval(), meta)

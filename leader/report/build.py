@@ -11,6 +11,7 @@ import pandas as pd
 from leader.report import figures as F
 from leader.report import render as R
 from leader.report import tables as T
+from leader.report.findings import findings, findings_frame, findings_markdown
 from leader.report.guard import check_aggregate_only
 from leader.report.load import StudyResults, load_study
 
@@ -121,6 +122,18 @@ def _build_figure(name: str, s: StudyResults):
     return F.optuna_importance_figure(s.optuna)
 
 
+def findings_html(items) -> str:
+    if not items:
+        return "<h2>Findings</h2><p>No results yet: no claim can be tested.</p>"
+    colour = {"held": "#1a7f37", "not held": "#cf222e", "cannot test": "#6e7781"}
+    rows = "".join(f"<tr><td>{R.html.escape(f.dataset)}</td><td>{R.html.escape(f.claim)}</td>"
+                   f'<td style="color:{colour[f.status]};font-weight:bold">{f.status.upper() if f.status == "not held" else f.status}</td>'
+                   f"<td>{R.html.escape(f.evidence)}</td></tr>" for f in items)
+    return ("<h2>Findings</h2><p class=\"caption\">Each claim of the LEADER paper this study can test (PRAUC; "
+            "'held' needs a paired patient-bootstrap p &lt; 0.05).</p><table><thead><tr><th>Dataset</th><th>Claim</th>"
+            f"<th>Status</th><th>Evidence</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
 def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Build the report of one study; returns the output folder (holding index.md / index.html).
 
@@ -136,6 +149,10 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     body = [f"<h1>Study report: {R.html.escape(s.name)}</h1>",
             f'<p class="caption">Generated {_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")} from '
             f"<code>{R.html.escape(str(s.study_dir))}</code>.</p>"]
+    found = findings(s.metrics, s.paired, s.efficiency)
+    md.append(findings_markdown(found))
+    body.append(findings_html(found))
+    findings_frame(found).to_csv(out / "tables" / "findings.csv", index=False)
     notes = [f"missing file: {m}" for m in s.missing_files] + [f"unknown report item (ignored): {u}" for u in unknown]
     md += [f"> **{n}**" for n in notes] + [""]
     body += [f'<p class="note">{R.html.escape(n)}</p>' for n in notes]

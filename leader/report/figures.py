@@ -147,18 +147,21 @@ def groups_figure(metrics: pd.DataFrame, metric: str = "prauc"):
     if sel.empty:
         return "missing: no baseline / teacher / best-student results in metrics.parquet"
     d = sel.groupby(["dataset", "model", "group"], as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
-    d["group"] = d["group"].map({"overall": "overall", "multi": "multi-visit", "single": "single-visit"}).fillna(d["group"])
+    labels = {"overall": "overall", "multi": "multi-visit patient", "single": "single-visit patient",
+              "history": "has history", "no_history": "no history (paper: single-visit)"}
+    d["group"] = d["group"].map(labels).fillna(d["group"])
     datasets = sorted(d["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         g = d[d["dataset"] == ds]
-        hue_order = [h for h in ("overall", "multi-visit", "single-visit") if h in set(g["group"])]
+        hue_order = [h for h in labels.values() if h in set(g["group"])]
         sns.barplot(data=g, x="model", y="mean", hue="group", hue_order=hue_order, ax=ax, palette="muted")
         ax.set_ylabel(f"{metric.upper()} (mean over bootstrap rounds)")
         ax.set_xlabel("")
         ax.set_ylim(0, min(1.0, float(g["mean"].max()) * 1.15 + 0.02))
         ax.set_title(f"{ds}: {metric.upper()} by patient group")
-        ax.legend(title="patients", fontsize=9)
+        ax.legend(title="group", fontsize=8)
+        ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 

@@ -42,6 +42,7 @@ class StudyResults:
     optuna: pd.DataFrame
     env: dict
     dataset_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired tests behind the Findings
     missing_files: list[str] = field(default_factory=list)
 
 
@@ -119,5 +120,6 @@ def load_study(study_dir: str | Path) -> StudyResults:
         optuna=_read_parquet(res / "optuna_trials.parquet", missing),
         env=env,
         dataset_stats=stats,
+        paired=_read_parquet(res / "paired.parquet", []) if (res / "paired.parquet").is_file() else pd.DataFrame(),
         missing_files=missing,
     )

@@ -48,7 +48,9 @@ def make_study_dir(root: str | Path, name: str = "synthetic_study", datasets=("d
     def add(stage, ds, bb, model, variant, param, pval, quality, y_true, groups):
         nonlocal run
         run += 1
-        boot = bootstrap_metrics(y_true, _predictions(rng, y_true, quality), groups, rounds=rounds, seed=run)
+        history = np.where((groups == "single") | (np.arange(len(groups)) % 3 == 0), "no_history", "history")
+        boot = bootstrap_metrics(y_true, _predictions(rng, y_true, quality), groups, rounds=rounds, seed=run,
+                                 history=history)
         keys = dict(run_id=f"r{run:03d}", stage=stage, dataset=ds, backbone=bb, model=model, variant=variant,
                     param=param, param_value=pval, seed=0)
         for _, r in summarize(boot).iterrows():

@@ -15,13 +15,16 @@ import pandas as pd
 from leader.report.stats import sig_mark, welch_p
 
 METRICS = [("prauc", "PRAUC"), ("jaccard", "Jaccard"), ("f1", "F1")]
-GROUPS = [("overall", "Overall"), ("multi", "Multi-visit"), ("single", "Single-visit")]
+# The paper's Tables III-VII group SAMPLES: "single-visit" = no earlier visit (its code's seq_len == 1).
+# Patient-level groups (a patient with one visit) are shown in the groups figure, named as such.
+GROUPS = [("overall", "Overall"), ("history", "Multi-visit (has history)"), ("no_history", "Single-visit (no history)")]
 VARIANTS = [
     ("full", "LEADER(S) full"),
     ("no_kd", "w/o KD"),
     ("output_kd", "w/o feature-KD (output KD)"),
     ("no_align", "w/o align"),
     ("split_visit_encoder", "w/o shared visit encoder"),
+    ("kd_shuffled", "KD to shuffled teacher states (control)"),
 ]
 MISSING = "missing"
 
@@ -91,8 +94,10 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
     cols = [(g, m) for g, _ in GROUPS for m, _ in METRICS]
     t = Table(
         "overall", "Overall performance",
-        "Mean ± std over bootstrap rounds. Bold: best per dataset and column; † best significantly better "
-        "than the best other model (two-sided Welch t-test on bootstrap rounds, p < 0.05).",
+        "Mean ± std over bootstrap rounds. Single-visit = test samples with no earlier visit (the paper's "
+        "definition); multi-visit = samples with history. Bold: best per dataset and column; † best significantly "
+        "better than the best other model (two-sided Welch t-test on bootstrap rounds, p < 0.05; the Findings use "
+        "paired patient-bootstrap tests instead).",
         ["Dataset", "Model"], [f"{gl} {ml}" for g, gl in GROUPS for m, ml in METRICS],
     )
     sel = metrics[metrics["stage"].isin(["baseline", "teacher", "best"])] if not metrics.empty else metrics

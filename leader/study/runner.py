@@ -24,6 +24,8 @@ from leader.study.state import StudyState
 from leader.study.trainable import student_trial, trial_dirname
 
 log = logging.getLogger("leader.study")
+BASELINE_LABELS = {"prior": "Prior", "cooccurrence": "CoOccurrence", "logreg": "LogReg", "retain": "RETAIN",
+                   "gamenet": "GAMENet", "micron": "MICRON", "cognet": "COGNet"}
 KEYS = ["run_id", "stage", "dataset", "backbone", "model", "variant", "param", "param_value", "seed"]
 
 
@@ -38,6 +40,7 @@ class StudyRunner:
         self.parts = study_dir / "results" / "parts"
         self.parts.mkdir(parents=True, exist_ok=True)
         self.dataset_stats: dict[str, dict] = {}
+        self.datasets: dict = {}  # name -> EHRDataset of this run (paired tests need the test split)
 
     # ------------------------------------------------------------------ helpers
     def _stage(self, key: str, fp: str, fn):
@@ -124,34 +127,60 @@ class StudyRunner:
                     lambda: {"dir": str(extract_features(ds, teacher_dir, out, backbone=bb))})
         return out
 
-    def baseline(self, ds):
-        from leader.baselines import frequency_baseline
-        from leader.metrics import bootstrap_metrics
+    def _score(self, key: str, ds, probs, mask=None, seed: int = 0, **keys) -> None:
+        """Test bootstrap + per-sample scores of probabilities in test order, written as parts."""
+        from leader.study.evaluation import score_test, write_parquet
 
         ev = self.spec.evaluation
+        thr = self.spec.student.get("threshold", 0.5) if isinstance(self.spec.student, dict) else 0.5
+        boot, per = score_test(ds, probs, threshold=thr, rounds=ev.bootstrap_rounds, frac=ev.bootstrap_frac, seed=seed,
+                               mask=mask)
+        self._write_boot(key, boot, **keys)
+        for k, v in {"run_id": key, "variant": "full", "param": "", "seed": seed, "backbone": "", **keys}.items():
+            per[k] = v
+        write_parquet(per, self.dir / "persample" / f"{_part_name(key)}.parquet")
+
+    def baseline(self, ds):
+        """The trivial baselines every report shows beside LEADER (fit once on train; same
+        split, metrics, bootstrap and groups as the student)."""
+        from leader.study.evaluation import align_to_test
+        from leader.train.baselines import train_baseline
+
+        for name in self.spec.baselines.trivial:
+            key = f"baseline/{ds.name}/{name}"
+
+            def run(name=name, key=key):
+                res = train_baseline(ds, name, {}, seed=0)
+                probs = align_to_test(ds, res.sample_ids, res.probs)
+                self._score(key, ds, probs, stage="baseline", dataset=ds.name, model=BASELINE_LABELS.get(name, name))
+                return {"train_s": round(float(res.train_s), 3)}
+            self._stage(key, ds.fingerprint + self.spec.fingerprint("evaluation", "baselines"), run)
+
+    def probe(self, ds, bb: str, teacher_dir: Path):
+        """The frozen-backbone linear probe (the teacher's LP stage) as a baseline row."""
+        from leader.study.evaluation import align_to_test
+
+        f = Path(teacher_dir) / "probe_test.npz"
+        key = f"baseline/{ds.name}/probe-{bb}"
+        if not f.is_file():
+            return
 
         def run():
-            ids, probs = frequency_baseline(ds, "test")
-            groups = ds.samples("test").set_index("sample_id").loc[ids, "group"].to_numpy()
-            boot = bootstrap_metrics(ds.labels(ids), probs, groups, rounds=ev.bootstrap_rounds, frac=ev.bootstrap_frac)
-            self._write_boot(f"baseline/{ds.name}", boot, stage="baseline", dataset=ds.name, model="Frequency")
-        self._stage(f"baseline/{ds.name}", ds.fingerprint + self.spec.fingerprint("evaluation"), run)
+            z = np.load(f)
+            self._score(key, ds, align_to_test(ds, z["sample_ids"], z["probs"]), stage="baseline", dataset=ds.name,
+                        backbone=bb, model="Probe")
+        self._stage(key, ds.fingerprint + str(teacher_dir), run)
 
     def teacher_eval(self, ds, bb: str, feat_dir: Path):
         from leader.features.store import load_features
-        from leader.metrics import bootstrap_metrics
-
-        ev = self.spec.evaluation
 
         def run():
+            from leader.study.evaluation import test_frame
+
             feats = load_features(feat_dir)
-            test = ds.samples("test")
-            ids = test["sample_id"].to_numpy(np.int64)
-            _, probs = feats.align(ids)
-            boot = bootstrap_metrics(ds.labels(ids), probs, test["group"].to_numpy(), rounds=ev.bootstrap_rounds,
-                                     frac=ev.bootstrap_frac)
-            self._write_boot(f"teacher_eval/{ds.name}/{bb}", boot, stage="teacher", dataset=ds.name, backbone=bb,
-                             model="LEADER(T)")
+            _, probs = feats.align(test_frame(ds)["sample_id"].to_numpy(np.int64))
+            self._score(f"teacher_eval/{ds.name}/{bb}", ds, probs, stage="teacher", dataset=ds.name, backbone=bb,
+                        model="LEADER(T)")
         self._stage(f"teacher_eval/{ds.name}/{bb}", ds.fingerprint + str(feat_dir), run)
 
     # ------------------------------------------------------------------ Tune
@@ -278,6 +307,7 @@ class StudyRunner:
                 run_ = r.config["run"]
                 with r.checkpoint.as_directory() as d:
                     boot = pd.read_parquet(Path(d) / "bootstrap.parquet")
+                    per = pd.read_parquet(Path(d) / "persample.parquet")
                     if run_["variant"] == "full" and not run_["param"] and model_dir is None:
                         model_dir = self.dir / "models" / ds.name / bb
                         shutil.copytree(Path(d) / "model", model_dir, dirs_exist_ok=True)
@@ -290,7 +320,12 @@ class StudyRunner:
                                  "param_value": float(run_["value"]) if run_["value"] is not None else float("nan"),
                                  "seed": int(run_["seed"])}.items():
                         b[k] = v
+                        if st != "best":
+                            per[k] = v
                     parts.append(b)
+                from leader.study.evaluation import write_parquet
+
+                write_parquet(per, self.dir / "persample" / f"{_part_name(per['run_id'].iloc[0])}.parquet")
             if not parts:
                 raise RuntimeError(f"{key}: no trial finished")
             pd.concat(parts).to_parquet(self.parts / f"{_part_name(key)}.boot.parquet", index=False)
@@ -329,6 +364,7 @@ class StudyRunner:
             keys = KEYS + ["group", "metric"]
             m = boot.groupby(keys, dropna=False, sort=False)["value"].agg(["mean", "std"]).reset_index()
             m.to_parquet(res / "metrics.parquet", index=False)
+        self._paired(res)
         effs = [pd.read_parquet(p) for p in sorted(self.parts.glob("*.eff.parquet"))]
         if effs:
             pd.concat(effs, ignore_index=True).to_parquet(res / "efficiency.parquet", index=False)
@@ -339,6 +375,23 @@ class StudyRunner:
             (res / "dataset_stats.json").write_text(json.dumps(self.dataset_stats, indent=1, default=str))
         (res / "env.json").write_text(json.dumps(environment(), indent=1, default=str))
 
+    def _paired(self, res: Path) -> None:
+        """Paired patient-bootstrap tests behind the report's Findings (aggregates only)."""
+        from leader.study.evaluation import index_frame, paired_comparisons, standard_pairs, write_parquet
+
+        files = sorted((self.dir / "persample").glob("*.parquet"))
+        if not files or not self.datasets:
+            return
+        per = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        out = []
+        for name, ds in self.datasets.items():
+            for bb in self.spec.backbones():
+                pr = paired_comparisons(per[per["dataset"] == name], index_frame(ds), standard_pairs(per, name, bb))
+                if not pr.empty:
+                    out.append(pr.assign(dataset=name, backbone=bb))
+        if out:
+            write_parquet(pd.concat(out, ignore_index=True), res / "paired.parquet")
+
     def run(self) -> None:
         s = self.spec
         for d in s.datasets:
@@ -346,11 +399,13 @@ class StudyRunner:
             if ds is None:
                 self.state.mark(f"data/{d.name}", "skipped", "")
                 continue
+            self.datasets[d.name] = ds
             self.baseline(ds)
             for bb in s.backbones():
                 teacher_dir = feat_dir = None
                 if s.teacher is not None:
                     teacher_dir = self.teacher(ds, bb)
+                    self.probe(ds, bb, teacher_dir)
                     feat_dir = self.features(ds, bb, teacher_dir)
                     self.teacher_eval(ds, bb, feat_dir)
                 best = self.sweep(ds, bb, feat_dir)
@@ -374,34 +429,48 @@ class StudyRunner:
 
 
 def _measure_impl(ds, model_dir, teacher_dir, sizes):
-    """Runs in a fresh worker process so peak memory is this measurement's, not the driver's."""
-    import resource
+    """Latency per patient (warm, median) at each batch size, and memory from the allocator:
+    parameter + buffer bytes plus the peak activation bytes of one forward pass at the largest
+    batch (leader.efficiency). Same device and the same test patients for both models."""
+    from leader.efficiency import latency_ms, model_bytes, peak_activation_bytes
 
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    ids = ds.samples("test")["sample_id"].to_numpy()[:max(sizes)]
     rows = []
     if model_dir:
-        from leader.train.student import load_student, measure_student_latency
+        from leader.models.student import encode_dataset
+        from leader.train.student import load_student
 
-        m = measure_student_latency(load_student(model_dir).model, ds, batch_sizes=sizes)
-        for b in sizes:
-            rows.append({"model": "LEADER(S)", "latency_ms_per_patient": m[f"latency_ms_per_patient_b{b}"],
-                         "peak_mem_mb": m["peak_rss_mb"], "batch_size": b, "device": "cpu"})
+        m = load_student(model_dir).model.to(dev).eval()
+        enc = encode_dataset(ds, m.cfg)
+        pos = {int(v): i for i, v in enumerate(enc.sample_ids)}
+        idx = np.array([pos[int(i)] for i in ids])
+
+        def fwd(b):
+            batch = {k: v.to(dev) for k, v in enc.batch(np.resize(idx, b)).items()}
+            return lambda: m(batch)
+        rows += _eff_rows("LEADER(S)", m, fwd, sizes, dev, model_bytes, peak_activation_bytes, latency_ms)
     if teacher_dir:
-        from leader.data.prompts import build_prompts
         from leader.models.teacher import load_teacher
 
-        t = load_teacher(teacher_dir)
-        ids = ds.samples("test")["sample_id"].to_numpy()[:max(sizes)]
-        pool = build_prompts(ds, ids)
-        t.infer(pool[:1])  # warm-up
-        for b in sizes:  # same batch sizes as the student, so the speed-up is like for like
+        t = load_teacher(teacher_dir, device=dev)
+        pool = t.prompts(ds, ids)
+
+        def fwd(b):
             prompts = [pool[i % len(pool)] for i in range(b)]
-            t0 = time.perf_counter()
-            t.infer(prompts, batch_size=b)
-            dt = time.perf_counter() - t0
-            rows.append({"model": "LEADER(T)", "latency_ms_per_patient": 1000 * dt / b,
-                         "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                         "batch_size": b, "device": "cpu"})
+            return lambda: t.infer(prompts, batch_size=b)
+        rows += _eff_rows("LEADER(T)", t.model, fwd, sizes, dev, model_bytes, peak_activation_bytes, latency_ms)
     return rows
+
+
+def _eff_rows(name, module, fwd, sizes, dev, model_bytes, peak_activation_bytes, latency_ms) -> list[dict]:
+    weights = model_bytes(module)
+    act = peak_activation_bytes(fwd(max(sizes)), dev)
+    return [{"model": name, "latency_ms_per_patient": latency_ms(fwd(b), b), "batch_size": b, "device": dev,
+             "param_mb": weights / 2**20, "peak_activation_mb": act / 2**20, "peak_mem_mb": (weights + act) / 2**20,
+             "n_params": int(sum(p.numel() for p in module.parameters()))} for b in sizes]
 
 
 def _remote_measure():

@@ -19,7 +19,7 @@ from leader.report.names import FIGURES as REPORT_FIGURES
 from leader.report.names import TABLES as REPORT_TABLES
 from leader.study.yamlmap import LineMap, load_with_extends, where
 
-BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm")
+BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m")
 SOURCES = ("demo", "synthetic", "mimic3", "mimic4")
 # Named ablations -> switches on StudentTrainConfig (flat names, see `student_config`).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -28,7 +28,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "output_kd": {"kd": "output"},
     "no_align": {"align": False},
     "split_visit_encoder": {"shared_visit_encoder": False},
+    # negative control: KD to teacher states shuffled across patients (a gain that survives it
+    # is regularisation, not transfer)
+    "kd_shuffled": {"kd_shuffle": True},
 }
+TRIVIAL_BASELINES = ("prior", "cooccurrence", "logreg")
 TABLES = (*TABLE_ALIASES, *REPORT_TABLES)
 FIGURES = (*FIGURE_ALIASES, *REPORT_FIGURES)
 
@@ -57,7 +61,7 @@ class DatasetSpec(_Strict):
 
 
 class TeacherSpec(_Strict):
-    backbones: list[Literal["llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm"]] = Field(
+    backbones: list[Literal["llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m"]] = Field(
         min_length=1, description="Teacher LLM backbones; each is trained (or reused) per dataset.")
     train: bool = Field(True, description="Fine-tune the teacher; False requires `checkpoints` for every backbone.")
     checkpoints: dict[str, str] = Field(default_factory=dict,
@@ -172,6 +176,14 @@ class SensitivitySpec(_Strict):
         return v
 
 
+class BaselinesSpec(_Strict):
+    trivial: list[Literal["prior", "cooccurrence", "logreg"]] = Field(
+        default_factory=lambda: list(TRIVIAL_BASELINES),
+        description="Baselines fitted once on train and shown beside LEADER in every report: prior (drug frequency), "
+                    "cooccurrence (P(drug | diagnosis)), logreg (multi-hot codes + last visit's drugs). The frozen "
+                    "teacher's linear probe is added automatically when the teacher runs its LP stage.")
+
+
 class ResourceSpec(_Strict):
     cpu: float = Field(1, gt=0, description="CPUs per student trial.")
     gpu: float = Field(0, ge=0, description="GPUs per student trial (fractions share a GPU).")
@@ -212,6 +224,7 @@ class StudySpec(_Strict):
     search: SearchSpec = Field(default_factory=SearchSpec)
     ablations: AblationSpec = Field(default_factory=AblationSpec)
     sensitivity: SensitivitySpec = Field(default_factory=SensitivitySpec)
+    baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds of every final/ablation/sensitivity run.")
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
     teacher_resources: TeacherResourceSpec = Field(default_factory=TeacherResourceSpec)

@@ -18,7 +18,8 @@ def student_trial(config: dict, *, ds=None, features_path: str | None = None, ba
     from ray import tune
 
     from leader.study.spec import student_config
-    from leader.train.student import evaluate_student, train_student
+    from leader.study.evaluation import align_to_test, score_test
+    from leader.train.student import predict_proba, train_student
 
     params = {**(base or {}), **{k: v for k, v in config.items() if k != "run"}}
     run = config.get("run")
@@ -41,9 +42,11 @@ def student_trial(config: dict, *, ds=None, features_path: str | None = None, ba
     with tempfile.TemporaryDirectory() as tmp:
         res = train_student(ds, cfg, features=features, report=lambda row: tune.report(row),
                             checkpoint_dir=Path(tmp) / "model")
-        boot = evaluate_student(res.model, ds, "test", threshold=cfg.threshold, rounds=ev.get("bootstrap_rounds", 10),
-                                frac=ev.get("bootstrap_frac", 0.8), seed=run["seed"])
+        ids, probs = predict_proba(res.model, ds, "test")
+        boot, per = score_test(ds, align_to_test(ds, ids, probs), threshold=cfg.threshold,
+                               rounds=ev.get("bootstrap_rounds", 10), frac=ev.get("bootstrap_frac", 0.8), seed=run["seed"])
         boot.to_parquet(Path(tmp) / "bootstrap.parquet", index=False)
+        per.to_parquet(Path(tmp) / "persample.parquet", index=False)  # by test position: paired tests
         overall = boot[boot["group"] == "overall"].groupby("metric")["value"].mean()
         final = {**{f"test_{k}": float(v) for k, v in overall.items()}, "final": 1}
         tune.report({**res.history[-1], **final}, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -50,7 +50,8 @@ class StudentTrainConfig(BaseModel):
     batch_size: int = Field(64, ge=2, description="Training batch size (also the InfoNCE negatives pool).")
     patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation PRAUC.")
     seed: int = Field(0, description="Seed for init, shuffling and dropout.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold for Jaccard/F1.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold for Jaccard/F1 (p > threshold).")
+    init_bias_from_prior: bool = Field(True, description="Start the output bias at logit(train drug frequency).")
     loss: LossConfig = Field(default_factory=LossConfig, description="Loss terms: KD kind and weight, alignment.")
     num_threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs).")
 
@@ -109,6 +110,16 @@ def predict_proba(model: LeaderStudent, ds: EHRDataset, split: str | None = None
     return enc.sample_ids[idx], _predict_idx(model, enc, idx)
 
 
+def kd_targets(features, sample_ids: np.ndarray, shuffle: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher (hidden, probs) rows for `sample_ids`, by id; with `shuffle`, the same rows given
+    to other samples (a seeded permutation): the kd_shuffled negative control."""
+    h, p = features.align(sample_ids)
+    if shuffle:
+        perm = np.random.default_rng(10_007 + seed).permutation(len(sample_ids))
+        h, p = np.asarray(h)[perm], np.asarray(p)[perm]
+    return h, p
+
+
 def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report: Callable[[dict], None] | None = None,
                   checkpoint_dir: str | Path | None = None) -> StudentTrainResult:
     lcfg = cfg.loss
@@ -121,10 +132,12 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
     if len(tr) < 2 or len(va) == 0:
         raise ConfigError(f"dataset {ds.name!r} needs >=2 train and >=1 val samples (has {len(tr)}, {len(va)})")
     model = LeaderStudent.for_dataset(ds, cfg.student)
+    if cfg.init_bias_from_prior:
+        model.init_output_bias(enc.labels[tr].mean(0))
     proj = None
     h_all = p_all = None
     if features is not None and lcfg.kd != "none":
-        h_all, p_all = features.align(enc.sample_ids[tr])
+        h_all, p_all = kd_targets(features, enc.sample_ids[tr], lcfg.kd_shuffle, cfg.seed)
         h_all = torch.from_numpy(np.asarray(h_all, dtype=np.float32))  # (N_tr, d_h)
         p_all = torch.from_numpy(np.asarray(p_all, dtype=np.float32))  # (N_tr, |meds|)
         if p_all.shape[1] != ds.n_meds:

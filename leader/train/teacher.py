@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from leader.errors import ConfigError, read_json
+from leader.errors import ConfigError, LeaderError, read_json
 from leader.paths import repo_root
 
 
@@ -47,12 +47,29 @@ class TeacherTrainConfig(BaseModel):
     cpu_offload: bool = Field(False, description="Offload optimizer state (and ZeRO-3 params) to CPU memory.")
     epochs: int = Field(1, ge=1, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (across epochs).")
-    lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW) for LoRA + head.")
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW) of the LoRA weights.")
+    head_lr_mult: float = Field(10.0, gt=0, description="The head's LR = lr x this (own parameter group): a fresh head "
+                                                         "must grow far faster than LoRA's small updates.")
+    head_init: Literal["prior", "default"] = Field("prior", description="prior: head bias = logit(train frequency of each "
+                                                   "drug), weights 0; default: nn.Linear's init (p ~ 0.5 everywhere).")
+    lp_epochs: int = Field(0, ge=0, description="LP-FT: epochs of a linear probe on cached frozen features before "
+                                                "LoRA fine-tuning (0 = off). Costs one forward pass over train + val.")
+    lp_lr: float = Field(1e-2, gt=0, description="Adam LR of the linear-probe stage.")
+    lp_weight_decay: float = Field(0.0, ge=0, description="Weight decay of the linear-probe stage.")
+    standardize: bool | None = Field(None, description="Fixed standardisation of the pooled state before the head, from "
+                                                        "frozen train features (default: on when lp_epochs > 0).")
+    keep_best: bool = Field(True, description="Save the best-validation-PRAUC state (the probe included), not the last.")
+    eval_every: int = Field(0, ge=0, description="Also validate every N optimizer steps (0 = epoch ends only).")
+    require_learning: bool = Field(True, description="Fail the run when the final training loss is not below the "
+                                                      "prior-level BCE (the teacher learned nothing about patients).")
+    fit_prompts: bool = Field(True, description="Drop the OLDEST whole past visits until a prompt fits max_length "
+                                                "tokens (else the tokenizer cuts mid-visit on the left).")
+    progress_every_s: float = Field(15.0, ge=0, description="Worker 0 prints a progress line at most this often.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(4, ge=1, description="Micro batch per worker.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     grad_clip: float = Field(1.0, ge=0, description="Global gradient norm clip (0 = off).")
-    max_length: int = Field(256, ge=8, description="Max prompt tokens; longer prompts are cut on the LEFT.")
+    max_length: int = Field(256, ge=8, description="Max prompt tokens (see fit_prompts; the rest is cut on the LEFT).")
     token_budget: int | None = Field(None, description="Word budget passed to build_prompts (drops oldest past visits first).")
     schedule: Literal["cosine", "linear"] = Field("cosine", description="LR decay after warmup.")
     warmup: float = Field(0.0, ge=0, description="Warmup: fraction of total steps if < 1, else a step count.")
@@ -69,6 +86,10 @@ class TeacherTrainConfig(BaseModel):
     eval_batch_size: int = Field(16, ge=1, description="Batch size of validation/test inference.")
     eval_test: bool = Field(True, description="Compute final test metrics by group.")
     fail_at_step: int | None = Field(None, description="Fault injection for tests: the last worker exits at this step on the first attempt (no checkpoint yet restored).")
+
+    @property
+    def uses_standardization(self) -> bool:
+        return self.lp_epochs > 0 if self.standardize is None else bool(self.standardize)
 
     def ds_config_path(self) -> Path:
         if self.deepspeed_config:
@@ -156,51 +177,116 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _prepare_inputs(ds, cfg: TeacherTrainConfig) -> dict:
-    from leader.data.prompts import build_prompts
+def _prepare_inputs(ds, cfg: TeacherTrainConfig, tokenizer=None) -> dict:
+    """Prompts, labels and groups per split; with `fit_prompts`, prompts are fitted to
+    `tokenizer` and `max_length` by dropping the oldest whole visits."""
+    from leader.data.prompts import teacher_prompts
 
     out = {}
+    opts = prompt_options(cfg)
     for split in ("train", "val", "test"):
         s = ds.samples(split)
         lim = cfg.max_train_samples if split == "train" else cfg.max_eval_samples
         if lim:
             s = s.iloc[:lim]
         ids = s["sample_id"].to_numpy()
-        kw = {"token_budget": cfg.token_budget} if cfg.token_budget else {}
-        out[split] = {"ids": ids.tolist(), "prompts": build_prompts(ds, ids, **kw),
+        prompts, dropped = teacher_prompts(ds, ids, tokenizer, **opts)
+        out[split] = {"ids": ids.tolist(), "prompts": prompts, "dropped": dropped,
                       "labels": ds.labels(ids), "groups": s["group"].astype(str).tolist()}
     if not out["train"]["ids"]:
         raise ConfigError(f"dataset {ds.name}: empty training split")
     return out
 
 
-# ----------------------------------------------------------------------------- worker loop
-def _eval_sharded(engine, tok, prompts, max_length, bs, rank, world, dist):
-    """Equal batch counts on every rank (ZeRO-3 forwards gather parameters collectively)."""
-    import torch
+def prompt_options(cfg: TeacherTrainConfig) -> dict:
+    """Saved in the checkpoint's meta, so extraction and latency runs rebuild the same prompts."""
+    return {"fit_max_length": cfg.max_length if cfg.fit_prompts else None, "token_budget": cfg.token_budget}
 
-    n = len(prompts)
-    if n == 0:
-        return np.zeros((0, engine.module.cfg.n_meds), np.float32)
-    per = math.ceil(n / world)
-    idx = [min(i, n - 1) for i in range(rank * per, (rank + 1) * per)]
-    engine.eval()
-    outs = []
-    with torch.no_grad():
-        for i in range(0, per, bs):
-            ii, mm = _tok(tok, [prompts[j] for j in idx[i:i + bs]], max_length)
-            logits, _ = engine(ii, mm)
-            outs.append(torch.sigmoid(logits.float()).cpu().numpy())
-    engine.train()
-    mine = (list(range(rank * per, (rank + 1) * per)), np.concatenate(outs))
+
+def prompt_stats(data: dict) -> dict:
+    """How much history the length limit cost (the study results show it)."""
+    d = [x for v in data.values() for x in v["dropped"]]
+    return {"prompts": len(d), "prompts_with_dropped_visits": int(sum(x > 0 for x in d)),
+            "visits_dropped": int(sum(d))}
+
+
+def optimizer_groups(model, cfg: TeacherTrainConfig) -> list[dict]:
+    """LoRA at `lr`, the head in its own group at `lr * head_lr_mult`."""
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
+    lora = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    return [{"params": lora, "lr": cfg.lr, "name": "lora"}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "name": "head"}]
+
+
+def init_head(model, cfg: TeacherTrainConfig, y_train: np.ndarray) -> None:
+    if cfg.head_init == "prior":
+        model.init_head_from_prior(np.asarray(y_train, np.float64).mean(0))
+
+
+class LearnedNothingError(LeaderError):
+    """The teacher's training loss never went below what drug frequencies alone give."""
+
+
+def check_learning(metrics: dict, cfg: TeacherTrainConfig) -> None:
+    """The learned-nothing guard: a teacher at the prior-level BCE distils noise into every
+    student downstream, so the stage fails loudly instead of passing its features on."""
+    final, prior = metrics.get("final_train_loss"), metrics.get("prior_bce")
+    if cfg.require_learning and final is not None and prior is not None and not final < prior:
+        raise LearnedNothingError(
+            f"teacher {cfg.backbone}: final training loss {final:.4f} is not below the prior-level BCE {prior:.4f} "
+            f"(predicting each drug at its training frequency): it learned nothing about the patients. Try a higher "
+            f"lr / head_lr_mult, more steps, or lp_epochs > 0 (set require_learning: false to keep it anyway).")
+
+
+def final_train_loss(losses: list[float]) -> float | None:
+    """Mean of the last 10 % of step losses (one step is too noisy to judge)."""
+    if not losses:
+        return None
+    k = max(1, len(losses) // 10)
+    return float(np.mean(losses[-k:]))
+
+
+# ----------------------------------------------------------------------------- worker loop
+def _shard_gather(fn, items: list, rank: int, world: int, dist) -> list:
+    """Run `fn` on this rank's contiguous slice (equal sizes: ZeRO-3 forwards are collective,
+    so the last rank repeats an item rather than run fewer batches) and gather every rank's
+    outputs back in `items` order. `fn(list) -> np.ndarray` with one row per item."""
+    n = len(items)
+    per = math.ceil(n / world) if n else 0
+    idx = [min(i, n - 1) for i in range(rank * per, (rank + 1) * per)] if n else []
+    mine = (list(range(rank * per, (rank + 1) * per)), fn([items[j] for j in idx]) if idx else None)
+    if world == 1:
+        return list(mine[1][:n]) if n else []
     gathered = [None] * world
     dist.all_gather_object(gathered, mine)
-    probs = np.zeros((n, engine.module.cfg.n_meds), np.float32)
-    for pos, p in gathered:
+    out = [None] * n
+    for pos, rows in gathered:
         for k, j in enumerate(pos):
-            if j < n:
-                probs[j] = p[k]
-    return probs
+            if j < n and rows is not None:
+                out[j] = rows[k]
+    return out
+
+
+def _predict(module, prompts: list[str], max_length: int, bs: int):
+    """Sigmoid probabilities of `prompts` (in order), batched by token length."""
+    import torch
+
+    from leader.models.teacher import length_buckets
+
+    tok = module.tokenizer
+    out = np.zeros((len(prompts), module.cfg.n_meds), np.float32)
+    with torch.no_grad():
+        for idx in length_buckets(tok, prompts, bs):
+            ii, mm = _tok(tok, [prompts[j] for j in idx], max_length)
+            logits, _ = module(ii, mm)
+            out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+    return out
+
+
+def _eval_sharded(engine, prompts, max_length, bs, rank, world, dist):
+    engine.eval()
+    rows = _shard_gather(lambda ps: _predict(engine.module, ps, max_length, bs), prompts, rank, world, dist)
+    engine.train()
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, engine.module.cfg.n_meds), np.float32)
 
 
 def _group_metrics(y, p, groups, prefix: str) -> dict:
@@ -210,15 +296,118 @@ def _group_metrics(y, p, groups, prefix: str) -> dict:
     return {f"{prefix}_{r.group}_{r.metric}": float(r.mean) for r in s.itertuples()}
 
 
-def _train_loop(config: dict) -> None:
+def _probe_stage(model, cfg: TeacherTrainConfig, data: dict, rank: int, world: int, dist) -> dict:
+    """Frozen pass (sharded over ranks) -> standardisation -> linear probe, fitted on rank 0
+    and broadcast, so every rank starts fine-tuning from the same head. Returns what the
+    checkpoint must remember (norm, probe metrics, probe test probabilities)."""
+    from leader.metrics import mean_metrics
+    from leader.train.probe import fit_probe, frozen_features
+
+    tr, va, te = data["train"], data["val"], data["test"]
+    n_norm = len(tr["prompts"]) if cfg.lp_epochs else min(256, len(tr["prompts"]))
+    feats = lambda ps: frozen_features(model, ps, cfg.max_length, cfg.eval_batch_size)  # noqa: E731
+    t0 = time.perf_counter()
+    if rank == 0:
+        n_all = n_norm + (len(va["prompts"]) if cfg.lp_epochs else 0) + (len(te["prompts"]) if cfg.lp_epochs and cfg.eval_test else 0)
+        print(f"[teacher] frozen pass over {n_all} prompts on {world} worker(s) (linear probe: {cfg.lp_epochs} epochs)", flush=True)
+    H_tr = np.stack(_shard_gather(feats, tr["prompts"][:n_norm], rank, world, dist))
+    H_va = np.stack(_shard_gather(feats, va["prompts"], rank, world, dist)) if cfg.lp_epochs and va["prompts"] else None
+    want_test = cfg.lp_epochs and cfg.eval_test and te["prompts"]
+    H_te = np.stack(_shard_gather(feats, te["prompts"], rank, world, dist)) if want_test else None
+    out: dict = {"frozen_pass_s": time.perf_counter() - t0}
+    payload = [None]
+    if rank == 0:
+        print(f"[teacher] frozen pass done in {out['frozen_pass_s']:.0f} s", flush=True)
+    if rank == 0:
+        mean, std = H_tr.mean(0), H_tr.std(0)
+        model.set_standardization(mean, std)
+        res = None
+        if cfg.lp_epochs and H_va is not None:
+            res = fit_probe(model, H_tr, np.asarray(tr["labels"])[:n_norm], H_va, np.asarray(va["labels"]),
+                            epochs=cfg.lp_epochs, lr=cfg.lp_lr, weight_decay=cfg.lp_weight_decay, seed=cfg.seed)
+        payload = [{"mean": mean, "std": std, "head": res.head_state if res else None,
+                    "probe_val_prauc": res.best_val_prauc if res else None, "probe_epoch": res.best_epoch if res else None,
+                    "probe_history": res.history if res else []}]
+    if world > 1:
+        dist.broadcast_object_list(payload, src=0)
+    got = payload[0]
+    if rank == 0 and got["probe_val_prauc"] is not None:
+        print(f"[teacher] linear probe: val PRAUC {got['probe_val_prauc']:.3f} (epoch {got['probe_epoch']})", flush=True)
+    model.set_standardization(got["mean"], got["std"])
+    if got["head"] is not None:
+        model.head.load_state_dict(got["head"])
+    out.update(probe_val_prauc=got["probe_val_prauc"], probe_epoch=got["probe_epoch"], probe_history=got["probe_history"])
+    if H_te is not None:
+        import torch
+
+        with torch.no_grad():
+            p_te = torch.sigmoid(model.head_logits(torch.from_numpy(H_te))).numpy()
+        out["probe_test_probs"] = p_te
+        out["probe_test_prauc"] = mean_metrics(np.asarray(te["labels"]), p_te)["prauc"]
+    return out
+
+
+class _Progress:
+    """One line from worker 0 at most every `every` seconds: never minutes of silence."""
+
+    def __init__(self, total: int, every: float, rank: int):
+        self.total, self.every, self.rank = total, every, rank
+        self.t0 = self.last = time.perf_counter()
+        self.start_step: int | None = None
+
+    def __call__(self, step: int, loss: float, samples_per_step: int, val: float | None, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.start_step is None:
+            self.start_step, self.t0 = step - 1, now
+        if self.rank != 0 or not (force or now - self.last >= self.every):
+            return
+        self.last = now
+        done = step - self.start_step
+        rate = done * samples_per_step / max(now - self.t0, 1e-9)
+        eta = (self.total - step) * samples_per_step / max(rate, 1e-9)
+        vtxt = f" | val PRAUC {val:.3f}" if val is not None else ""
+        print(f"[teacher] step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} samples/s | ETA {eta / 60:.1f} min{vtxt}",
+              flush=True)
+
+
+def _trainable_state(engine) -> dict:
+    """Full (gathered under ZeRO-3) copies of the trainable tensors, on CPU; collective."""
+    import deepspeed
+
+    names = [n for n, p in engine.module.named_parameters() if p.requires_grad]
+    tparams = [p for p in engine.module.parameters() if p.requires_grad]
+    with deepspeed.zero.GatheredParameters(tparams, modifier_rank=None):
+        return {n: p.detach().float().cpu().clone() for n, p in zip(names, tparams)}
+
+
+def _load_trainable(engine, state: dict, rank: int) -> None:
+    """Put `state` (present on every rank) back into the engine's module. ZeRO-3 partitions the
+    parameters, so rank 0 writes inside a gather and DeepSpeed re-partitions on exit; under
+    ZeRO-2 every rank holds full parameters and writes its own."""
+    import deepspeed
+    import torch
+
+    params = dict(engine.module.named_parameters())
+    tparams = [params[n] for n in state]
+    z3 = engine.zero_optimization_stage() == 3
+    with deepspeed.zero.GatheredParameters(tparams, modifier_rank=0 if z3 else None):
+        if rank == 0 or not z3:
+            with torch.no_grad():
+                for n, v in state.items():
+                    params[n].data.copy_(v.to(params[n].dtype))
+
+
+def _train_loop(config: dict) -> None:  # noqa: C901 - one DeepSpeed run, step by step; long by nature
     import deepspeed
     import ray.train
     import torch
     import torch.distributed as dist
     from ray.train import Checkpoint
+    from safetensors.torch import load_file, save_file
 
     from leader.metrics import mean_metrics
     from leader.models.teacher import save_teacher
+    from leader.train.probe import prior_bce
 
     cfg = TeacherTrainConfig(**config["cfg"])
     data = config["data"]
@@ -230,35 +419,67 @@ def _train_loop(config: dict) -> None:
 
     model = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"])
     tok = model.tokenizer
-    n_train = len(data["train"]["prompts"])
+    tr = data["train"]
+    n_train = len(tr["prompts"])
     T = total_steps(cfg, n_train, world)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    init_head(model, cfg, tr["labels"])
+
+    ckpt = ray.train.get_checkpoint()
+    st: dict = {"step": 0, "losses": [], "history": [], "probe": {}, "best_val": None, "best_step": None}
+    best_state: dict | None = None
+    if ckpt is None and cfg.uses_standardization:
+        probe = _probe_stage(model, cfg, data, rank, world, dist)
+        st["probe"] = {k: v for k, v in probe.items() if k != "probe_test_probs"}
+        st["norm"] = {"mean": model.feat_mean.tolist(), "std": model.feat_scale.tolist()}
+        if probe.get("probe_val_prauc") is not None:
+            st["best_val"], st["best_step"] = probe["probe_val_prauc"], 0
+        config["probe_test_probs"] = probe.get("probe_test_probs")
+    opt = torch.optim.AdamW(optimizer_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, T))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
                                            config=build_ds_config(cfg, world, cuda))
+    if st["best_step"] == 0 and cfg.keep_best:
+        best_state = _trainable_state(engine)  # the probe: LoRA at its zero init + fitted head
 
-    step, losses, history = 0, [], []
-    ckpt = ray.train.get_checkpoint()
     resumed_from = None
     if ckpt is not None:
         with ckpt.as_directory() as d:
             engine.load_checkpoint(d, tag="ds", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True)
             st = json.loads((Path(d) / "state.json").read_text())
-        step, losses, history = st["step"], st["losses"], st["history"]
-        resumed_from = step
+            if (Path(d) / "best.safetensors").exists():
+                best_state = load_file(str(Path(d) / "best.safetensors"))
+        if st.get("norm"):
+            engine.module.set_standardization(np.asarray(st["norm"]["mean"]), np.asarray(st["norm"]["std"]))
+        resumed_from = st["step"]
+    step, losses, history = st["step"], st["losses"], st["history"]
 
     def checkpoint(metrics: dict, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             engine.save_checkpoint(tmp, tag="ds", exclude_frozen_parameters=True)
             if rank == 0:
-                (Path(tmp) / "state.json").write_text(json.dumps({"step": step, "losses": losses, "history": history}))
+                (Path(tmp) / "state.json").write_text(json.dumps({**st, "step": step, "losses": losses, "history": history}))
+                if best_state is not None:
+                    save_file({k: v.contiguous() for k, v in best_state.items()}, str(Path(tmp) / "best.safetensors"))
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
 
-    tr, G = data["train"], cfg.batch_size * cfg.grad_accum * world
+    def validate(epoch: int) -> float:
+        nonlocal best_state
+        va = data["val"]
+        p = _eval_sharded(engine, va["prompts"], cfg.max_length, cfg.eval_batch_size, rank, world, dist)
+        v = mean_metrics(np.asarray(va["labels"]), p)["prauc"] if len(p) else float("nan")
+        history.append({"epoch": epoch, "step": step, "val_prauc": v})
+        if cfg.keep_best and len(p) and (st["best_val"] is None or v > st["best_val"]):
+            st["best_val"], st["best_step"] = v, step
+            best_state = _trainable_state(engine)
+        return v
+
+    G = cfg.batch_size * cfg.grad_accum * world
+    lens = np.array([len(x) for x in tok(tr["prompts"], add_special_tokens=True)["input_ids"]])
     y_train = torch.from_numpy(np.array(tr["labels"], dtype=np.float32))  # writable copy
     steps_per_epoch = n_train // G
     t_train, n_timed, peak = 0.0, 0, _rss_mb()
+    progress = _Progress(T, cfg.progress_every_s, rank)
+    last_val = st["best_val"]
     engine.train()
     while step < T:
         epoch = step // steps_per_epoch
@@ -272,7 +493,9 @@ def _train_loop(config: dict) -> None:
                 time.sleep(5)
                 os._exit(1)  # simulated worker crash (first attempt only)
             t0 = time.perf_counter()
-            gb = batches[s]
+            # Sorting the global batch by length groups similar prompts into each micro batch:
+            # less padding, and the same samples (hence the same mean gradient) per step.
+            gb = batches[s][np.argsort(lens[batches[s]], kind="stable")]
             tot = 0.0
             for m in range(cfg.grad_accum):
                 lo = (m * world + rank) * cfg.batch_size
@@ -293,68 +516,99 @@ def _train_loop(config: dict) -> None:
             peak = max(peak, _rss_mb())
             end_epoch = s == steps_per_epoch - 1 or step >= T
             metrics = {"step": step, "epoch": epoch, "loss": losses[-1]}
-            if end_epoch:
-                va = data["val"]
-                p = _eval_sharded(engine, tok, va["prompts"], cfg.max_length, cfg.eval_batch_size, rank, world, dist)
-                vm = mean_metrics(np.asarray(va["labels"]), p) if len(p) else {"prauc": float("nan")}
-                history.append({"epoch": epoch, "step": step, "val_prauc": vm["prauc"]})
-                metrics["val_prauc"] = vm["prauc"]
+            if end_epoch or (cfg.eval_every and step % cfg.eval_every == 0):
+                metrics["val_prauc"] = last_val = validate(epoch)
+            progress(step, losses[-1], G, last_val, force=end_epoch)
             if end_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
                 checkpoint(metrics, f"checkpoint_{step:06d}")
 
-    # ---- final: test metrics by group, adapter + head with save_teacher
+    # ---- final: the best-validation state (probe included), test metrics by group, save
+    if best_state is not None and st["best_step"] != step:
+        _load_trainable(engine, best_state, rank)
     final = {"step": step, "losses": losses, "history": history, "resumed_from": resumed_from,
              "steps_per_s_per_worker": (n_timed / t_train) if t_train > 0 else float("nan"),
-             "rss_mb_peak_worker": peak, "world_size": world, "zero_stage": engine.zero_optimization_stage()}
+             "samples_per_s_per_worker": (n_timed * cfg.batch_size * cfg.grad_accum / t_train) if t_train > 0 else float("nan"),
+             "rss_mb_peak_worker": peak, "world_size": world, "zero_stage": engine.zero_optimization_stage(),
+             "prior_bce": prior_bce(np.asarray(tr["labels"])), "final_train_loss": final_train_loss(losses),
+             "best_val_prauc": st["best_val"], "best_step": st["best_step"],
+             **{k: v for k, v in st["probe"].items() if k != "probe_history"}}
     te = data["test"]
     if cfg.eval_test and te["prompts"]:
-        p = _eval_sharded(engine, tok, te["prompts"], cfg.max_length, cfg.eval_batch_size, rank, world, dist)
+        p = _eval_sharded(engine, te["prompts"], cfg.max_length, cfg.eval_batch_size, rank, world, dist)
         final.update(_group_metrics(np.asarray(te["labels"]), p, te["groups"], "test"))
     if history:
         final["val_prauc"] = history[-1]["val_prauc"]
-    names = [n for n, p in engine.module.named_parameters() if p.requires_grad]
-    tparams = [p for p in engine.module.parameters() if p.requires_grad]
-    with deepspeed.zero.GatheredParameters(tparams, modifier_rank=None):
-        state = {n: p.detach().float().cpu().clone() for n, p in zip(names, tparams)}
+    state = _trainable_state(engine)
     with tempfile.TemporaryDirectory() as tmp:
         if rank == 0:
-            meta = {**config["meta"], "max_length": cfg.max_length,
+            meta = {**config["meta"], "max_length": cfg.max_length, "probe_history": st["probe"].get("probe_history", []),
                     "metrics": {k: v for k, v in final.items() if k not in ("losses",)}, "train_config": cfg.model_dump(mode="json")}
             # ZeRO-3 leaves the engine's module partitioned (empty tensors), so peft's
             # save_pretrained would write nothing: save through a fresh unpartitioned copy.
             target = engine.module
             if engine.zero_optimization_stage() == 3:
                 target = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"], train=False)
+                target.set_standardization(engine.module.feat_mean.numpy(), engine.module.feat_scale.numpy())
             save_teacher(target, Path(tmp) / "teacher", meta, trainable_state=state)
+            if config.get("probe_test_probs") is not None:
+                np.savez(Path(tmp) / "teacher" / "probe_test.npz", sample_ids=np.asarray(te["ids"], np.int64),
+                         probs=np.asarray(config["probe_test_probs"], np.float32))
         ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None, checkpoint_dir_name="final")
 
 
 # ----------------------------------------------------------------------------- entry points
+def _inputs_and_spec(ds, cfg: TeacherTrainConfig):
+    """(prompts per split, backbone spec, tiny-model corpus). A tiny backbone's tokenizer is
+    trained on the raw training prompts, so it is built before prompts are fitted to it."""
+    from leader.data.prompts import build_prompts
+    from leader.models.backbones import load_tokenizer, resolve_backbone
+
+    spec = resolve_backbone(cfg.backbone, cfg.backbone_path, seed=cfg.seed)
+    corpus = None
+    if spec.is_tiny:
+        ids = ds.samples("train")["sample_id"].to_numpy()
+        corpus = build_prompts(ds, ids[:cfg.max_train_samples] if cfg.max_train_samples else ids)[:2000]
+    path = spec.materialize(corpus)  # build the tiny model once, before workers race for it
+    data = _prepare_inputs(ds, cfg, load_tokenizer(path) if cfg.fit_prompts else None)
+    return data, spec, corpus
+
+
+def prebuild_comm_op(use_gpu: bool) -> None:
+    """Build DeepSpeed's CPU shared-memory comm op once in the driver: when every worker
+    builds it at start-up, they race on the same $TORCH_EXTENSIONS_DIR and one of them can die
+    with 'ninja: build stopped' (seen here), costing a worker-group restart."""
+    if use_gpu or os.environ.get("DS_ACCELERATOR", "cpu") != "cpu":
+        return
+    from deepspeed.comm.torch import build_shm_op
+
+    build_shm_op()
+
+
 def train_teacher(ds, cfg: TeacherTrainConfig, storage_path: str | Path, name: str | None = None,
                   out_dir: str | Path | None = None) -> TeacherTrainResult:
-    """Run Ray Train; copy the final adapter + head to `out_dir` (default <storage>/<name>/teacher)."""
+    """Run Ray Train; copy the final adapter + head to `out_dir` (default <storage>/<name>/teacher).
+    Raises LearnedNothingError when the teacher ends at the prior-level loss (see check_learning)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from leader.models.backbones import resolve_backbone
     from leader.ray_utils import ensure_ray
 
     cfg.ds_config_path()  # validated in workers; fail fast on a bad path here
     build_ds_config(cfg, cfg.workers, False)
     ray = ensure_ray()
-    data = _prepare_inputs(ds, cfg)
+    prebuild_comm_op(cfg.use_gpu)
+    data, spec, corpus = _inputs_and_spec(ds, cfg)
     total_steps(cfg, len(data["train"]["prompts"]), cfg.workers)
-    spec = resolve_backbone(cfg.backbone, cfg.backbone_path, seed=cfg.seed)
-    corpus = data["train"]["prompts"][:2000] if spec.is_tiny else None
-    spec.materialize(corpus)  # build the tiny model once, before workers race for it
     storage = Path(storage_path).resolve()
     name = name or f"teacher_{ds.name}_{cfg.backbone}_z{cfg.zero_stage}_w{cfg.workers}"
     cpus = ray.cluster_resources().get("CPU", 1)
     threads = max(1, int(cpus // cfg.workers)) if not cfg.use_gpu else 4
-    loop_cfg = {"cfg": cfg.model_dump(mode="json"), "data": {k: {**v, "labels": v["labels"]} for k, v in data.items()},
+    stats = prompt_stats(data)
+    loop_cfg = {"cfg": cfg.model_dump(mode="json"), "data": data,
                 "n_meds": ds.n_meds, "backbone_path": str(spec.path) if not spec.is_tiny else cfg.backbone_path,
                 "corpus": corpus, "threads": threads,
-                "meta": {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "prompt_options": {"token_budget": cfg.token_budget}}}
+                "meta": {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "prompt_options": prompt_options(cfg),
+                         "prompt_stats": stats}}
     trainer = TorchTrainer(
         _train_loop, train_loop_config=loop_cfg,
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": 1} if not cfg.use_gpu else None),
@@ -365,29 +619,34 @@ def train_teacher(ds, cfg: TeacherTrainConfig, storage_path: str | Path, name: s
     result = trainer.fit()
     if result.error:
         raise result.error
+    metrics = {**dict(result.metrics), **{f"prompt_{k}": v for k, v in stats.items()}}
+    check_learning(metrics, cfg)
     out = Path(out_dir) if out_dir else storage / name / "teacher"
     with result.checkpoint.as_directory() as d:
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(Path(d) / "teacher", out)
-    return TeacherTrainResult(out, dict(result.metrics))
+    return TeacherTrainResult(out, metrics)
 
 
 def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -> list[float]:
-    """Single-process plain-torch reference: the same global batches and optimizer as a
-    `world`-worker run (per-worker batch x world in one step). Returns per-step losses."""
+    """Single-process plain-torch reference: the same prompts, head init, probe stage, parameter
+    groups and global batches as a `world`-worker run (per-worker batch x world in one step).
+    Returns per-step losses."""
     import torch
 
     world = world or cfg.workers
-    data = _prepare_inputs(ds, cfg)
-    spec_corpus = data["train"]["prompts"][:2000] if cfg.backbone.startswith("tiny-") else None
-    model = _build_model(cfg, ds.n_meds, cfg.backbone_path, spec_corpus)
+    data, _, corpus = _inputs_and_spec(ds, cfg)
+    model = _build_model(cfg, ds.n_meds, cfg.backbone_path, corpus)
     tr = data["train"]
+    init_head(model, cfg, tr["labels"])
+    if cfg.uses_standardization:
+        _probe_stage(model, cfg, data, 0, 1, None)
     n = len(tr["prompts"])
     T = total_steps(cfg, n, world)
     G = cfg.batch_size * cfg.grad_accum * world
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(optimizer_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, T))
     y = torch.as_tensor(np.asarray(tr["labels"], dtype=np.float32))
     losses, step, spe = [], 0, n // G

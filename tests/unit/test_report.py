@@ -130,8 +130,9 @@ def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
     assert "missing file: efficiency.parquet" in md
     assert "missing: no sensitivity runs for beta" in md
     assert not (out / "figures" / "sensitivity_beta.png").exists()
-    # only what the spec declared (the backbone table comes with 'main' when there are 2+ backbones)
-    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == ["ablation", "backbone", "efficiency", "overall"]
+    # only what the spec declared (the backbone table comes with 'main' when there are 2+ backbones;
+    # the Findings open every report)
+    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == ["ablation", "backbone", "efficiency", "findings", "overall"]
     assert sorted(p.name for p in (out / "figures").iterdir()) == []
 
 

@@ -1,0 +1,89 @@
+"""The LP stage of LP-FT (Kumar et al., ICLR 2022, "Fine-Tuning can Distort Pretrained Features
+and Underperform Out-of-Distribution"): fit the teacher's head on FROZEN pooled features first,
+then fine-tune LoRA + head from there.
+
+Why: a fresh head is random (or at the prior), so the first LoRA updates follow gradients of a
+head that knows nothing and distort the backbone's features. The probe costs one forward pass
+over the training prompts (cached) plus seconds of head-only epochs, and it is also the
+"frozen backbone + linear probe" control every teacher must beat.
+
+Contract:
+    frozen_features(model, prompts, max_length, batch_size) -> (N, d_h) float32
+    fit_probe(model, H_tr, Y_tr, H_va, Y_va, epochs, lr, ...) -> ProbeResult
+        sets model.head to the best-validation state and returns its history.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from leader.metrics import mean_metrics
+
+
+@torch.no_grad()
+def frozen_features(model, prompts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
+    """Pooled last-layer states (B, d_h) of `prompts`, in order, batched by length."""
+    from leader.models.teacher import length_buckets
+
+    was_training = model.training
+    model.eval()
+    tok = model.tokenizer
+    out = np.zeros((len(prompts), model.d_hidden), np.float32)
+    for idx in length_buckets(tok, prompts, batch_size):
+        enc = tok([prompts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        out[idx] = model.pooled(enc["input_ids"], enc["attention_mask"]).float().numpy()
+    model.train(was_training)
+    return out
+
+
+@dataclass
+class ProbeResult:
+    best_val_prauc: float
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    head_state: dict = field(default_factory=dict)
+
+
+def fit_probe(model, H_tr: np.ndarray, Y_tr: np.ndarray, H_va: np.ndarray, Y_va: np.ndarray, *, epochs: int,
+              lr: float = 1e-2, weight_decay: float = 0.0, batch_size: int = 64, seed: int = 0) -> ProbeResult:
+    """Head-only Adam epochs on cached features (standardised by the model's fixed buffers);
+    the best validation-PRAUC head is kept (epoch -1 = the head as it came in)."""
+    head = model.head
+    gen = torch.Generator().manual_seed(seed)
+    h_tr, y_tr = torch.from_numpy(np.asarray(H_tr, np.float32)), torch.from_numpy(np.asarray(Y_tr, np.float32))
+    h_va = torch.from_numpy(np.asarray(H_va, np.float32))
+
+    def val_prauc() -> float:
+        with torch.no_grad():
+            return mean_metrics(Y_va, torch.sigmoid(model.head_logits(h_va)).numpy())["prauc"]
+
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    best = ProbeResult(val_prauc(), -1, head_state=copy.deepcopy(head.state_dict()))
+    for epoch in range(epochs):
+        perm = torch.randperm(len(h_tr), generator=gen)
+        tot = 0.0
+        for i in range(0, len(perm), batch_size):
+            b = perm[i:i + batch_size]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model.head_logits(h_tr[b]), y_tr[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(b)
+        v = val_prauc()
+        best.history.append({"epoch": epoch, "train_loss": tot / max(1, len(perm)), "val_prauc": v})
+        if v > best.best_val_prauc:
+            best.best_val_prauc, best.best_epoch = v, epoch
+            best.head_state = copy.deepcopy(head.state_dict())
+    head.load_state_dict(best.head_state)
+    return best
+
+
+def prior_bce(Y: np.ndarray) -> float:
+    """BCE of predicting every drug at its training frequency: what a model that learned
+    nothing about the patient scores. A teacher must end below it."""
+    f = np.clip(np.asarray(Y, np.float64).mean(0), 1e-7, 1 - 1e-7)
+    return float(-(f * np.log(f) + (1 - f) * np.log(1 - f)).mean())
