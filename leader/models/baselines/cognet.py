@@ -55,8 +55,14 @@ class COGNet(BaselineModel):
         return cls(len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, **params)
 
     def _per_visit(self, encoder: CodeSetEncoder, codes: torch.Tensor) -> torch.Tensor:
+        """Encode only the non-empty code sets (most (B, V) slots are padding): (B, V, C) -> (B, V, d)."""
         B, V, C = codes.shape
-        return encoder(codes.reshape(B * V, C)).reshape(B, V, -1)  # (B, V, d)
+        flat = codes.reshape(B * V, C)
+        real = torch.nonzero((flat > 0).any(1)).flatten()  # (R,)
+        out = torch.zeros(B * V, self.visit.in_features // 2, device=codes.device)
+        if len(real):
+            out = out.index_copy(0, real, encoder(flat[real]))  # empty sets stay zero, as the encoder gives
+        return out.reshape(B, V, -1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_history(batch)
