@@ -45,9 +45,24 @@ def score_test(ds, probs: np.ndarray, *, threshold: float, rounds: int, frac: fl
     keep = np.ones(len(t), bool) if mask is None else np.asarray(mask, bool)
     boot = bootstrap_metrics(y[keep], np.asarray(probs)[keep], t["group"].to_numpy()[keep], threshold=threshold,
                              rounds=rounds, frac=frac, seed=seed, history=t["history"].to_numpy()[keep])
+    if not keep.all():  # a group is reported only if the model scored ALL of it (never a subset
+        full = group_index(t["group"].to_numpy(), t["history"].to_numpy())  # under the group's name)
+        boot = boot[boot["group"].map(lambda g: bool(keep[full[g]].all()))].reset_index(drop=True)
     per = sample_metrics(y, probs, threshold)
     persample = pd.DataFrame({"pos": np.arange(len(t)), **{k: np.where(keep, v, np.nan) for k, v in per.items()}})
     return boot, persample
+
+
+def full_probs(ds, sample_ids: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probs in test_frame order, mask of scored samples) for a model that may score only a
+    subset of the test split (multi-visit-only models skip samples without history)."""
+    t = test_frame(ds)
+    pos = {int(s): i for i, s in enumerate(t["sample_id"])}
+    out = np.zeros((len(t), np.asarray(probs).shape[1]), np.float32)
+    mask = np.zeros(len(t), bool)
+    rows = np.array([pos[int(s)] for s in np.asarray(sample_ids)], dtype=np.int64)
+    out[rows], mask[rows] = probs, True
+    return out, mask
 
 
 def index_frame(ds) -> pd.DataFrame:
@@ -70,9 +85,8 @@ def paired_comparisons(per: pd.DataFrame, index: pd.DataFrame, pairs: list[tuple
         for g, idx in group_index(index["group"].to_numpy(), index["history"].to_numpy()).items():
             if g not in PAIRED_GROUPS:
                 continue
-            idx = idx[~(np.isnan(a[:, idx]).any(0) | np.isnan(b[:, idx]).any(0))]
-            if len(idx) < 2:
-                continue
+            if len(idx) < 2 or np.isnan(a[:, idx]).any() or np.isnan(b[:, idx]).any():
+                continue  # one side did not score the whole group (multi-visit-only model)
             r = paired_test(a[:, idx], b[:, idx], index["cluster"].to_numpy()[idx], rounds=rounds)
             rows.append({"comparison": name, "a": _label(sel_a), "b": _label(sel_b), "group": g,
                          "metric": PAIRED_METRIC, **r.to_dict()})

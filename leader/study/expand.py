@@ -79,7 +79,12 @@ def expand(spec: StudySpec) -> list[Unit]:
     units: list[Unit] = []
     for d in spec.datasets:
         units.append(Unit("data", d.name, detail=f"source={d.source}" + (" (optional)" if d.optional else "")))
-        units.append(Unit("baseline", d.name, detail="Frequency baseline, test bootstrap"))
+        for b in spec.baselines.trivial:
+            units.append(Unit("baseline", d.name, b, detail=f"{b}: fit once on train, test bootstrap"))
+        sp, r = spec.search, spec.resources
+        for b in spec.baselines.tuned:
+            units.append(Unit("baseline", d.name, b, trials=sp.num_samples, cpu=r.cpu * sp.max_concurrent,
+                              detail=f"{b}: Optuna {sp.sampler}, {sp.scheduler.type}, the student's budget"))
         for b in spec.backbones():
             units += _teacher_units(spec, d.name, b)
             units += _student_units(spec, d.name, b)
@@ -99,6 +104,7 @@ def summary(spec: StudySpec, units: list[Unit] | None = None) -> dict:
         "sweep_trials": sum(u.trials for u in units if u.stage == "sweep"),
         "ablation_trials": sum(u.trials for u in units if u.stage == "ablation"),
         "sensitivity_trials": sum(u.trials for u in units if u.stage == "sensitivity"),
+        "baseline_trials": sum(u.trials for u in units if u.stage == "baseline"),
         "total_trials": sum(u.trials for u in units),
         "trial_cpu": spec.resources.cpu, "trial_gpu": spec.resources.gpu,
         "peak_cpu": max([spec.resources.cpu * conc]

@@ -156,6 +156,38 @@ class StudyRunner:
                 return {"train_s": round(float(res.train_s), 3)}
             self._stage(key, ds.fingerprint + self.spec.fingerprint("evaluation", "baselines"), run)
 
+    def tuned_baseline(self, ds, name: str, bspec) -> None:
+        """A Table III baseline swept exactly like the student (same sampler, scheduler and
+        num_samples), selected on validation PRAUC among finished trials, scored once on test."""
+        from ray import tune
+
+        from leader.models.baselines import get_baseline
+        from leader.study.evaluation import full_probs
+        from leader.study.trainable import baseline_trial
+
+        s, info = self.spec, get_baseline(name)
+        key, exp = f"baseline/{ds.name}/{name}", f"baseline-{ds.name}-{name}"
+        space = bspec.space if bspec.space is not None else _registry_space(info.search_space)
+        trainable = tune.with_resources(tune.with_parameters(baseline_trial, ds=ds, name=name, fixed=dict(bspec.params),
+                                                             cpus=s.resources.cpu), {"cpu": s.resources.cpu})
+        epochs = int(bspec.params.get("epochs", info.defaults.get("epochs", 1)))
+
+        def run():
+            grid = self._fit(key, exp, trainable, lambda: self._tuner(trainable, space, exp, max_t=epochs))
+            done = [r for r in grid if r.error is None and r.checkpoint is not None]
+            if not done:
+                raise RuntimeError(f"{key}: no trial finished")
+            best = max(done, key=lambda r: float(r.metrics.get("best_val_prauc", -1)))
+            with best.checkpoint.as_directory() as d:
+                z = np.load(Path(d) / "test_probs.npz")
+                probs, mask = full_probs(ds, z["sample_ids"], z["probs"])
+            self._score(key, ds, probs, mask=None if mask.all() else mask, stage="baseline", dataset=ds.name,
+                        model=BASELINE_LABELS.get(name, name))
+            return {"best_config": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.config.items()},
+                    "best_val_prauc": float(best.metrics.get("best_val_prauc", float("nan"))), "trials": len(grid),
+                    "n_params": int(best.metrics.get("n_params", 0)), "train_s": float(best.metrics.get("train_s", 0))}
+        self._stage(key, ds.fingerprint + s.fingerprint("search", "baselines", "evaluation", "resources"), run)
+
     def probe(self, ds, bb: str, teacher_dir: Path):
         """The frozen-backbone linear probe (the teacher's LP stage) as a baseline row."""
         from leader.study.evaluation import align_to_test
@@ -222,6 +254,44 @@ class StudyRunner:
         return tune.RunConfig(name=name, storage_path=str(self.dir / "tune"), verbose=0,
                               failure_config=tune.FailureConfig(max_failures=1))
 
+    def _tuner(self, trainable, dists: dict, name: str, max_t: int):
+        """Tune + Optuna + the study's scheduler over `dists` (study-schema distributions): one
+        recipe for the student sweep and every tuned baseline, so each row had an equal chance."""
+        import optuna
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        s, sp = self.spec, self.spec.search
+        space = {}
+        for k, d in dists.items():
+            if d.type == "uniform":
+                space[k] = tune.uniform(d.low, d.high)
+            elif d.type == "loguniform":
+                space[k] = tune.loguniform(d.low, d.high)
+            elif d.type == "int":
+                space[k] = tune.lograndint(d.low, d.high + 1) if d.log else tune.randint(d.low, d.high + 1)
+            else:
+                space[k] = tune.choice(d.values)
+        sampler = (optuna.samplers.TPESampler(seed=sp.seed) if sp.sampler == "tpe"
+                   else optuna.samplers.RandomSampler(seed=sp.seed))
+        storage = None
+        if sp.storage:
+            url = sp.storage.replace("sqlite:///", f"sqlite:///{self.dir}/", 1) if sp.storage.startswith("sqlite:///") \
+                and not sp.storage.startswith("sqlite:////") else sp.storage
+            storage = optuna.storages.RDBStorage(url)
+        searcher = OptunaSearch(metric=sp.metric, mode=sp.mode, sampler=sampler, storage=storage,
+                                study_name=f"{s.name}-{name}" if storage else None)
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=sp.max_concurrent)
+        grace = min(sp.scheduler.grace_period, max_t)
+        sched = (ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=grace,
+                               reduction_factor=sp.scheduler.reduction_factor)
+                 if sp.scheduler.type == "asha" else FIFOScheduler())
+        return tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
+            metric=sp.metric, mode=sp.mode, search_alg=searcher, scheduler=sched, num_samples=sp.num_samples,
+            trial_dirname_creator=trial_dirname, reuse_actors=True), run_config=self._run_config(name))
+
     def sweep(self, ds, bb: str, feat_dir: Path | None) -> dict:
         from ray import tune
 
@@ -231,38 +301,7 @@ class StudyRunner:
         trainable = self._trainable(ds, feat_dir, grid=False)
 
         def make_tuner():
-            import optuna
-            from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-            from ray.tune.search import ConcurrencyLimiter
-            from ray.tune.search.optuna import OptunaSearch
-
-            sp = s.search
-            space = {}
-            for k, d in sp.space.items():
-                if d.type == "uniform":
-                    space[k] = tune.uniform(d.low, d.high)
-                elif d.type == "loguniform":
-                    space[k] = tune.loguniform(d.low, d.high)
-                elif d.type == "int":
-                    space[k] = tune.lograndint(d.low, d.high + 1) if d.log else tune.randint(d.low, d.high + 1)
-                else:
-                    space[k] = tune.choice(d.values)
-            sampler = (optuna.samplers.TPESampler(seed=sp.seed) if sp.sampler == "tpe"
-                       else optuna.samplers.RandomSampler(seed=sp.seed))
-            storage = None
-            if sp.storage:
-                url = sp.storage.replace("sqlite:///", f"sqlite:///{self.dir}/", 1) if sp.storage.startswith("sqlite:///") \
-                    and not sp.storage.startswith("sqlite:////") else sp.storage
-                storage = optuna.storages.RDBStorage(url)
-            searcher = OptunaSearch(metric=sp.metric, mode=sp.mode, sampler=sampler, storage=storage,
-                                    study_name=f"{s.name}-{name}" if storage else None)
-            searcher = ConcurrencyLimiter(searcher, max_concurrent=sp.max_concurrent)
-            sched = (ASHAScheduler(time_attr="training_iteration", max_t=s.max_epochs(),
-                                   grace_period=sp.scheduler.grace_period, reduction_factor=sp.scheduler.reduction_factor)
-                     if sp.scheduler.type == "asha" else FIFOScheduler())
-            return tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
-                metric=sp.metric, mode=sp.mode, search_alg=searcher, scheduler=sched, num_samples=sp.num_samples,
-                trial_dirname_creator=trial_dirname, reuse_actors=True), run_config=self._run_config(name))
+            return self._tuner(trainable, s.search.space, name, max_t=s.max_epochs())
 
         def run():
             grid = self._fit(key, name, trainable, make_tuner)
@@ -401,6 +440,8 @@ class StudyRunner:
                 continue
             self.datasets[d.name] = ds
             self.baseline(ds)
+            for name, bspec in s.baselines.tuned.items():
+                self.tuned_baseline(ds, name, bspec)
             for bb in s.backbones():
                 teacher_dir = feat_dir = None
                 if s.teacher is not None:
@@ -426,6 +467,19 @@ class StudyRunner:
                 self.state.mark("report", "failed", "", error=f"{type(e).__name__}: {e}"[:500])
                 raise
             self.state.mark("report", "done", "", path=str(out), seconds=round(time.time() - t0, 2))
+
+
+def _registry_space(space: dict) -> dict:
+    """The registry's tuple-style search space as the study schema's distributions."""
+    from leader.study.spec import Choice, LogUniform, Uniform
+
+    out = {}
+    for k, v in space.items():
+        if v[0] == "choice":
+            out[k] = Choice(type="choice", values=list(v[1]))
+        else:
+            out[k] = (LogUniform if v[0] == "loguniform" else Uniform)(type=v[0], low=v[1], high=v[2])
+    return out
 
 
 def _measure_impl(ds, model_dir, teacher_dir, sizes):

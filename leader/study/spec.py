@@ -33,6 +33,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kd_shuffled": {"kd_shuffle": True},
 }
 TRIVIAL_BASELINES = ("prior", "cooccurrence", "logreg")
+TUNED_BASELINES = ("retain", "gamenet", "micron", "cognet", "logreg")  # the paper's Table III (+ logreg)
 TABLES = (*TABLE_ALIASES, *REPORT_TABLES)
 FIGURES = (*FIGURE_ALIASES, *REPORT_FIGURES)
 
@@ -176,12 +177,23 @@ class SensitivitySpec(_Strict):
         return v
 
 
+class TunedBaselineSpec(_Strict):
+    space: dict[str, Dist] | None = Field(None, description="Search space (default: the model's registry suggestion, "
+                                                            "leader.models.baselines).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed hyper-parameters (e.g. epochs, patience).")
+
+
 class BaselinesSpec(_Strict):
     trivial: list[Literal["prior", "cooccurrence", "logreg"]] = Field(
         default_factory=lambda: list(TRIVIAL_BASELINES),
         description="Baselines fitted once on train and shown beside LEADER in every report: prior (drug frequency), "
                     "cooccurrence (P(drug | diagnosis)), logreg (multi-hot codes + last visit's drugs). The frozen "
                     "teacher's linear probe is added automatically when the teacher runs its LP stage.")
+    tuned: dict[Literal[TUNED_BASELINES], TunedBaselineSpec] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Table III baselines swept like the student: the same Tune + Optuna sampler, scheduler and "
+                    "search.num_samples budget, selected on validation PRAUC, evaluated once on test. "
+                    "Multi-visit-only models (micron, cognet) report only the with-history group.")
 
 
 class ResourceSpec(_Strict):

@@ -397,163 +397,210 @@ def _load_trainable(engine, state: dict, rank: int) -> None:
                     params[n].data.copy_(v.to(params[n].dtype))
 
 
-def _train_loop(config: dict) -> None:  # noqa: C901 - one DeepSpeed run, step by step; long by nature
-    import deepspeed
-    import ray.train
-    import torch
-    import torch.distributed as dist
-    from ray.train import Checkpoint
-    from safetensors.torch import load_file, save_file
+class _TeacherRun:
+    """One worker's DeepSpeed run, step by step. State that a checkpoint must carry lives in
+    `self.st` (step, losses, validation history, probe, best validation) plus `best_state`."""
 
-    from leader.metrics import mean_metrics
-    from leader.models.teacher import save_teacher
-    from leader.train.probe import prior_bce
+    def __init__(self, config: dict):
+        import deepspeed
+        import ray.train
+        import torch
+        import torch.distributed as dist
 
-    cfg = TeacherTrainConfig(**config["cfg"])
-    data = config["data"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
-    deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
-    cuda = cfg.use_gpu and torch.cuda.is_available()
+        self.config, self.cfg, self.data = config, TeacherTrainConfig(**config["cfg"]), config["data"]
+        ctx = ray.train.get_context()
+        self.rank, self.world, self.dist = ctx.get_world_rank(), ctx.get_world_size(), dist
+        torch.set_num_threads(max(1, int(config.get("threads", 1))))
+        deepspeed.init_distributed(dist_backend="nccl" if self.cfg.use_gpu else "gloo")
+        self.model = _build_model(self.cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"])
+        self.tr = self.data["train"]
+        self.T = total_steps(self.cfg, len(self.tr["prompts"]), self.world)
+        init_head(self.model, self.cfg, self.tr["labels"])
+        self.st: dict = {"step": 0, "losses": [], "history": [], "probe": {}, "best_val": None, "best_step": None}
+        self.best_state: dict | None = None
+        self.probe_test_probs = None
+        self.resumed_from = None
 
-    model = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"])
-    tok = model.tokenizer
-    tr = data["train"]
-    n_train = len(tr["prompts"])
-    T = total_steps(cfg, n_train, world)
-    init_head(model, cfg, tr["labels"])
+    def start(self) -> None:
+        """Fresh run: probe stage first; resumed run: everything from the checkpoint."""
+        import deepspeed
+        import ray.train
+        import torch
 
-    ckpt = ray.train.get_checkpoint()
-    st: dict = {"step": 0, "losses": [], "history": [], "probe": {}, "best_val": None, "best_step": None}
-    best_state: dict | None = None
-    if ckpt is None and cfg.uses_standardization:
-        probe = _probe_stage(model, cfg, data, rank, world, dist)
-        st["probe"] = {k: v for k, v in probe.items() if k != "probe_test_probs"}
-        st["norm"] = {"mean": model.feat_mean.tolist(), "std": model.feat_scale.tolist()}
-        if probe.get("probe_val_prauc") is not None:
-            st["best_val"], st["best_step"] = probe["probe_val_prauc"], 0
-        config["probe_test_probs"] = probe.get("probe_test_probs")
-    opt = torch.optim.AdamW(optimizer_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, T))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
-                                           config=build_ds_config(cfg, world, cuda))
-    if st["best_step"] == 0 and cfg.keep_best:
-        best_state = _trainable_state(engine)  # the probe: LoRA at its zero init + fitted head
+        cfg, ckpt = self.cfg, ray.train.get_checkpoint()
+        if ckpt is None and cfg.uses_standardization:
+            probe = _probe_stage(self.model, cfg, self.data, self.rank, self.world, self.dist)
+            self.probe_test_probs = probe.pop("probe_test_probs", None)
+            self.st["probe"] = probe
+            self.st["norm"] = {"mean": self.model.feat_mean.tolist(), "std": self.model.feat_scale.tolist()}
+            if probe.get("probe_val_prauc") is not None:
+                self.st["best_val"], self.st["best_step"] = probe["probe_val_prauc"], 0
+        opt = torch.optim.AdamW(optimizer_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, self.T))
+        self.engine, _, _, _ = deepspeed.initialize(model=self.model, optimizer=opt, lr_scheduler=sched,
+                                                    config=build_ds_config(cfg, self.world, cfg.use_gpu and torch.cuda.is_available()))
+        if self.st["best_step"] == 0 and cfg.keep_best:
+            self.best_state = _trainable_state(self.engine)  # the probe: LoRA at its zero init + fitted head
+        if ckpt is not None:
+            self._restore(ckpt)
 
-    resumed_from = None
-    if ckpt is not None:
+    def _restore(self, ckpt) -> None:
+        from safetensors.torch import load_file
+
         with ckpt.as_directory() as d:
-            engine.load_checkpoint(d, tag="ds", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True)
-            st = json.loads((Path(d) / "state.json").read_text())
+            self.engine.load_checkpoint(d, tag="ds", load_module_strict=False, load_optimizer_states=True,
+                                        load_lr_scheduler_states=True)
+            self.st = json.loads((Path(d) / "state.json").read_text())
             if (Path(d) / "best.safetensors").exists():
-                best_state = load_file(str(Path(d) / "best.safetensors"))
-        if st.get("norm"):
-            engine.module.set_standardization(np.asarray(st["norm"]["mean"]), np.asarray(st["norm"]["std"]))
-        resumed_from = st["step"]
-    step, losses, history = st["step"], st["losses"], st["history"]
+                self.best_state = load_file(str(Path(d) / "best.safetensors"))
+            if (Path(d) / "probe_test_probs.npy").exists():
+                self.probe_test_probs = np.load(Path(d) / "probe_test_probs.npy")
+        if self.st.get("norm"):
+            self.engine.module.set_standardization(np.asarray(self.st["norm"]["mean"]), np.asarray(self.st["norm"]["std"]))
+        self.resumed_from = self.st["step"]
 
-    def checkpoint(metrics: dict, name: str) -> None:
+    def checkpoint(self, metrics: dict, name: str) -> None:
+        import ray.train
+        from ray.train import Checkpoint
+        from safetensors.torch import save_file
+
         with tempfile.TemporaryDirectory() as tmp:
-            engine.save_checkpoint(tmp, tag="ds", exclude_frozen_parameters=True)
-            if rank == 0:
-                (Path(tmp) / "state.json").write_text(json.dumps({**st, "step": step, "losses": losses, "history": history}))
-                if best_state is not None:
-                    save_file({k: v.contiguous() for k, v in best_state.items()}, str(Path(tmp) / "best.safetensors"))
+            self.engine.save_checkpoint(tmp, tag="ds", exclude_frozen_parameters=True)
+            if self.rank == 0:
+                (Path(tmp) / "state.json").write_text(json.dumps(self.st))
+                if self.best_state is not None:
+                    save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(Path(tmp) / "best.safetensors"))
+                if self.probe_test_probs is not None:  # the Probe baseline row survives a restart
+                    np.save(Path(tmp) / "probe_test_probs.npy", self.probe_test_probs)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
 
-    def validate(epoch: int) -> float:
-        nonlocal best_state
-        va = data["val"]
-        p = _eval_sharded(engine, va["prompts"], cfg.max_length, cfg.eval_batch_size, rank, world, dist)
+    def validate(self, epoch: int) -> float:
+        from leader.metrics import mean_metrics
+
+        va, cfg = self.data["val"], self.cfg
+        p = _eval_sharded(self.engine, va["prompts"], cfg.max_length, cfg.eval_batch_size, self.rank, self.world, self.dist)
         v = mean_metrics(np.asarray(va["labels"]), p)["prauc"] if len(p) else float("nan")
-        history.append({"epoch": epoch, "step": step, "val_prauc": v})
-        if cfg.keep_best and len(p) and (st["best_val"] is None or v > st["best_val"]):
-            st["best_val"], st["best_step"] = v, step
-            best_state = _trainable_state(engine)
+        self.st["history"].append({"epoch": epoch, "step": self.st["step"], "val_prauc": v})
+        if cfg.keep_best and len(p) and (self.st["best_val"] is None or v > self.st["best_val"]):
+            self.st["best_val"], self.st["best_step"] = v, self.st["step"]
+            self.best_state = _trainable_state(self.engine)
         return v
 
-    G = cfg.batch_size * cfg.grad_accum * world
-    lens = np.array([len(x) for x in tok(tr["prompts"], add_special_tokens=True)["input_ids"]])
-    y_train = torch.from_numpy(np.array(tr["labels"], dtype=np.float32))  # writable copy
-    steps_per_epoch = n_train // G
-    t_train, n_timed, peak = 0.0, 0, _rss_mb()
-    progress = _Progress(T, cfg.progress_every_s, rank)
-    last_val = st["best_val"]
-    engine.train()
-    while step < T:
-        epoch = step // steps_per_epoch
-        batches = global_batches(n_train, G, cfg.seed, epoch)
-        for s in range(step % steps_per_epoch, steps_per_epoch):
-            if step >= T:
-                break
-            if cfg.fail_at_step is not None and step == cfg.fail_at_step and resumed_from is None and rank == world - 1:
-                # Ray Train's controller polls worker reports every ~2 s: dying right after the
-                # last report would lose that checkpoint (restart from scratch, then crash again).
-                time.sleep(5)
-                os._exit(1)  # simulated worker crash (first attempt only)
-            t0 = time.perf_counter()
-            # Sorting the global batch by length groups similar prompts into each micro batch:
-            # less padding, and the same samples (hence the same mean gradient) per step.
-            gb = batches[s][np.argsort(lens[batches[s]], kind="stable")]
-            tot = 0.0
-            for m in range(cfg.grad_accum):
-                lo = (m * world + rank) * cfg.batch_size
-                idx = gb[lo:lo + cfg.batch_size]
-                ii, mm = _tok(tok, [tr["prompts"][i] for i in idx], cfg.max_length)
-                logits, _ = engine(ii, mm)
-                loss = model.loss(logits, y_train[idx].to(logits.device))
-                engine.backward(loss)
-                engine.step()
-                tot += float(loss.detach()) / cfg.grad_accum
-            lt = torch.tensor([tot], dtype=torch.float64)
-            dist.all_reduce(lt)
-            losses.append(float(lt.item()) / world)
-            step += 1
-            if step > 1:  # the first step pays warm-up costs
-                t_train += time.perf_counter() - t0
-                n_timed += 1
-            peak = max(peak, _rss_mb())
-            end_epoch = s == steps_per_epoch - 1 or step >= T
-            metrics = {"step": step, "epoch": epoch, "loss": losses[-1]}
-            if end_epoch or (cfg.eval_every and step % cfg.eval_every == 0):
-                metrics["val_prauc"] = last_val = validate(epoch)
-            progress(step, losses[-1], G, last_val, force=end_epoch)
-            if end_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                checkpoint(metrics, f"checkpoint_{step:06d}")
+    def train_step(self, gb: np.ndarray, y: "torch.Tensor") -> float:  # noqa: F821
+        """One optimizer step over the global batch `gb` (this rank's micro batches)."""
+        import torch
 
-    # ---- final: the best-validation state (probe included), test metrics by group, save
-    if best_state is not None and st["best_step"] != step:
-        _load_trainable(engine, best_state, rank)
-    final = {"step": step, "losses": losses, "history": history, "resumed_from": resumed_from,
-             "steps_per_s_per_worker": (n_timed / t_train) if t_train > 0 else float("nan"),
-             "samples_per_s_per_worker": (n_timed * cfg.batch_size * cfg.grad_accum / t_train) if t_train > 0 else float("nan"),
-             "rss_mb_peak_worker": peak, "world_size": world, "zero_stage": engine.zero_optimization_stage(),
-             "prior_bce": prior_bce(np.asarray(tr["labels"])), "final_train_loss": final_train_loss(losses),
-             "best_val_prauc": st["best_val"], "best_step": st["best_step"],
-             **{k: v for k, v in st["probe"].items() if k != "probe_history"}}
-    te = data["test"]
-    if cfg.eval_test and te["prompts"]:
-        p = _eval_sharded(engine, te["prompts"], cfg.max_length, cfg.eval_batch_size, rank, world, dist)
-        final.update(_group_metrics(np.asarray(te["labels"]), p, te["groups"], "test"))
-    if history:
-        final["val_prauc"] = history[-1]["val_prauc"]
-    state = _trainable_state(engine)
-    with tempfile.TemporaryDirectory() as tmp:
-        if rank == 0:
-            meta = {**config["meta"], "max_length": cfg.max_length, "probe_history": st["probe"].get("probe_history", []),
-                    "metrics": {k: v for k, v in final.items() if k not in ("losses",)}, "train_config": cfg.model_dump(mode="json")}
-            # ZeRO-3 leaves the engine's module partitioned (empty tensors), so peft's
-            # save_pretrained would write nothing: save through a fresh unpartitioned copy.
-            target = engine.module
-            if engine.zero_optimization_stage() == 3:
-                target = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"], train=False)
-                target.set_standardization(engine.module.feat_mean.numpy(), engine.module.feat_scale.numpy())
-            save_teacher(target, Path(tmp) / "teacher", meta, trainable_state=state)
-            if config.get("probe_test_probs") is not None:
-                np.savez(Path(tmp) / "teacher" / "probe_test.npz", sample_ids=np.asarray(te["ids"], np.int64),
-                         probs=np.asarray(config["probe_test_probs"], np.float32))
-        ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None, checkpoint_dir_name="final")
+        cfg, tot = self.cfg, 0.0
+        for m in range(cfg.grad_accum):
+            lo = (m * self.world + self.rank) * cfg.batch_size
+            idx = gb[lo:lo + cfg.batch_size]
+            ii, mm = _tok(self.model.tokenizer, [self.tr["prompts"][i] for i in idx], cfg.max_length)
+            logits, _ = self.engine(ii, mm)
+            loss = self.model.loss(logits, y[idx].to(logits.device))
+            self.engine.backward(loss)
+            self.engine.step()
+            tot += float(loss.detach()) / cfg.grad_accum
+        lt = torch.tensor([tot], dtype=torch.float64)
+        self.dist.all_reduce(lt)
+        return float(lt.item()) / self.world
+
+    def train(self) -> dict:
+        """All steps; returns throughput figures. Checkpoints at epoch ends / every N steps."""
+        import torch
+
+        cfg, st, n = self.cfg, self.st, len(self.tr["prompts"])
+        G = cfg.batch_size * cfg.grad_accum * self.world
+        lens = np.array([len(x) for x in self.model.tokenizer(self.tr["prompts"], add_special_tokens=True)["input_ids"]])
+        y = torch.from_numpy(np.array(self.tr["labels"], dtype=np.float32))  # writable copy
+        spe = n // G
+        t_train, n_timed, peak = 0.0, 0, _rss_mb()
+        progress, last_val = _Progress(self.T, cfg.progress_every_s, self.rank), st["best_val"]
+        self.engine.train()
+        while st["step"] < self.T:
+            epoch = st["step"] // spe
+            batches = global_batches(n, G, cfg.seed, epoch)
+            for s in range(st["step"] % spe, spe):
+                if st["step"] >= self.T:
+                    break
+                self._maybe_fail()
+                t0 = time.perf_counter()
+                # Sorting the global batch by length groups similar prompts into each micro batch:
+                # less padding, and the same samples (hence the same mean gradient) per step.
+                st["losses"].append(self.train_step(batches[s][np.argsort(lens[batches[s]], kind="stable")], y))
+                st["step"] += 1
+                if st["step"] > 1:  # the first step pays warm-up costs
+                    t_train += time.perf_counter() - t0
+                    n_timed += 1
+                peak = max(peak, _rss_mb())
+                end_epoch = s == spe - 1 or st["step"] >= self.T
+                metrics = {"step": st["step"], "epoch": epoch, "loss": st["losses"][-1]}
+                if end_epoch or (cfg.eval_every and st["step"] % cfg.eval_every == 0):
+                    metrics["val_prauc"] = last_val = self.validate(epoch)
+                progress(st["step"], st["losses"][-1], G, last_val, force=end_epoch)
+                if end_epoch or (cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0):
+                    self.checkpoint(metrics, f"checkpoint_{st['step']:06d}")
+        per_s = (n_timed / t_train) if t_train > 0 else float("nan")
+        return {"steps_per_s_per_worker": per_s, "samples_per_s_per_worker": per_s * cfg.batch_size * cfg.grad_accum,
+                "rss_mb_peak_worker": peak}
+
+    def _maybe_fail(self) -> None:
+        cfg = self.cfg
+        if cfg.fail_at_step is not None and self.st["step"] == cfg.fail_at_step and self.resumed_from is None \
+                and self.rank == self.world - 1:
+            # Ray Train's controller polls worker reports every ~2 s: dying right after the
+            # last report would lose that checkpoint (restart from scratch, then crash again).
+            time.sleep(5)
+            os._exit(1)  # simulated worker crash (first attempt only)
+
+    def finish(self, speed: dict) -> None:
+        """The best-validation state (probe included) -> test metrics by group -> save."""
+        import ray.train
+        from ray.train import Checkpoint
+
+        from leader.train.probe import prior_bce
+
+        cfg, st, te = self.cfg, self.st, self.data["test"]
+        if self.best_state is not None and st["best_step"] != st["step"]:
+            _load_trainable(self.engine, self.best_state, self.rank)
+        final = {"step": st["step"], "losses": st["losses"], "history": st["history"], "resumed_from": self.resumed_from,
+                 **speed, "world_size": self.world, "zero_stage": self.engine.zero_optimization_stage(),
+                 "prior_bce": prior_bce(np.asarray(self.tr["labels"])), "final_train_loss": final_train_loss(st["losses"]),
+                 "best_val_prauc": st["best_val"], "best_step": st["best_step"],
+                 **{k: v for k, v in st["probe"].items() if k != "probe_history"}}
+        if cfg.eval_test and te["prompts"]:
+            p = _eval_sharded(self.engine, te["prompts"], cfg.max_length, cfg.eval_batch_size, self.rank, self.world, self.dist)
+            final.update(_group_metrics(np.asarray(te["labels"]), p, te["groups"], "test"))
+        if st["history"]:
+            final["val_prauc"] = st["history"][-1]["val_prauc"]
+        state = _trainable_state(self.engine)
+        with tempfile.TemporaryDirectory() as tmp:
+            if self.rank == 0:
+                self._save(Path(tmp) / "teacher", final, state)
+            ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if self.rank == 0 else None,
+                             checkpoint_dir_name="final")
+
+    def _save(self, out: Path, final: dict, state: dict) -> None:
+        from leader.models.teacher import save_teacher
+
+        cfg, config = self.cfg, self.config
+        meta = {**config["meta"], "max_length": cfg.max_length, "probe_history": self.st["probe"].get("probe_history", []),
+                "metrics": {k: v for k, v in final.items() if k not in ("losses",)}, "train_config": cfg.model_dump(mode="json")}
+        # ZeRO-3 leaves the engine's module partitioned (empty tensors), so peft's
+        # save_pretrained would write nothing: save through a fresh unpartitioned copy.
+        target = self.engine.module
+        if self.engine.zero_optimization_stage() == 3:
+            target = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"], train=False)
+            target.set_standardization(self.engine.module.feat_mean.numpy(), self.engine.module.feat_scale.numpy())
+        save_teacher(target, out, meta, trainable_state=state)
+        if self.probe_test_probs is not None:
+            np.savez(out / "probe_test.npz", sample_ids=np.asarray(self.data["test"]["ids"], np.int64),
+                     probs=np.asarray(self.probe_test_probs, np.float32))
+
+
+def _train_loop(config: dict) -> None:
+    run = _TeacherRun(config)
+    run.start()
+    run.finish(run.train())
 
 
 # ----------------------------------------------------------------------------- entry points
