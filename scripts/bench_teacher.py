@@ -66,11 +66,12 @@ def train_flops_per_sample(dims: dict, tokens: float) -> float:
     return linear + attention
 
 
-def mean_tokens(backbone_path, prompts: list[str]) -> float:
+def mean_tokens(backbone_path, prompts: list[str], max_length: int) -> float:
+    """Tokens the model actually processes per prompt (after truncation to max_length)."""
     from leader.models.backbones import load_tokenizer
 
     tok = load_tokenizer(backbone_path)
-    return float(np.mean([len(x) for x in tok(prompts, add_special_tokens=True)["input_ids"]]))
+    return float(np.mean([min(len(x), max_length) for x in tok(prompts, add_special_tokens=True)["input_ids"]]))
 
 
 def prior_prauc(ds) -> float:
@@ -88,7 +89,7 @@ def run_speed(out: dict, prefix: str, ds, cfg_kw: dict, storage: Path, peak: flo
     cfg = TeacherTrainConfig(**cfg_kw)
     dims = model_dims(cfg.backbone)
     data, _, _ = _inputs_and_spec(ds, cfg)
-    toks = mean_tokens(dims["path"], data["train"]["prompts"])
+    toks = mean_tokens(dims["path"], data["train"]["prompts"], cfg.max_length)
     t0 = time.perf_counter()
     res = train_teacher(ds, cfg, storage, name=prefix)
     m = res.metrics
