@@ -44,6 +44,7 @@ def assemble(
     seed: int = 0,
     provenance: dict | None = None,
     warnings: dict[str, int] | None = None,
+    drops=None,
 ) -> EHRDataset:
     """Build the dataset.
 
@@ -52,6 +53,7 @@ def assemble(
         string category.
     code_names: per code type, code -> human-readable name (every code used must have one;
         a missing name falls back to the code itself and is counted in warnings).
+    drops: optional `leader.data.drops.DropLog`; the visits removed here are recorded in it.
     """
     warnings = dict(warnings or {})
     need = {"patient_id", "visit_id", "admittime", *CODE_TYPES, *profile_columns}
@@ -63,6 +65,8 @@ def assemble(
         empty = v[kind].map(len) == 0
         if empty.any():
             warnings[f"visits_dropped_empty_{kind}"] = warnings.get(f"visits_dropped_empty_{kind}", 0) + int(empty.sum())
+            if drops is not None:
+                drops.add(f"visit_empty_{kind}", int(empty.sum()), v.loc[empty, "visit_id"], v.loc[empty, "patient_id"])
             v = v[~empty]
     if v.empty:
         raise DataError("no visit has diagnoses, procedures and medications after filtering", field="visits")

@@ -18,12 +18,14 @@ from pydantic import BaseModel, Field
 
 from leader.data.assemble import assemble
 from leader.data.dataset import EHRDataset
+from leader.data.drops import DropLog, check_drop_table
 from leader.data.mimic import read_mimic3, read_mimic4
 from leader.data.synthetic import SyntheticConfig, generate
 from leader.errors import DataError
 from leader.paths import cache_dir, find_demo_root
 
-DATA_VERSION = 1  # bump when preprocessing changes meaning
+DATA_VERSION = 1  # bump when preprocessing changes meaning (part of the dataset fingerprint)
+READER_VERSION = 2  # cache key only: 2 = validated tables + drop table (same content as 1 on clean input)
 Source = Literal["demo", "synthetic", "mimic3", "mimic4"]
 
 
@@ -41,6 +43,10 @@ class PrepareOptions(BaseModel):
     structure_strength: float = Field(0.85, ge=0, le=1, description="Synthetic: diagnosis->drug link strength.")
     rare_share: float = Field(0.1, ge=0, le=1, description="Synthetic: share of themes expressed only by rare, name-linked codes.")
     synthetic_seed: int = Field(0, description="Synthetic: generator seed.")
+    # drop policy: decides whether a prepare succeeds, never what it contains (not in the fingerprint)
+    max_drop_share: float = Field(0.01, ge=0, le=1, description="Largest share of visits a non-paper drop reason "
+                                  "(orphan admissions, malformed codes...) may touch before prepare fails.")
+    allow_drops: bool = Field(False, description="Accept any share of non-paper drops (they are still counted).")
 
     def synthetic_config(self) -> SyntheticConfig:
         return SyntheticConfig(n_patients=self.n_patients, single_visit_share=self.single_visit_share,
@@ -49,6 +55,7 @@ class PrepareOptions(BaseModel):
     def relevant(self, source: str) -> dict:
         """Options that affect the result for `source` (synthetic knobs only for synthetic)."""
         d = self.model_dump(mode="json")
+        d.pop("max_drop_share"), d.pop("allow_drops")
         if source != "synthetic":
             for k in ("n_patients", "single_visit_share", "structure_strength", "rare_share", "synthetic_seed"):
                 d.pop(k)
@@ -63,7 +70,7 @@ def _inputs_signature(root: Path) -> list:
 def cache_key(source: str, root: Path | None, opts: PrepareOptions) -> str:
     from leader.data.codes import load_curated
 
-    payload = {"v": DATA_VERSION, "source": source, "opts": opts.relevant(source)}
+    payload = {"v": DATA_VERSION, "reader": READER_VERSION, "source": source, "opts": opts.relevant(source)}
     if root is not None:
         payload["root"] = str(root.resolve())
         payload["files"] = _inputs_signature(root)
@@ -106,33 +113,53 @@ def prepare(source: Source, root: str | Path | None = None, opts: PrepareOptions
     folder = cache_dir() / "datasets" / f"{source}-{cache_key(source, r, opts)}"
     if (folder / "meta.json").exists() and not force:
         say(f"loading cached {folder.name}")
-        return EHRDataset.load(folder)
+        ds = EHRDataset.load(folder)
+        check_drop_table(ds.drops, opts.max_drop_share, opts.allow_drops, where=str(r) if r else None)
+        return ds
+    ds = _build(source, r, folder, opts, say)
+    _save_atomic(ds, folder)
+    say(f"saved {folder}")
+    return ds
+
+
+def _build(source: str, r: Path | None, folder: Path, opts: PrepareOptions, say) -> EHRDataset:
+    """Read + validate + assemble; raises before anything is written when the drops are too many."""
     top_k = {"diag": opts.top_k_diag, "proc": opts.top_k_proc, "med": opts.top_k_med}
     prov = {"source": source, "options": opts.relevant(source), "data_version": DATA_VERSION}
+    drops = DropLog()
     if source == "synthetic":
         raw = folder.parent / f"{folder.name}.raw"
         say(f"generating synthetic cohort ({opts.n_patients} patients)")
         generate(raw, opts.synthetic_config())
         say("reading synthetic CSVs with the MIMIC-III reader")
-        parts = read_mimic3(raw, mapping_dir=raw, first_24h=opts.first_24h, top_k=top_k)
+        try:
+            parts = read_mimic3(raw, mapping_dir=raw, first_24h=opts.first_24h, top_k=top_k, drops=drops)
+        finally:
+            shutil.rmtree(raw, ignore_errors=True)
     else:
         prov["root"] = str(r.resolve())
         say(f"reading {source} from {r}")
         reader = read_mimic4 if source == "mimic4" else read_mimic3
-        parts = reader(r, mapping_dir=opts.mapping_dir, first_24h=opts.first_24h, top_k=top_k)
+        parts = reader(r, mapping_dir=opts.mapping_dir, first_24h=opts.first_24h, top_k=top_k, drops=drops)
     visits, names, profile_cols, warnings = parts
     say("assembling vocabularies, profile and split")
     ds = assemble(source, visits, names, profile_cols, split_ratios=tuple(opts.split_ratios), seed=opts.split_seed,
-                  provenance=prov, warnings=warnings)
-    tmp = folder.parent / f"{folder.name}.tmp"
+                  provenance=prov, warnings=warnings, drops=drops)
+    ds.drops = drops.table(max(drops.n_visits_read, len(visits)))
+    check_drop_table(ds.drops, opts.max_drop_share, opts.allow_drops, where=str(r) if r else None)
+    return ds
+
+
+def _save_atomic(ds: EHRDataset, folder: Path) -> None:
+    """Write beside, then swap: a crash or error never leaves a half-written or missing dataset."""
+    tmp, old = folder.parent / f"{folder.name}.tmp", folder.parent / f"{folder.name}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     ds.save(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.replace(old)
     tmp.replace(folder)
-    if source == "synthetic":
-        shutil.rmtree(folder.parent / f"{folder.name}.raw", ignore_errors=True)
-    say(f"saved {folder}")
-    return ds
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def list_prepared() -> list[Path]:

@@ -65,6 +65,9 @@ class EHRDataset:
     warnings: dict[str, int] = field(default_factory=dict)
     # Options and inputs that produced it; `fingerprint` hashes these for caches and manifests.
     provenance: dict = field(default_factory=dict)
+    # The drop table (reason -> rows, visits, patients; see leader.data.drops). Not part of the
+    # fingerprint: it describes how the content was reached, the content is hashed already.
+    drops: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -160,6 +163,7 @@ class EHRDataset:
             "profile_vocabs": self.profile_vocabs,
             "warnings": self.warnings,
             "provenance": self.provenance,
+            "drops": self.drops,
             "fingerprint": self.fingerprint,
         }
         tmp = folder / "meta.json.tmp"
@@ -182,5 +186,6 @@ class EHRDataset:
             profile_vocabs={k: list(v) for k, v in meta["profile_vocabs"].items()},
             warnings=meta.get("warnings", {}),
             provenance=meta.get("provenance", {}),
+            drops=list(meta.get("drops", [])),
         )
         return ds

@@ -3,14 +3,14 @@ preprocessing (NDC -> ATC level 3, top-k codes, empty-visit removal), except tha
 patients are KEPT (the reference code drops them by mistake; the paper evaluates them).
 
 Each reader returns `(visits, code_names, profile_columns, warnings)` ready for
-`leader.data.assemble.assemble`. Every bad input raises DataError naming the file and column.
+`leader.data.assemble.assemble`. Tables are read through the declared validation layer
+(`leader.data.tables` + `schema`): every bad input raises DataError naming the file, the line and
+the column, and every row removed is recorded in `drops` (a DropLog) under a declared reason.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -18,66 +18,22 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from leader.data import schema
 from leader.data.codes import ATC3_NAMES, icd9_titles
+from leader.data.codeshape import normalise_icd, normalise_ndc
+from leader.data.csvio import LINE
+from leader.data.drops import DropLog
+from leader.data.tables import MIMIC3, MIMIC4
 from leader.errors import DataError
 
 PROFILE_COLUMNS = ["age", "gender", "insurance", "ethnicity", "admission_type"]
 AGE_BINS = [(0, 18, "<18"), (18, 40, "18-39"), (40, 55, "40-54"), (55, 65, "55-64"), (65, 75, "65-74"), (75, 90, "75-89"), (90, 10**6, "90+")]
+# Ages are years between birth and admission. 0-120 are real ages; MIMIC-III moves the birth date
+# of patients older than 89 ~300 years back, so 250-350 is that documented convention (-> "90+").
+AGE_RANGE, MIMIC3_OVER_89 = (0, 120), (250, 350)
 
 
-# ----------------------------------------------------------------------------- file access
-def find_table(root: Path, name: str) -> Path:
-    """`name`.csv(.gz) in either case; missing -> DataError naming what was looked for."""
-    for stem in (name, name.upper(), name.lower()):
-        for ext in (".csv.gz", ".csv"):
-            p = root / f"{stem}{ext}"
-            if p.exists():
-                return p
-    raise DataError(f"table {name} not found (looked for {name}.csv or {name}.csv.gz, any case)", file=str(root / name))
-
-
-def read_table(root: Path, name: str, columns: list[str], dtype: dict | None = None, optional: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read the needed columns (case-insensitive) of one table as strings by default."""
-    path = find_table(root, name)
-    want = {c.lower() for c in columns} | {c.lower() for c in optional}
-    try:
-        df = pd.read_csv(path, usecols=lambda c: c.lower() in want, dtype=str, keep_default_na=True)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise DataError(f"cannot read ({type(e).__name__}: {e}); file truncated or corrupted?", file=str(path)) from e
-    except pd.errors.EmptyDataError as e:
-        raise DataError("file is empty", file=str(path)) from e
-    df.columns = [c.lower() for c in df.columns]
-    missing = [c for c in columns if c.lower() not in df.columns]
-    if missing:
-        raise DataError(f"missing column(s) {missing}", file=str(path), field=missing[0])
-    for c in optional:
-        if c.lower() not in df.columns:
-            df[c.lower()] = np.nan
-    df.attrs["path"] = str(path)
-    return df
-
-
-def parse_dates(df: pd.DataFrame, col: str, *, required: bool = True) -> pd.Series:
-    """Datetime column; any non-empty value that does not parse -> DataError (file + column)."""
-    raw = df[col]
-    out = pd.to_datetime(raw, errors="coerce", format="mixed")
-    bad = out.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-    if bad.any():
-        ex = raw[bad].iloc[0]
-        raise DataError(f"{int(bad.sum())} unparseable date(s), e.g. {ex!r}", file=df.attrs.get("path"), field=col)
-    if required and out.isna().any():
-        raise DataError(f"{int(out.isna().sum())} missing date(s)", file=df.attrs.get("path"), field=col)
-    return out
-
-
-def to_int(df: pd.DataFrame, col: str) -> pd.Series:
-    out = pd.to_numeric(df[col], errors="coerce")
-    if out.isna().any():
-        ex = df[col][out.isna()].iloc[0]
-        raise DataError(f"{int(out.isna().sum())} non-integer value(s), e.g. {ex!r}", file=df.attrs.get("path"), field=col)
-    return out.astype(np.int64)
-
-
+# ----------------------------------------------------------------------------- mappings
 def load_ndc_to_atc(mapping_dir: Path) -> dict[str, str]:
     """atc4_to_ndc.json (ATC level-3 class -> 11-digit NDCs), inverted."""
     path = mapping_dir / "atc4_to_ndc.json"
@@ -116,6 +72,32 @@ def age_bucket(age: pd.Series) -> pd.Series:
     return out
 
 
+def checked_age_bucket(age: pd.Series, adm: pd.DataFrame, source: str, why: str) -> pd.Series:
+    """Age bucket; an age outside 0-120 (and outside MIMIC-III's >89 shift) is an error, never UNKNOWN."""
+    ok = age.between(*AGE_RANGE)
+    if source == "mimic3":
+        ok |= age.between(*MIMIC3_OVER_89)
+    if not ok.all():
+        i = (~ok).idxmax()
+        row = adm.loc[i]
+        raise DataError(f"line {row[LINE]}: hadm_id={row['hadm_id']} subject_id={row['subject_id']}: age {age[i]:g} at "
+                        f"admission ({why}) is outside 0-120" + (" and MIMIC-III's >89 convention (250-350)"
+                                                                 if source == "mimic3" else "")
+                        + f" ({int((~ok).sum())} admission(s))", file=adm.attrs.get("path"), field="admittime")
+    return age_bucket(age.astype(float))
+
+
+def attach_patients(adm: pd.DataFrame, pat: pd.DataFrame, drops: DropLog) -> pd.DataFrame:
+    """Referential check: an admission whose patient row is missing is dropped (declared, counted)."""
+    orphan = ~adm["subject_id"].isin(pat["subject_id"])
+    if orphan.any():
+        drops.add("admission_without_patient", int(orphan.sum()), adm.loc[orphan, "hadm_id"], adm.loc[orphan, "subject_id"])
+    attrs = dict(adm.attrs)
+    out = adm[~orphan].merge(pat.drop(columns=[LINE]), on="subject_id", how="left")
+    out.attrs.update(attrs)
+    return out
+
+
 def _group_lists(keys: np.ndarray, values: np.ndarray) -> pd.Series:
     """key -> list of values (first-seen order, deduplicated). numpy split: groupby(list) is
     ~20x slower at MIMIC scale."""
@@ -126,6 +108,28 @@ def _group_lists(keys: np.ndarray, values: np.ndarray) -> pd.Series:
     return pd.Series([list(dict.fromkeys(x)) for x in np.split(v, starts[1:])] if len(k) else [], index=uniq, dtype=object)
 
 
+def keep_admitted(df: pd.DataFrame, adm_all: pd.DataFrame, drops: DropLog) -> pd.DataFrame:
+    """Rows of a code table whose hadm_id is not an admission: dropped; those visits are lost."""
+    orphan = ~df["hadm_id"].isin(adm_all["hadm_id"])
+    if orphan.any():
+        drops.add("rows_without_admission", int(orphan.sum()), df.loc[orphan, "hadm_id"],
+                  df.loc[orphan, "subject_id"] if "subject_id" in df else ())
+    return df[~orphan]
+
+
+def code_rows(df: pd.DataFrame, kind: str, code_col: str, subj: pd.Series, drops: DropLog,
+              version_col: str | None = None) -> pd.DataFrame:
+    """Diagnosis/procedure rows with a normalised `code` column; empty or malformed codes dropped."""
+    empty = df[code_col].isna()
+    drops.add("code_rows_missing_code", int(empty.sum()), df.loc[empty, "hadm_id"], df.loc[empty, "hadm_id"].map(subj))
+    df = df[~empty]
+    versions = df[version_col] if version_col else None
+    code, ok = normalise_icd(df[code_col], kind, versions)
+    drops.add("invalid_icd_code", int((~ok).sum()), df.loc[~ok, "hadm_id"], df.loc[~ok, "hadm_id"].map(subj))
+    key = code if versions is None else versions.astype(str) + "_" + code
+    return df.assign(code=key)[ok]
+
+
 def _codes_per_visit(df: pd.DataFrame, key: Callable[[pd.DataFrame], pd.Series]) -> pd.Series:
     """hadm_id -> list of code strings, in seq_num order when present."""
     if "seq_num" in df:
@@ -134,31 +138,41 @@ def _codes_per_visit(df: pd.DataFrame, key: Callable[[pd.DataFrame], pd.Series])
     return _group_lists(df["hadm_id"].to_numpy(), codes.to_numpy())
 
 
-def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc: dict[str, str], first_24h: bool, warnings: dict) -> tuple[pd.Series, dict[str, str]]:
-    """NDC -> ATC-3 per visit; unknown/zero NDCs counted; optional first-24-hours filter."""
+def _med_names(rx: pd.DataFrame) -> dict[str, str]:
+    """ATC names from the curated table, else the most frequent drug name in PRESCRIPTIONS."""
+    names = {}
+    if len(rx):
+        rx = rx.assign(drug=rx["drug"].fillna(""))
+        top = rx.groupby(["atc", "drug"]).size().reset_index(name="n").sort_values(["atc", "n", "drug"], ascending=[True, False, True])
+        for a, d in top.drop_duplicates("atc")[["atc", "drug"]].itertuples(index=False):
+            names[a] = ATC3_NAMES.get(a) or str(d)
+    return names
+
+
+def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc: dict[str, str], first_24h: bool,
+                    warnings: dict, drops: DropLog) -> tuple[pd.Series, dict[str, str]]:
+    """NDC -> ATC-3 per visit; malformed/unknown NDCs counted; optional first-24-hours filter."""
+    subj = adm.set_index("hadm_id")["subject_id"]
     rx = rx[rx["hadm_id"].isin(adm["hadm_id"])]
-    ndc = rx["ndc"].fillna("0").astype(str).str.replace(r"\.0$", "", regex=True).str.zfill(11)
+    ndc, ok = normalise_ndc(rx["ndc"])
+    drops.add("invalid_ndc", int((~ok).sum()), rx.loc[~ok, "hadm_id"], rx.loc[~ok, "hadm_id"].map(subj))
+    rx, ndc = rx[ok], ndc[ok]
     atc = ndc.map(ndc2atc)
     n_unknown = int(atc.isna().sum())
     if n_unknown:
         warnings["prescription_rows_unknown_ndc"] = n_unknown
+        drops.add("prescription_unknown_ndc", n_unknown, rx.loc[atc.isna(), "hadm_id"], rx.loc[atc.isna(), "hadm_id"].map(subj))
     rx = rx.assign(atc=atc)[atc.notna()]
     if first_24h:
-        start = parse_dates(rx, start_col, required=False)
-        t0 = rx["hadm_id"].map(adm.set_index("hadm_id")["admittime"])
-        end = t0 + pd.Timedelta(hours=24)
+        start = rx[start_col]
+        end = rx["hadm_id"].map(adm.set_index("hadm_id")["admittime"]) + pd.Timedelta(hours=24)
         # MIMIC-III STARTDATE is a date: keep every date the 24-hour window touches.
         keep = start.notna() & (start < (end.dt.normalize() + pd.Timedelta(days=1) if start_col == "startdate" else end))
         warnings["prescription_rows_after_24h"] = int((~keep).sum())
+        drops.add("prescription_after_24h", int((~keep).sum()), rx.loc[~keep, "hadm_id"], rx.loc[~keep, "hadm_id"].map(subj))
         rx = rx[keep]
-    # ATC names from the curated table, else the most frequent drug name in PRESCRIPTIONS.
-    names = {}
-    if len(rx):
-        top = rx.groupby(["atc", "drug"]).size().reset_index(name="n").sort_values(["atc", "n", "drug"], ascending=[True, False, True])
-        for a, d in top.drop_duplicates("atc")[["atc", "drug"]].itertuples(index=False):
-            names[a] = ATC3_NAMES.get(a) or str(d)
     meds = _group_lists(rx["hadm_id"].to_numpy(), rx["atc"].to_numpy())
-    return meds, names
+    return meds, _med_names(rx)
 
 
 def top_k_filter(visits: pd.DataFrame, kind: str, k: int | None, warnings: dict) -> None:
@@ -185,104 +199,105 @@ def _finish(adm: pd.DataFrame, diag: pd.Series, proc: pd.Series, med: pd.Series,
     return v[["patient_id", "visit_id", "admittime", "diag", "proc", "med", *PROFILE_COLUMNS]]
 
 
-def _norm_icd9(s: pd.Series) -> pd.Series:
-    return s.astype(str).str.strip().str.replace(".", "", regex=False)
+def _ethnicity(s: pd.Series) -> pd.Series:
+    return s.fillna("UNKNOWN").astype(str).str.split(r"[ /-]", n=1, regex=True).str[0]
+
+
+def _dictionary_names(root: Path, spec, drops: DropLog, warnings: dict, key: Callable[[pd.DataFrame], pd.Series]) -> dict:
+    """code -> long title from a D_ICD_* table; a missing dictionary is counted, not fatal."""
+    try:
+        d = schema.load(root, spec, drops)
+    except DataError as e:
+        if "not found" not in str(e):
+            raise
+        warnings[f"{spec.name.lower()}_missing"] = 1
+        return {}
+    return dict(zip(key(d), d["long_title"].fillna("")))
+
+
+def _start(root: Path, what: str) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{what} folder does not exist", file=str(root))
+    return root
+
+
+def _visits_read(*frames: pd.DataFrame) -> int:
+    return len(set().union(*(set(f["hadm_id"].tolist()) for f in frames)))
 
 
 # ----------------------------------------------------------------------------- MIMIC-III
 def read_mimic3(root: str | Path, *, mapping_dir: str | Path | None = None, first_24h: bool = False,
-                top_k: dict[str, int | None] | None = None) -> tuple[pd.DataFrame, dict, list[str], dict]:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError("MIMIC-III folder does not exist", file=str(root))
+                top_k: dict[str, int | None] | None = None,
+                drops: DropLog | None = None) -> tuple[pd.DataFrame, dict, list[str], dict]:
+    root, t = _start(root, "MIMIC-III"), MIMIC3
+    drops = drops if drops is not None else DropLog()
     warnings: dict[str, int] = {}
-    adm = read_table(root, "ADMISSIONS", ["subject_id", "hadm_id", "admittime", "admission_type", "insurance", "ethnicity"])
-    pat = read_table(root, "PATIENTS", ["subject_id", "gender", "dob"])
-    dx = read_table(root, "DIAGNOSES_ICD", ["hadm_id", "icd9_code"], optional=("seq_num",))
-    px = read_table(root, "PROCEDURES_ICD", ["hadm_id", "icd9_code"], optional=("seq_num",))
-    rx = read_table(root, "PRESCRIPTIONS", ["hadm_id", "ndc", "drug"] + (["startdate"] if first_24h else []))
+    adm = schema.load(root, t["admissions"], drops)
+    pat = schema.load(root, t["patients"], drops)
+    dx = schema.load(root, t["diagnoses"], drops)
+    px = schema.load(root, t["procedures"], drops)
+    rx = schema.load(root, t["prescriptions"], drops, require=("startdate",) if first_24h else ())
     ndc2atc = load_ndc_to_atc(resolve_mapping_dir(root, Path(mapping_dir) if mapping_dir else None))
+    drops.n_visits_read = _visits_read(adm, dx, px, rx)
 
-    adm["admittime"] = parse_dates(adm, "admittime")
-    pat["dob"] = parse_dates(pat, "dob")
-    for df in (adm, dx, px, rx):
-        df["hadm_id"] = to_int(df, "hadm_id")
-    adm = adm.drop_duplicates("hadm_id")
-    adm = adm.merge(pat.drop_duplicates("subject_id"), on="subject_id", how="left")
-    if adm["dob"].isna().any():
-        warnings["admissions_without_patient_row"] = int(adm["dob"].isna().sum())
+    adm_all, adm = adm, attach_patients(adm, pat, drops)
     years = adm["admittime"].dt.year - adm["dob"].dt.year  # year difference: MIMIC shifts >89 to ~300
-    adm["age"] = age_bucket(years.astype(float))
-    adm["ethnicity"] = adm["ethnicity"].fillna("UNKNOWN").str.split(r"[ /-]", n=1, regex=True).str[0]
+    adm["age"] = checked_age_bucket(years, adm, "mimic3", "admittime year - PATIENTS dob year")
+    adm["ethnicity"] = _ethnicity(adm["ethnicity"])
+    subj = adm.set_index("hadm_id")["subject_id"]
+    dx, px, rx = (keep_admitted(x, adm_all, drops) for x in (dx, px, rx))
 
-    dx = dx.dropna(subset=["icd9_code"])
-    px = px.dropna(subset=["icd9_code"])
-    diag = _codes_per_visit(dx, lambda d: _norm_icd9(d["icd9_code"]))
-    proc = _codes_per_visit(px, lambda d: _norm_icd9(d["icd9_code"]))
-    med, med_names = _meds_per_visit(rx, adm, "startdate", ndc2atc, first_24h, warnings)
+    diag = _codes_per_visit(code_rows(dx, "diag", "icd9_code", subj, drops), lambda d: d["code"])
+    proc = _codes_per_visit(code_rows(px, "proc", "icd9_code", subj, drops), lambda d: d["code"])
+    med, med_names = _meds_per_visit(rx, adm, "startdate", ndc2atc, first_24h, warnings, drops)
 
     fallback = icd9_titles()
     names = {"diag": dict(fallback["diag"]), "proc": dict(fallback["proc"]), "med": med_names}
-    for kind, table in (("diag", "D_ICD_DIAGNOSES"), ("proc", "D_ICD_PROCEDURES")):
-        try:
-            d = read_table(root, table, ["icd9_code", "long_title"])
-        except DataError as e:
-            if "not found" not in str(e):
-                raise
-            warnings[f"{table.lower()}_missing"] = 1
-            continue
-        names[kind].update(zip(_norm_icd9(d["icd9_code"]), d["long_title"].fillna("")))
+    for kind in ("diag", "proc"):
+        names[kind].update(_dictionary_names(root, t[f"d_{'diagnoses' if kind == 'diag' else 'procedures'}"], drops,
+                                             warnings, lambda d, k=kind: normalise_icd(d["icd9_code"], k)[0]))
     visits = _finish(adm, diag, proc, med, top_k or {}, warnings)
     return visits, names, list(PROFILE_COLUMNS), warnings
 
 
 # ----------------------------------------------------------------------------- MIMIC-IV
-def _icd_key(df: pd.DataFrame) -> pd.Series:
+def _icd_key(df: pd.DataFrame, kind: str) -> pd.Series:
     """Version-qualified key ('9_4019', '10_I10'): ICD-9 and ICD-10 codes can collide."""
-    return df["icd_version"].astype(str).str.strip() + "_" + df["icd_code"].astype(str).str.strip().str.replace(".", "", regex=False)
+    return df["icd_version"].astype(str) + "_" + normalise_icd(df["icd_code"], kind, df["icd_version"])[0]
 
 
 def read_mimic4(root: str | Path, *, mapping_dir: str | Path | None = None, first_24h: bool = False,
-                top_k: dict[str, int | None] | None = None) -> tuple[pd.DataFrame, dict, list[str], dict]:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError("MIMIC-IV folder does not exist", file=str(root))
+                top_k: dict[str, int | None] | None = None,
+                drops: DropLog | None = None) -> tuple[pd.DataFrame, dict, list[str], dict]:
+    root, t = _start(root, "MIMIC-IV"), MIMIC4
     hosp = root / "hosp" if (root / "hosp").is_dir() else root
+    drops = drops if drops is not None else DropLog()
     warnings: dict[str, int] = {}
-    adm = read_table(hosp, "admissions", ["subject_id", "hadm_id", "admittime", "admission_type", "insurance"], optional=("race", "ethnicity"))
-    pat = read_table(hosp, "patients", ["subject_id", "gender", "anchor_age", "anchor_year"])
-    dx = read_table(hosp, "diagnoses_icd", ["hadm_id", "icd_code", "icd_version"], optional=("seq_num",))
-    px = read_table(hosp, "procedures_icd", ["hadm_id", "icd_code", "icd_version"], optional=("seq_num",))
-    rx = read_table(hosp, "prescriptions", ["hadm_id", "ndc", "drug"] + (["starttime"] if first_24h else []))
+    adm = schema.load(hosp, t["admissions"], drops)
+    pat = schema.load(hosp, t["patients"], drops)
+    dx = schema.load(hosp, t["diagnoses"], drops)
+    px = schema.load(hosp, t["procedures"], drops)
+    rx = schema.load(hosp, t["prescriptions"], drops, require=("starttime",) if first_24h else ())
     ndc2atc = load_ndc_to_atc(resolve_mapping_dir(hosp, Path(mapping_dir) if mapping_dir else None))
+    drops.n_visits_read = _visits_read(adm, dx, px, rx)
 
-    adm["admittime"] = parse_dates(adm, "admittime")
-    for df in (adm, dx, px, rx):
-        df["hadm_id"] = to_int(df, "hadm_id")
-    pat["anchor_age"] = to_int(pat, "anchor_age")
-    pat["anchor_year"] = to_int(pat, "anchor_year")
-    adm = adm.drop_duplicates("hadm_id").merge(pat.drop_duplicates("subject_id"), on="subject_id", how="left")
+    adm_all, adm = adm, attach_patients(adm, pat, drops)
     age = adm["anchor_age"] + (adm["admittime"].dt.year - adm["anchor_year"])
-    adm["age"] = age_bucket(age.astype(float))
-    race = adm["race"].where(adm["race"].notna(), adm["ethnicity"])
-    adm["ethnicity"] = race.fillna("UNKNOWN").str.split(r"[ /-]", n=1, regex=True).str[0]
+    adm["age"] = checked_age_bucket(age, adm, "mimic4", "anchor_age + admittime year - anchor_year")
+    adm["ethnicity"] = _ethnicity(adm["race"].where(adm["race"].notna(), adm["ethnicity"]))
+    subj = adm.set_index("hadm_id")["subject_id"]
+    dx, px, rx = (keep_admitted(x, adm_all, drops) for x in (dx, px, rx))
 
-    diag = _codes_per_visit(dx.dropna(subset=["icd_code"]), _icd_key)
-    proc = _codes_per_visit(px.dropna(subset=["icd_code"]), _icd_key)
-    med, med_names = _meds_per_visit(rx, adm, "starttime", ndc2atc, first_24h, warnings)
+    diag = _codes_per_visit(code_rows(dx, "diag", "icd_code", subj, drops, "icd_version"), lambda d: d["code"])
+    proc = _codes_per_visit(code_rows(px, "proc", "icd_code", subj, drops, "icd_version"), lambda d: d["code"])
+    med, med_names = _meds_per_visit(rx, adm, "starttime", ndc2atc, first_24h, warnings, drops)
 
     names = {"diag": {}, "proc": {}, "med": med_names}
     fallback = icd9_titles()
     for kind in ("diag", "proc"):
-        names[kind].update({f"9_{c}": t for c, t in fallback[kind].items()})
-    for kind, table in (("diag", "d_icd_diagnoses"), ("proc", "d_icd_procedures")):
-        try:
-            d = read_table(hosp, table, ["icd_code", "icd_version", "long_title"])
-        except DataError as e:
-            if "not found" not in str(e):
-                raise
-            warnings[f"{table}_missing"] = 1
-            continue
-        names[kind].update(zip(_icd_key(d), d["long_title"].fillna("")))
+        names[kind].update({f"9_{c}": title for c, title in fallback[kind].items()})
+        spec = t[f"d_{'diagnoses' if kind == 'diag' else 'procedures'}"]
+        names[kind].update(_dictionary_names(hosp, spec, drops, warnings, lambda d, k=kind: _icd_key(d, k)))
     visits = _finish(adm, diag, proc, med, top_k or {}, warnings)
     return visits, names, list(PROFILE_COLUMNS), warnings

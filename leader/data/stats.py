@@ -57,3 +57,23 @@ def stats_table(stats: dict, title: str | None = None):
     for k, val in rows:
         t.add_row(k, str(val))
     return t
+
+
+def cohort_signature(ds: EHRDataset) -> str:
+    """Hash of the cohort's meaning, not its encoding: per visit the patient, position, split,
+    codes and labels as code STRINGS (in order) and profile values as strings. Two preparations
+    of the same cohort from differently shaped files give the same signature; titles are left out
+    (a re-encoded dictionary changes a title, not the cohort)."""
+    import hashlib
+
+    import pandas as pd
+
+    v = ds.visits.merge(ds.patients[["patient_id", "split", "group"]], on="patient_id", how="left")
+    cols: dict = {c: v[c].astype(str) for c in ("patient_id", "visit_id", "visit_index", "split", "group")}
+    for kind in CODE_TYPES:
+        codes = ds.vocabs[kind].codes
+        cols[kind] = v[kind].map(lambda ix, cs=codes: "|".join(cs[i] for i in ix))
+    for feat, cats in ds.profile_vocabs.items():
+        cols[feat] = v[feat].map(lambda i, cs=cats: cs[i])
+    frame = pd.DataFrame(cols).sort_values("visit_id", key=lambda s: s.astype("int64")).reset_index(drop=True)
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
