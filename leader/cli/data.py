@@ -19,12 +19,14 @@ class SourceChoice(str, Enum):
     mimic4 = "mimic4"
 
 
-def _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share, synthetic_seed):
+def _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share,
+          synthetic_seed, allow_drops: bool = False, max_drop_share: float = 0.01):
     from leader.data.cache import PrepareOptions
 
     return PrepareOptions(top_k_diag=top_k_diag, top_k_proc=top_k_proc, top_k_med=top_k_med, first_24h=first_24h,
                           mapping_dir=str(mappings) if mappings else None, split_seed=split_seed, n_patients=n_patients,
-                          structure_strength=structure_strength, rare_share=rare_share, synthetic_seed=synthetic_seed)
+                          structure_strength=structure_strength, rare_share=rare_share, synthetic_seed=synthetic_seed,
+                          allow_drops=allow_drops, max_drop_share=max_drop_share)
 
 
 def _run(source: SourceChoice, root: Optional[Path], opts, force: bool):
@@ -63,21 +65,42 @@ def prepare_cmd(
     n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
     force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON instead of a table."),
+    allow_drops: bool = typer.Option(False, "--allow-drops", help="Accept rows dropped to repair a bad extract even "
+                                     "above --max-drop-share (they are still counted and reported)."),
+    max_drop_share: float = typer.Option(0.01, "--max-drop-share", min=0.0, max=1.0, help="Largest share of visits a "
+                                         "repair (non-paper) drop reason may touch before prepare fails."),
+    debug: bool = typer.Option(False, "--debug", help="On an input error, also print the traceback."),
 ):
-    """Read, filter and index a dataset into the versioned cache; print its statistics."""
+    """Read, validate, filter and index a dataset into the versioned cache; print its statistics and drop table."""
     from rich.console import Console
 
     from leader.data.cache import dataset_dir
-    from leader.data.stats import dataset_stats, stats_table
+    from leader.data.stats import dataset_stats, drop_table, stats_table
 
-    opts = _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share, synthetic_seed)
-    ds = _run(source, root, opts, force)
+    opts = _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength,
+                 rare_share, synthetic_seed, allow_drops, max_drop_share)
+    ds = _guarded(lambda: _run(source, root, opts, force), debug)
     st = dataset_stats(ds)
     if json_out:
         typer.echo(json.dumps(st, indent=1))
     else:
         Console().print(stats_table(st))
+        Console().print(drop_table(ds.drops))
         typer.echo(f"cached at {dataset_dir(source.value, root, opts)}")
+
+
+def _guarded(fn, debug: bool):
+    """A user error stays one line (leader.cli.main prints it); --debug adds the traceback first."""
+    from leader.errors import LeaderError
+
+    try:
+        return fn()
+    except LeaderError:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        raise
 
 
 @app.command("stats")

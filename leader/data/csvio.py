@@ -35,9 +35,27 @@ def read_bytes(path: Path) -> bytes:
     """File content, gunzipped when it starts with the gzip magic (the suffix may lie)."""
     try:
         raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except OSError as e:
+        raise DataError(f"cannot read ({type(e).__name__}: {e})", file=str(path)) from e
+    if not raw:
+        raise DataError("line 1: file is empty (0 bytes; expected a header line)", file=str(path))
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"cannot read ({type(e).__name__}: {e}); file truncated or corrupted?", file=str(path)) from e
+        line = _partial_gunzip(raw).count(b"\n") + 1
+        raise DataError(f"line {line}: gzip stream breaks off here ({type(e).__name__}: {e}); "
+                        "the file is truncated or corrupted, download it again", file=str(path)) from e
+
+
+def _partial_gunzip(raw: bytes) -> bytes:
+    """What a broken gzip stream yields before it breaks (to say on which line)."""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        return d.decompress(raw)
+    except zlib.error:
+        return b""
 
 
 def _line_of(data: bytes, pos: int) -> int:
@@ -67,7 +85,7 @@ def split_header(path: Path, data: bytes, encoding: str) -> tuple[list[str], str
     end = data.find(b"\n")
     head = (data if end < 0 else data[:end]).decode("utf-8" if encoding == "utf8" else "latin-1").rstrip("\r")
     if not head.strip():
-        raise DataError("file is empty (no header line)", file=str(path))
+        raise DataError("line 1: file is empty (no header line)", file=str(path))
     sep = "\t" if head.count("\t") > head.count(",") else ","
     names = next(csv.reader([head], delimiter=sep))
     return names, sep

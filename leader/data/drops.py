@@ -39,13 +39,16 @@ class DropLog:
     rows: dict[str, int] = field(default_factory=dict)
     visits: dict[str, set] = field(default_factory=dict)
     patients: dict[str, set] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first case, for error messages
     n_visits_read: int = 0  # distinct hadm_ids in the admissions and code tables: the share's denominator
 
-    def add(self, reason: str, n_rows: int, visit_ids=(), patient_ids=()) -> None:
+    def add(self, reason: str, n_rows: int, visit_ids=(), patient_ids=(), example: str | None = None) -> None:
         if reason not in REASONS:
             raise KeyError(f"undeclared drop reason {reason!r}")
         if n_rows <= 0:
             return
+        if example and reason not in self.examples:
+            self.examples[reason] = example
         self.rows[reason] = self.rows.get(reason, 0) + int(n_rows)
         self.visits.setdefault(reason, set()).update(int(v) for v in pd.Series(list(visit_ids)).dropna())
         self.patients.setdefault(reason, set()).update(str(p) for p in pd.Series(list(patient_ids)).dropna())
@@ -58,7 +61,8 @@ class DropLog:
                 nv = len(self.visits.get(reason, ()))
                 out.append({"reason": reason, "paper_preprocessing": paper, "rows": self.rows[reason], "visits": nv,
                             "patients": len(self.patients.get(reason, ())),
-                            "visit_share": round(nv / max(n_visits_read, 1), 6), "meaning": what})
+                            "visit_share": round(nv / max(n_visits_read, 1), 6), "meaning": what,
+                            "example": self.examples.get(reason, "")})
         return out
 
 
@@ -68,9 +72,10 @@ def check_drop_table(table: list[dict], max_share: float, allowed: bool, where: 
         return
     for row in table:
         if not row["paper_preprocessing"] and row["visit_share"] > max_share:
+            eg = f" First: {row['example']}." if row.get("example") else ""
             raise DataError(f"{row['rows']} row(s) dropped as {row['reason']} ({row['meaning']}) touch "
                             f"{row['visits']} visit(s) = {100 * row['visit_share']:.2f}% > {100 * max_share:g}% of the "
-                            "visits; fix the extract or pass --allow-drops", file=where)
+                            f"visits; fix the extract or pass --allow-drops.{eg}", file=where)
 
 
 def drop_summary(table: list[dict]) -> dict[str, int]:

@@ -87,11 +87,21 @@ def checked_age_bucket(age: pd.Series, adm: pd.DataFrame, source: str, why: str)
     return age_bucket(age.astype(float))
 
 
+def example(df: pd.DataFrame, mask: pd.Series, cols: tuple[str, ...]) -> str:
+    """'FILE line N: col=value ...' for the first masked row (drop-table examples)."""
+    if not mask.any():
+        return ""
+    row = df.loc[mask.idxmax()]
+    name = Path(df.attrs.get("path", "?")).name
+    return f"{name} line {row[LINE]}: " + " ".join(f"{c}={row[c]}" for c in cols if c in row.index)
+
+
 def attach_patients(adm: pd.DataFrame, pat: pd.DataFrame, drops: DropLog) -> pd.DataFrame:
     """Referential check: an admission whose patient row is missing is dropped (declared, counted)."""
     orphan = ~adm["subject_id"].isin(pat["subject_id"])
     if orphan.any():
-        drops.add("admission_without_patient", int(orphan.sum()), adm.loc[orphan, "hadm_id"], adm.loc[orphan, "subject_id"])
+        drops.add("admission_without_patient", int(orphan.sum()), adm.loc[orphan, "hadm_id"], adm.loc[orphan, "subject_id"],
+                  example(adm, orphan, ("subject_id", "hadm_id")) + " (no such subject_id in the patients table)")
     attrs = dict(adm.attrs)
     out = adm[~orphan].merge(pat.drop(columns=[LINE]), on="subject_id", how="left")
     out.attrs.update(attrs)
@@ -113,7 +123,7 @@ def keep_admitted(df: pd.DataFrame, adm_all: pd.DataFrame, drops: DropLog) -> pd
     orphan = ~df["hadm_id"].isin(adm_all["hadm_id"])
     if orphan.any():
         drops.add("rows_without_admission", int(orphan.sum()), df.loc[orphan, "hadm_id"],
-                  df.loc[orphan, "subject_id"] if "subject_id" in df else ())
+                  df.loc[orphan, "subject_id"] if "subject_id" in df else (), example(df, orphan, ("hadm_id",)))
     return df[~orphan]
 
 
@@ -125,7 +135,8 @@ def code_rows(df: pd.DataFrame, kind: str, code_col: str, subj: pd.Series, drops
     df = df[~empty]
     versions = df[version_col] if version_col else None
     code, ok = normalise_icd(df[code_col], kind, versions)
-    drops.add("invalid_icd_code", int((~ok).sum()), df.loc[~ok, "hadm_id"], df.loc[~ok, "hadm_id"].map(subj))
+    drops.add("invalid_icd_code", int((~ok).sum()), df.loc[~ok, "hadm_id"], df.loc[~ok, "hadm_id"].map(subj),
+              example(df, ~ok, ("hadm_id", code_col, version_col or "")))
     key = code if versions is None else versions.astype(str) + "_" + code
     return df.assign(code=key)[ok]
 
@@ -155,7 +166,8 @@ def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc
     subj = adm.set_index("hadm_id")["subject_id"]
     rx = rx[rx["hadm_id"].isin(adm["hadm_id"])]
     ndc, ok = normalise_ndc(rx["ndc"])
-    drops.add("invalid_ndc", int((~ok).sum()), rx.loc[~ok, "hadm_id"], rx.loc[~ok, "hadm_id"].map(subj))
+    drops.add("invalid_ndc", int((~ok).sum()), rx.loc[~ok, "hadm_id"], rx.loc[~ok, "hadm_id"].map(subj),
+              example(rx, ~ok, ("hadm_id", "ndc")))
     rx, ndc = rx[ok], ndc[ok]
     atc = ndc.map(ndc2atc)
     n_unknown = int(atc.isna().sum())

@@ -57,8 +57,9 @@ def find_file(root: Path, name: str) -> Path:
 def fail_at(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
     """DataError naming the first offending row's line, the column and the value."""
     i = mask.idxmax()
-    raise DataError(f"line {df.at[i, LINE]}: {why}, e.g. {df.at[i, col]!r} ({int(mask.sum())} row(s))",
-                    file=df.attrs.get("path"), field=col)
+    value = df.at[i, col]
+    eg = "" if value is None else f", e.g. {value!r}"
+    raise DataError(f"line {df.at[i, LINE]}: {why}{eg} ({int(mask.sum())} row(s))", file=df.attrs.get("path"), field=col)
 
 
 def _convert(df: pd.DataFrame, c: Col) -> None:
@@ -113,7 +114,7 @@ def load(root: Path, t: Table, drops: DropLog, require: tuple[str, ...] = ()) ->
         have = ", ".join(c for c in df.columns if c != LINE)
         raise DataError(f"missing column(s) {missing} (header has: {have[:300]})", file=str(path), field=missing[0])
     if len(df) < t.min_rows:
-        raise DataError("file has a header but no rows", file=str(path))
+        raise DataError("line 2: the file has a header but no data rows", file=str(path))
     attrs = dict(df.attrs)
     cols = [c for c in t.cols if not c.on_demand or c.name in require]
     df = df[[c.name for c in cols if c.name in df.columns] + [LINE]].copy()

@@ -4,6 +4,7 @@ preparing (so a lossy step is visible, never silent)."""
 from __future__ import annotations
 
 from leader.data.dataset import CODE_TYPES, EHRDataset
+from leader.data.drops import drop_summary
 
 
 def dataset_stats(ds: EHRDataset) -> dict:
@@ -29,6 +30,8 @@ def dataset_stats(ds: EHRDataset) -> dict:
         out[f"{split}_patients"] = int((p["split"] == split).sum())
     out["profile_features"] = {k: len(c) for k, c in ds.profile_vocabs.items()}
     out["warnings"] = dict(ds.warnings)
+    out.update(drop_summary(ds.drops))  # flat: the study report's dataset table shows them
+    out["drops"] = list(ds.drops)
     out["fingerprint"] = ds.fingerprint
     return out
 
@@ -59,11 +62,28 @@ def stats_table(stats: dict, title: str | None = None):
     return t
 
 
-def cohort_signature(ds: EHRDataset) -> str:
+def drop_table(drops: list[dict], title: str = "Rows dropped while preparing"):
+    """A rich Table of the drop table: reason -> rows, visits, patients (and whose rule it is)."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c, j in (("reason", "left"), ("rule", "left"), ("rows", "right"), ("visits", "right"), ("patients", "right"),
+                 ("% visits", "right")):
+        t.add_column(c, justify=j)
+    for r in drops:
+        t.add_row(r["reason"], "paper" if r["paper_preprocessing"] else "repair", str(r["rows"]), str(r["visits"]),
+                  str(r["patients"]), f"{100 * r['visit_share']:.2f}")
+    if not drops:
+        t.add_row("(none)", "", "0", "0", "0", "0.00")
+    return t
+
+
+def cohort_signature(ds: EHRDataset, code_key=None) -> str:
     """Hash of the cohort's meaning, not its encoding: per visit the patient, position, split,
     codes and labels as code STRINGS (in order) and profile values as strings. Two preparations
     of the same cohort from differently shaped files give the same signature; titles are left out
-    (a re-encoded dictionary changes a title, not the cohort)."""
+    (a re-encoded dictionary changes a title, not the cohort). `code_key` maps each code string
+    first (e.g. drop MIMIC-IV's '9_' version prefix to compare with a MIMIC-III reading)."""
     import hashlib
 
     import pandas as pd
@@ -71,7 +91,7 @@ def cohort_signature(ds: EHRDataset) -> str:
     v = ds.visits.merge(ds.patients[["patient_id", "split", "group"]], on="patient_id", how="left")
     cols: dict = {c: v[c].astype(str) for c in ("patient_id", "visit_id", "visit_index", "split", "group")}
     for kind in CODE_TYPES:
-        codes = ds.vocabs[kind].codes
+        codes = tuple(map(code_key, ds.vocabs[kind].codes)) if code_key else ds.vocabs[kind].codes
         cols[kind] = v[kind].map(lambda ix, cs=codes: "|".join(cs[i] for i in ix))
     for feat, cats in ds.profile_vocabs.items():
         cols[feat] = v[feat].map(lambda i, cs=cats: cs[i])
