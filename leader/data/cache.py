@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from leader.data.assemble import assemble
 from leader.data.dataset import EHRDataset
@@ -30,6 +30,8 @@ Source = Literal["demo", "synthetic", "mimic3", "mimic4"]
 
 
 class PrepareOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not a silent default
+
     top_k_diag: int | None = Field(None, ge=1, description="Keep only the k most frequent diagnoses (None = all).")
     top_k_proc: int | None = Field(None, ge=1, description="Keep only the k most frequent procedures (None = all).")
     top_k_med: int | None = Field(None, ge=1, description="Keep only the k most frequent ATC-3 drug classes (None = all).")

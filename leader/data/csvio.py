@@ -138,6 +138,17 @@ def _stray_quote_check(path: Path, df: pd.DataFrame, sep: str) -> None:
                             f"(a stray quote swallowed rows?): {s[i][:80]!r}", file=str(path), field=col)
 
 
+def fail_at(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
+    """DataError naming the first offending row's line, the column and the value. `why` may hold
+    `{value}`; otherwise the value is appended as an example."""
+    i = mask.idxmax()
+    value = df.at[i, col]
+    shown = "an empty value" if value is None else repr(value)
+    text = why.format(value=shown) if "{value}" in why else why + ("" if value is None else f", e.g. {shown}")
+    line = f"line {df.at[i, LINE]}: " if LINE in df.columns else ""
+    raise DataError(f"{line}{text} ({int(mask.sum())} row(s))", file=df.attrs.get("path"), field=col)
+
+
 def read_csv_strings(path: Path, latin1_ok: bool = False) -> pd.DataFrame:
     """All columns as stripped strings ('' -> missing), names lower-cased and trimmed, plus `_line`."""
     data = read_bytes(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from leader.errors import DataError
+from leader.data.csvio import fail_at
 
 # (regex the whole value must match, strptime format)
 FORMATS = (
@@ -26,14 +26,6 @@ FORMATS = (
     (r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2}", "%m/%d/%Y %H:%M:%S"),
 )
 TWO_DIGIT_YEAR = r"\d{1,2}[/-]\d{1,2}[/-]\d{2}( .*)?"
-
-
-def _fail(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
-    i = mask.idxmax()
-    line = df.at[i, "_line"] if "_line" in df else None
-    where = f"line {line}: " if line is not None else ""
-    raise DataError(f"{where}{why} {df.at[i, col]!r} ({int(mask.sum())} such value(s))", file=df.attrs.get("path"),
-                    field=col)
 
 
 def parse_date_column(df: pd.DataFrame, col: str, *, required: bool = True) -> pd.Series:
@@ -51,16 +43,17 @@ def parse_date_column(df: pd.DataFrame, col: str, *, required: bool = True) -> p
         parsed = pd.to_datetime(vals, format=fmt or "ISO8601", errors="coerce")
         bad = parsed.isna()
         if bad.any():
-            _fail(df, col, m & bad.reindex(df.index, fill_value=False), "impossible date (month > 12 or day out of range?)")
+            fail_at(df, col, m & bad.reindex(df.index, fill_value=False), "impossible date {value} (month > 12 or day "
+                    "out of range?)")
         out[m] = parsed.astype("datetime64[us]")
         matched |= m
     two = present & ~matched & s.str.fullmatch(TWO_DIGIT_YEAR)
     if two.any():
-        _fail(df, col, two, "two-digit year is ambiguous (MIMIC dates are shifted into 2100-2210 and >89-year-olds' "
-              "birth dates ~300 years earlier); write four-digit years, e.g. not")
+        fail_at(df, col, two, "two-digit year in {value} is ambiguous (MIMIC dates are shifted into 2100-2210 and the "
+                "birth dates of patients over 89 ~300 years earlier, so no pivot is right); export four-digit years")
     other = present & ~matched
     if other.any():
-        _fail(df, col, other, "unparseable date (accepted: YYYY-MM-DD[ HH:MM[:SS]], MM/DD/YYYY[ HH:MM[:SS]]), e.g.")
+        fail_at(df, col, other, "unparseable date {value} (accepted: YYYY-MM-DD[ HH:MM[:SS]], MM/DD/YYYY[ HH:MM[:SS]])")
     if required and (~present).any():
-        _fail(df, col, ~present, "missing date, e.g. empty value")
+        fail_at(df, col, ~present, "missing date")
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leader.data.csvio import LINE, read_csv_strings
+from leader.data.csvio import LINE, fail_at, read_csv_strings
 from leader.data.dates import parse_date_column
 from leader.data.drops import DropLog
 from leader.errors import DataError
@@ -52,14 +52,6 @@ def find_file(root: Path, name: str) -> Path:
     if len(hits) > 1:
         raise DataError(f"table {name} found twice ({', '.join(p.name for p in hits)}); keep one", file=str(root / name))
     return hits[0]
-
-
-def fail_at(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
-    """DataError naming the first offending row's line, the column and the value."""
-    i = mask.idxmax()
-    value = df.at[i, col]
-    eg = "" if value is None else f", e.g. {value!r}"
-    raise DataError(f"line {df.at[i, LINE]}: {why}{eg} ({int(mask.sum())} row(s))", file=df.attrs.get("path"), field=col)
 
 
 def _convert(df: pd.DataFrame, c: Col) -> None:
