@@ -37,10 +37,12 @@ def normalise_ndc(ndc: pd.Series) -> tuple[pd.Series, pd.Series]:
     out = pd.Series(UNKNOWN_NDC, index=ndc.index, dtype=object)
     digits = s.str.fullmatch(r"\d{1,11}")
     out[digits] = s[digits].str.zfill(11)
-    parts = s.str.extract(r"^(\d{1,5})-(\d{1,4})-(\d{1,2})$")
-    dashed = parts[0].notna()
-    if dashed.any():
-        p = parts[dashed]
-        out[dashed] = p[0].str.zfill(5) + p[1].str.zfill(4) + p[2].str.zfill(2)
+    dashed = pd.Series(False, index=ndc.index)
+    cand = s.str.contains("-", regex=False)
+    if cand.any():  # extract is slow: only on the few values with dashes
+        parts = s[cand].str.extract(r"^(\d{1,5})-(\d{1,4})-(\d{1,2})$")
+        p = parts[parts[0].notna()]
+        dashed[p.index] = True
+        out[p.index] = p[0].str.zfill(5) + p[1].str.zfill(4) + p[2].str.zfill(2)
     ok = digits | dashed | (s == "")
     return out, ok

@@ -126,16 +126,19 @@ def _record_lines(table: pa.Table) -> pd.Series:
     return pd.Series(range(2, table.num_rows + 2), dtype="int64") + nl.shift(1, fill_value=0).cumsum()
 
 
-def _stray_quote_check(path: Path, df: pd.DataFrame, sep: str) -> None:
-    for col in df.columns:
-        if col == LINE:
-            continue
-        s = df[col]
-        multi = s.str.contains("\n", regex=False) & s.str.contains(sep, regex=False)
-        if multi.any():
-            i = multi.idxmax()
-            raise DataError(f"line {df.at[i, LINE]}: a quoted value spans several lines and holds separators "
-                            f"(a stray quote swallowed rows?): {s[i][:80]!r}", file=str(path), field=col)
+def _stray_quote_check(path: Path, table: pa.Table, names: list[str], lines: pd.Series, sep: str) -> None:
+    for name, col in zip(names, table.columns):
+        bad = pc.and_(pc.match_substring(col, "\n"), pc.match_substring(col, sep))
+        if pc.any(bad).as_py():
+            i = int(pc.index(bad, True).as_py())
+            raise DataError(f"line {lines.iat[i]}: a quoted value spans several lines and holds separators "
+                            f"(a stray quote swallowed rows?): {col[i].as_py()[:80]!r}", file=str(path), field=name)
+
+
+def _clean_strings(col: pa.ChunkedArray) -> pd.Series:
+    """Trimmed, '' -> missing; pandas' arrow-backed `str` dtype keeps later checks vectorised."""
+    trimmed = pc.utf8_trim_whitespace(col)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed).to_pandas()
 
 
 def fail_at(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
@@ -143,30 +146,30 @@ def fail_at(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
     `{value}`; otherwise the value is appended as an example."""
     i = mask.idxmax()
     value = df.at[i, col]
-    shown = "an empty value" if value is None else repr(value)
-    text = why.format(value=shown) if "{value}" in why else why + ("" if value is None else f", e.g. {shown}")
+    missing = value is None or (isinstance(value, float) and value != value)
+    shown = "an empty value" if missing else repr(value)
+    text = why.format(value=shown) if "{value}" in why else why + ("" if missing else f", e.g. {shown}")
     line = f"line {df.at[i, LINE]}: " if LINE in df.columns else ""
     raise DataError(f"{line}{text} ({int(mask.sum())} row(s))", file=df.attrs.get("path"), field=col)
 
 
-def read_csv_strings(path: Path, latin1_ok: bool = False) -> pd.DataFrame:
-    """All columns as stripped strings ('' -> missing), names lower-cased and trimmed, plus `_line`."""
+def read_csv_strings(path: Path, latin1_ok: bool = False, keep: set[str] | None = None) -> pd.DataFrame:
+    """Columns in `keep` (default all) as trimmed strings ('' -> missing), names lower-cased and
+    trimmed, plus `_line`. The structural checks run on every column, kept or not."""
     data = read_bytes(path)
     encoding = decode_check(path, data, latin1_ok)
     names, sep = split_header(path, data, encoding)
-    clean = [n.strip().lower().lstrip("\ufeff") for n in names]
+    clean = [n.strip().lower().lstrip("\ufeff").strip() for n in names]
     dup = sorted({n for n in clean if clean.count(n) > 1})
     if dup:
         raise DataError(f"header has duplicate column(s) {dup} (names compared case-insensitively)", file=str(path),
                         field=dup[0])
     table = _parse(path, data, names, sep, encoding)
-    df = pd.DataFrame({n: table.column(i).to_pandas() for i, n in enumerate(clean)})
-    df = df.astype(object)
-    df[LINE] = _record_lines(table).to_numpy()
-    _stray_quote_check(path, df.astype({c: str for c in clean}) if len(df) else df, sep)
-    for c in clean:
-        s = df[c].astype(object).str.strip()
-        df[c] = s.where(s != "", None)
+    lines = _record_lines(table)
+    _stray_quote_check(path, table, clean, lines, sep)
+    df = pd.DataFrame({n: _clean_strings(table.column(i)) for i, n in enumerate(clean) if keep is None or n in keep})
+    df[LINE] = lines.to_numpy()
     df.attrs["path"] = str(path)
     df.attrs["sep"] = sep
+    df.attrs["header"] = clean
     return df

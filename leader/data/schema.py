@@ -65,8 +65,8 @@ def _convert(df: pd.DataFrame, c: Col) -> None:
         bad = present & ~s.where(present, "0").astype(str).str.fullmatch(INT_RE)
         if bad.any():
             fail_at(df, c.name, bad, "not an integer")
-        num = pd.to_numeric(s, errors="coerce")
-        df[c.name] = num.astype(np.int64) if not c.nullable else num
+        ints = s.str.replace(r"\.0+$", "", regex=True)
+        df[c.name] = ints.astype(np.int64) if not c.nullable else pd.to_numeric(ints, errors="coerce")
     elif c.kind in DOMAINS:
         up = s.where(~present, s.astype(str).str.upper())
         bad = present & ~up.isin(DOMAINS[c.kind])
@@ -99,11 +99,11 @@ def _apply_key(df: pd.DataFrame, t: Table, drops: DropLog) -> pd.DataFrame:
 def load(root: Path, t: Table, drops: DropLog, require: tuple[str, ...] = ()) -> pd.DataFrame:
     """The table's declared columns, validated and typed (plus `_line`); see the module doc."""
     path = find_file(root, t.name)
-    df = read_csv_strings(path, latin1_ok=t.latin1)
+    df = read_csv_strings(path, latin1_ok=t.latin1, keep={c.name for c in t.cols})
     needed = [c.name for c in t.cols if c.required or c.name in require]
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        have = ", ".join(c for c in df.columns if c != LINE)
+        have = ", ".join(df.attrs["header"])
         raise DataError(f"missing column(s) {missing} (header has: {have[:300]})", file=str(path), field=missing[0])
     if len(df) < t.min_rows:
         raise DataError("line 2: the file has a header but no data rows", file=str(path))
