@@ -31,8 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -109,7 +109,8 @@ def _mixed_dates(root: Path) -> None:
         d[c] = d[c].where(d.index % 2 == 0, alt)
         return d
     edit(root, "ADMISSIONS", lambda d: mix(d, "admittime"))
-    edit(root, "PATIENTS", lambda d: mix(d, "dob").assign(dob=lambda x: x["dob"].where(x.index % 3 != 0, x["dob"].str[:10])))
+    edit(root, "PATIENTS", lambda d: mix(d, "dob").assign(
+        dob=lambda x: x["dob"].where(x.index % 3 != 0, x["dob"].str[:10])))  # date-only ISO as a third format
 
 
 def _set(t: str, c: str, row: int, value: str) -> Callable[[Path], None]:
@@ -249,7 +250,8 @@ def _mimic4(root: Path) -> None:
     for t, out in (("DIAGNOSES_ICD", "diagnoses_icd"), ("PROCEDURES_ICD", "procedures_icd")):
         df(root, t).rename(columns={"icd9_code": "icd_code"}).assign(icd_version="9").to_csv(hosp / f"{out}.csv.gz",
                                                                                              index=False)
-    df(root, "PRESCRIPTIONS").rename(columns={"startdate": "starttime"}).to_csv(hosp / "prescriptions.csv.gz", index=False)
+    rx = df(root, "PRESCRIPTIONS").rename(columns={"startdate": "starttime"})
+    rx.to_csv(hosp / "prescriptions.csv.gz", index=False)
     for t, out in (("D_ICD_DIAGNOSES", "d_icd_diagnoses"), ("D_ICD_PROCEDURES", "d_icd_procedures")):
         d = df(root, t)
         d.columns = [c.lower() for c in d.columns]
@@ -260,10 +262,11 @@ def _mimic4(root: Path) -> None:
 
 def _cases() -> dict[str, tuple[Callable[[Path], None], str]]:
     """name -> (corruption, the real-world failure class it stands for)."""
-    crlf = lambda b: b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # noqa: E731
+    crlf = lambda b: b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return {
         "missing_file": (lambda r: _path(r, "PROCEDURES_ICD").unlink(), "a table missing from the extract"),
-        "missing_column": (lambda r: edit(r, "PRESCRIPTIONS", lambda d: d.drop(columns=["ndc"])), "a column not exported"),
+        "missing_column": (lambda r: edit(r, "PRESCRIPTIONS", lambda d: d.drop(columns=["ndc"])),
+                           "a column not exported"),
         "renamed_column": (lambda r: edit(r, "ADMISSIONS", lambda d: d.rename(columns={"admittime": "admit_time"})),
                            "a column renamed by the export tool"),
         "upper_case_headers": (lambda r: _headers(r, str.upper), "upper-case headers (real MIMIC-III)"),
@@ -318,12 +321,12 @@ def prepare_cli(root: Path, source: str, cache: Path, mappings: Path) -> dict:
     cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--source", source, "--root", str(root),
            "--mappings", str(mappings), "--json"]
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
     out = {"rc": p.returncode, "stderr": p.stderr, "seconds": round(time.perf_counter() - t0, 2)}
     if p.returncode == 0:
         folders = [f for f in (cache / "datasets").iterdir() if (f / "meta.json").exists()]
         ds = EHRDataset.load(folders[0])
-        key = (lambda c: c[2:] if c.startswith("9_") else c) if source == "mimic4" else None
+        key = (lambda c: c.removeprefix("9_")) if source == "mimic4" else None
         out.update(signature=cohort_signature(ds, code_key=key), visits=len(ds.visits), drops=ds.drops)
     return out
 
@@ -378,7 +381,7 @@ def main() -> None:
             print(f"copies kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    count = lambda k: sum(d["outcome"] == k for d in details)  # noqa: E731
+    count = lambda k: sum(d["outcome"] == k for d in details)
     report = {"cases": len(details), "same_cohort": count("same_cohort"), "clear_errors": count("clear_error"),
               "declared_changes": count("declared_change"), "unclear_errors": count("unclear_error"),
               "silent_changes": count("silent_change"), "tracebacks": count("traceback"),

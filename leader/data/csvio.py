@@ -146,7 +146,7 @@ def fail_at(df: pd.DataFrame, col: str, mask: pd.Series, why: str) -> None:
     `{value}`; otherwise the value is appended as an example."""
     i = mask.idxmax()
     value = df.at[i, col]
-    missing = value is None or (isinstance(value, float) and value != value)
+    missing = value is None or bool(pd.isna(value))
     shown = "an empty value" if missing else repr(value)
     text = why.format(value=shown) if "{value}" in why else why + ("" if missing else f", e.g. {shown}")
     line = f"line {df.at[i, LINE]}: " if LINE in df.columns else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -100,7 +100,8 @@ def attach_patients(adm: pd.DataFrame, pat: pd.DataFrame, drops: DropLog) -> pd.
     """Referential check: an admission whose patient row is missing is dropped (declared, counted)."""
     orphan = ~adm["subject_id"].isin(pat["subject_id"])
     if orphan.any():
-        drops.add("admission_without_patient", int(orphan.sum()), adm.loc[orphan, "hadm_id"], adm.loc[orphan, "subject_id"],
+        drops.add("admission_without_patient", int(orphan.sum()), adm.loc[orphan, "hadm_id"],
+                  adm.loc[orphan, "subject_id"],
                   example(adm, orphan, ("subject_id", "hadm_id")) + " (no such subject_id in the patients table)")
     attrs = dict(adm.attrs)
     out = adm[~orphan].merge(pat.drop(columns=[LINE]), on="subject_id", how="left")
@@ -173,7 +174,8 @@ def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc
     n_unknown = int(atc.isna().sum())
     if n_unknown:
         warnings["prescription_rows_unknown_ndc"] = n_unknown
-        drops.add("prescription_unknown_ndc", n_unknown, rx.loc[atc.isna(), "hadm_id"], rx.loc[atc.isna(), "hadm_id"].map(subj))
+        unknown = rx.loc[atc.isna(), "hadm_id"]
+        drops.add("prescription_unknown_ndc", n_unknown, unknown, unknown.map(subj))
     rx = rx.assign(atc=atc)[atc.notna()]
     if first_24h:
         start = rx[start_col]
@@ -181,7 +183,8 @@ def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc
         # MIMIC-III STARTDATE is a date: keep every date the 24-hour window touches.
         keep = start.notna() & (start < (end.dt.normalize() + pd.Timedelta(days=1) if start_col == "startdate" else end))
         warnings["prescription_rows_after_24h"] = int((~keep).sum())
-        drops.add("prescription_after_24h", int((~keep).sum()), rx.loc[~keep, "hadm_id"], rx.loc[~keep, "hadm_id"].map(subj))
+        late = rx.loc[~keep, "hadm_id"]
+        drops.add("prescription_after_24h", int((~keep).sum()), late, late.map(subj))
         rx = rx[keep]
     meds = _group_lists(rx["hadm_id"].to_numpy(), rx["atc"].to_numpy())
     return meds, _med_names(rx)
@@ -215,7 +218,8 @@ def _ethnicity(s: pd.Series) -> pd.Series:
     return s.fillna("UNKNOWN").astype(str).str.split(r"[ /-]", n=1, regex=True).str[0]
 
 
-def _dictionary_names(root: Path, spec, drops: DropLog, warnings: dict, key: Callable[[pd.DataFrame], pd.Series]) -> dict:
+def _dictionary_names(root: Path, spec, drops: DropLog, warnings: dict,
+                      key: Callable[[pd.DataFrame], pd.Series]) -> dict:
     """code -> long title from a D_ICD_* table; a missing dictionary is counted, not fatal."""
     try:
         d = schema.load(root, spec, drops)

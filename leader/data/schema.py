@@ -48,9 +48,11 @@ def find_file(root: Path, name: str) -> Path:
     want = {f"{name.lower()}{ext}" for ext in (".csv", ".csv.gz", ".tsv", ".tsv.gz")}
     hits = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower() in want) if root.is_dir() else []
     if not hits:
-        raise DataError(f"table {name} not found (looked for {name}.csv or {name}.csv.gz, any case)", file=str(root / name))
+        raise DataError(f"table {name} not found (looked for {name}.csv or {name}.csv.gz, any case)",
+                        file=str(root / name))
     if len(hits) > 1:
-        raise DataError(f"table {name} found twice ({', '.join(p.name for p in hits)}); keep one", file=str(root / name))
+        raise DataError(f"table {name} found twice ({', '.join(p.name for p in hits)}); keep one",
+                        file=str(root / name))
     return hits[0]
 
 

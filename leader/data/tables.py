@@ -19,7 +19,8 @@ MIMIC3 = {
     "diagnoses": Table("DIAGNOSES_ICD", (Col("hadm_id", "int", nullable=False), Col("icd9_code"), _SEQ)),
     "procedures": Table("PROCEDURES_ICD", (Col("hadm_id", "int", nullable=False), Col("icd9_code"), _SEQ)),
     "prescriptions": Table("PRESCRIPTIONS", (
-        Col("hadm_id", "int", nullable=False), Col("ndc"), Col("drug"), Col("startdate", "date", required=False, on_demand=True),
+        Col("hadm_id", "int", nullable=False), Col("ndc"), Col("drug"),
+        Col("startdate", "date", required=False, on_demand=True),
     )),
     "d_diagnoses": Table("D_ICD_DIAGNOSES", (Col("icd9_code", nullable=False), Col("long_title")),
                          key=("icd9_code",), latin1=True),
@@ -44,7 +45,8 @@ MIMIC4 = {
         Col("hadm_id", "int", nullable=False), Col("icd_code"), Col("icd_version", "icd_version", nullable=False), _SEQ,
     )),
     "prescriptions": Table("prescriptions", (
-        Col("hadm_id", "int", nullable=False), Col("ndc"), Col("drug"), Col("starttime", "date", required=False, on_demand=True),
+        Col("hadm_id", "int", nullable=False), Col("ndc"), Col("drug"),
+        Col("starttime", "date", required=False, on_demand=True),
     )),
     "d_diagnoses": Table("d_icd_diagnoses", (
         Col("icd_code", nullable=False), Col("icd_version", "icd_version", nullable=False), Col("long_title"),

@@ -63,4 +63,4 @@ def test_stray_quote_names_file_and_line(tmp_path, demo_root, bench):
 def test_mimic4_shaped_demo_reads_the_same_cohort(tmp_path, demo_root, bench, clean_sig):
     root = bench.clean_copy(demo_root, tmp_path / "m4")
     bench._mimic4(root)
-    assert _sig(root, read_mimic4, code_key=lambda c: c[2:] if c.startswith("9_") else c) == clean_sig
+    assert _sig(root, read_mimic4, code_key=lambda c: c.removeprefix("9_")) == clean_sig

@@ -31,7 +31,8 @@ DX = [(11, 1, "4019"), (11, 2, "25000"), (12, 1, "4280"), (21, 1, "E8798"), (21,
 PX = [(11, 1, "3995"), (12, 1, "9604"), (21, 1, "0066"), (31, 1, "3722"), (41, 1, "9671")]
 RX = [(11, "Lisinopril", "00000000001", "2150-01-01 00:00:00"), (11, "Insulin", "00000000002", "2150-01-02 00:00:00"),
       (12, "Lisinopril", "00000000001", "2152-03-01 00:00:00"), (21, "Metformin", "00000000003", "2160-05-05 00:00:00"),
-      (31, "Aspirin, low dose", "00000000004", "2170-07-07 00:00:00"), (41, "Insulin", "00000000002", "2180-02-02 00:00:00"),
+      (31, "Aspirin, low dose", "00000000004", "2170-07-07 00:00:00"),
+      (41, "Insulin", "00000000002", "2180-02-02 00:00:00"),
       (41, "Mystery", "", "2180-02-02 00:00:00")]
 MAPPING = {"C09A": ["00000000001"], "A10A": ["00000000002"], "A10B": ["00000000003"], "B01A": ["00000000004"]}
 
@@ -235,7 +236,8 @@ def test_truncated_empty_header_only(tmp_path):
 
 def test_conflicting_duplicate_key(tmp_path):
     f = _frames()
-    f["PATIENTS"] = pd.concat([f["PATIENTS"], pd.DataFrame([(2, "F", "2130-06-01 00:00:00")], columns=f["PATIENTS"].columns)])
+    twin = pd.DataFrame([(2, "F", "2130-06-01 00:00:00")], columns=f["PATIENTS"].columns)
+    f["PATIENTS"] = pd.concat([f["PATIENTS"], twin])
     fails(write(tmp_path / "k", f), "PATIENTS.csv", "'gender'", "lines 3 and 6", "subject_id=2")
 
 
@@ -335,9 +337,9 @@ def test_cli_prints_drop_table_and_debug_traceback(tmp_path, monkeypatch):
     assert st["dropped_visits[prescription_unknown_ndc]"] == 1 and st["drops"][0]["rows"] == 1
     put(root, "PATIENTS", raw(root, "PATIENTS").replace(b"2130-06-01", b"06/01/30"))
     cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--source", "mimic3", "--root", str(root)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     errs = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(errs) == 1 and "PATIENTS.csv" in errs[0] and "line 3" in errs[0] and "'dob'" in errs[0]
-    p = subprocess.run(cmd + ["--debug"], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd + ["--debug"], check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" in p.stderr and "two-digit" in p.stderr
