@@ -26,6 +26,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -349,6 +350,15 @@ def classify(res: dict, clean: dict) -> tuple[str, str]:
     return "silent_change", f"visits {res['visits']} vs {clean['visits']}"
 
 
+def redact(msg: str, tmp: Path) -> str:
+    """Messages keep their shape (file, line, column, reason) but no values from the data: row
+    text, dates and ids are masked, so the committed JSON holds no MIMIC content."""
+    msg = msg.replace(str(tmp), "<tmp>")
+    msg = re.sub(r"(in row|e\.g\.) '[^']*'", r"\1 '<row>'", msg)
+    msg = re.sub(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?|\d{1,2}/\d{1,2}/\d{2,4}( \d{1,2}:\d{2})?", "<date>", msg)
+    return re.sub(r"\b\d{5,}\b", "#", msg)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="", help="comma-separated case names")
@@ -373,9 +383,9 @@ def main() -> None:
             res = prepare_cli(root, "mimic4" if name == "mimic4_layout" else "mimic3", tmp / f"cache_{name}", mappings)
             outcome, msg = classify(res, clean)
             details.append({"case": name, "failure_class": what, "outcome": outcome, "exit_code": res["rc"],
-                            "visits": res.get("visits"), "message": msg.replace(str(tmp), "<tmp>"),
+                            "visits": res.get("visits"), "message": redact(msg, tmp),
                             "seconds": res["seconds"]})
-            print(f"{name:28s} {outcome:16s} {msg.replace(str(tmp), '<tmp>')[:150]}")
+            print(f"{name:28s} {outcome:16s} {redact(msg, tmp)[:150]}")
     finally:
         if args.keep:
             print(f"copies kept in {tmp}")
