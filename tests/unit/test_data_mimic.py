@@ -218,3 +218,22 @@ def test_mimic4_missing_column(tmp_path):
     with pytest.raises(DataError) as e:
         read_mimic4(root)
     assert "diagnoses_icd" in str(e.value) and "icd_version" in str(e.value)
+
+
+def test_mimic4_dotted_codes_read_as_undotted_and_bad_shapes_counted(tmp_path):
+    from leader.data.drops import DropLog
+
+    root = _mimic4(tmp_path / "m4")
+    clean, *_ = read_mimic4(root)
+    p = root / "hosp" / "diagnoses_icd.csv"
+    d = pd.read_csv(p, dtype=str)
+    d["icd_code"] = d["icd_code"].map({"4019": "401.9", "25000": "250.00", "I10": "I10", "E119": "e11.9"})
+    d.to_csv(p, index=False)
+    dotted, *_ = read_mimic4(root)
+    assert dotted["diag"].tolist() == clean["diag"].tolist()
+    d.loc[0, "icd_code"] = "XYZ.1"  # no ICD-9 shape
+    d.to_csv(p, index=False)
+    drops = DropLog()
+    v, *_ = read_mimic4(root, drops=drops)
+    assert drops.rows["invalid_icd_code"] == 1 and drops.visits["invalid_icd_code"] == {11}
+    assert v.set_index("visit_id").loc[11, "diag"] == ["9_25000"]
