@@ -10,7 +10,8 @@ Each case builds one copy in a temp folder and runs the real CLI in a subprocess
   `leader.data.stats.cohort_signature`) equals the clean copy's;
 - clear_error: exit != 0, no traceback, exactly one `error:` line naming a file and a line or field;
 - declared_change: exit 0, fewer visits, and the drop table declares at least that many visits
-  under a repair reason (a change, but a counted one below --max-drop-share);
+  under a repair reason (a change, but a counted one below --max-drop-share); such a case is run
+  again with `--max-drop-share 0` and that outcome is recorded as `strict_outcome`;
 - silent_change: exit 0 and a different cohort without such a declaration;
 - traceback: a Python traceback on stderr (a bug, whatever the exit code).
 
@@ -317,10 +318,10 @@ def clean_copy(demo: Path, dst: Path) -> Path:
     return dst
 
 
-def prepare_cli(root: Path, source: str, cache: Path, mappings: Path) -> dict:
+def prepare_cli(root: Path, source: str, cache: Path, mappings: Path, extra: tuple[str, ...] = ()) -> dict:
     env = dict(os.environ, LEADER_CACHE=str(cache), PYTHONPATH=str(repo_root()))
     cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--source", source, "--root", str(root),
-           "--mappings", str(mappings), "--json"]
+           "--mappings", str(mappings), "--json", *extra]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
     out = {"rc": p.returncode, "stderr": p.stderr, "seconds": round(time.perf_counter() - t0, 2)}
@@ -385,6 +386,10 @@ def main() -> None:
             details.append({"case": name, "failure_class": what, "outcome": outcome, "exit_code": res["rc"],
                             "visits": res.get("visits"), "message": redact(msg, tmp),
                             "seconds": res["seconds"]})
+            if outcome == "declared_change":  # the same copy under a zero-tolerance policy
+                strict = prepare_cli(root, "mimic3", tmp / f"cache_{name}_strict", mappings, ("--max-drop-share", "0"))
+                s_out, s_msg = classify(strict, clean)
+                details[-1].update(strict_outcome=s_out, strict_message=redact(s_msg, tmp))
             print(f"{name:28s} {outcome:16s} {redact(msg, tmp)[:150]}")
     finally:
         if args.keep:
