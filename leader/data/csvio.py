@@ -165,6 +165,7 @@ def read_csv_strings(path: Path, latin1_ok: bool = False, keep: set[str] | None 
         raise DataError(f"header has duplicate column(s) {dup} (names compared case-insensitively)", file=str(path),
                         field=dup[0])
     table = _parse(path, data, names, sep, encoding)
+    del data  # the raw bytes are only needed to locate parse errors
     lines = _record_lines(table)
     _stray_quote_check(path, table, clean, lines, sep)
     df = pd.DataFrame({n: _clean_strings(table.column(i)) for i, n in enumerate(clean) if keep is None or n in keep})
