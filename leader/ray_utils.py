@@ -40,7 +40,12 @@ def cluster_address(address: str | None = None) -> str | None:
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False, **kwargs):
-    """Initialise Ray once per process and return the ray module."""
+    """Initialise Ray once per process and return the ray module.
+
+    A local Ray always runs its dashboard process (127.0.0.1, token auth): it serves the state
+    API that Ray Train's PlacementGroupCleaner polls every second, which otherwise logs a warning
+    per poll for the whole of a training run. `dashboard` only says whether the caller will show
+    its URL."""
     import ray
 
     if ray.is_initialized():
@@ -48,12 +53,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     for k, v in worker_env().items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray Train patches print() on its workers to also log each line: every progress line twice.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     address = cluster_address(address)
     runtime_env = {"env_vars": worker_env()}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
     else:
         # address="local" forces a fresh private cluster: never silently join a stray one.
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  runtime_env=runtime_env, **kwargs)
     return ray
