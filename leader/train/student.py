@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, Field, model_validator
 
+from leader import atomic
 from leader.data.dataset import EHRDataset
 from leader.errors import CheckpointError, ConfigError, read_json
 from leader.losses import LossConfig, total_loss
@@ -198,14 +199,13 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
 def save_student(model: LeaderStudent, cfg: StudentTrainConfig, ds: EHRDataset, folder: str | Path, extra: dict | None = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), folder / "model.pt")
+    with atomic.atomic_path(folder / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
     meta = {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "n_diag": len(ds.vocabs["diag"]),
             "n_proc": len(ds.vocabs["proc"]), "n_med": ds.n_meds, "profile_sizes": [len(c) for c in ds.profile_vocabs.values()],
             "med_names": list(ds.vocabs["med"].names), "med_codes": list(ds.vocabs["med"].codes), **(extra or {})}
-    (folder / "config.json").write_text(cfg.model_dump_json(indent=1))
-    tmp = folder / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, default=float))
-    tmp.replace(folder / "meta.json")
+    atomic.write_text(folder / "config.json", cfg.model_dump_json(indent=1))
+    atomic.write_text(folder / "meta.json", json.dumps(meta, indent=1, default=float))  # last: marks a complete save
     return folder
 
 
