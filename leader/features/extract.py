@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leader import atomic
 from leader.errors import CheckpointError, read_json
 from leader.features.store import MANIFEST, FeatureManifest, ShardRecord, check_shard, write_manifest, write_shard
 
@@ -117,7 +118,7 @@ def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, worker
     if plan_path.exists() and not same_plan:
         log.warning("extract: %s was made with another teacher/dataset/plan; recomputing every shard", out)
     (out / MANIFEST).unlink(missing_ok=True)
-    plan_path.write_text(json.dumps(plan, sort_keys=True, default=str))
+    atomic.write_text(plan_path, json.dumps(plan, sort_keys=True, default=str))
     done: dict[int, ShardRecord] = {}
     todo: list[int] = []
     for i, ids in enumerate(shards):
