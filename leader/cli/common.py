@@ -14,12 +14,9 @@ import typer
 
 DATASETS = ("demo", "synthetic", "mimic3", "mimic4")
 
-SET_OPTION_HELP = "Override any config field: key=value (repeatable; nested fields as a.b=value)."
-
-
-def set_option() -> Any:
-    """The `--set` declaration (typer needs a fresh one per command)."""
-    return typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_OPTION_HELP)
+# The `--set` declaration every command shares.
+SET_OPTION = typer.Option(None, "--set", metavar="KEY=VALUE",
+                          help="Override any config field: key=value (repeatable; nested fields as a.b=value).")
 
 
 def deprecated(old: str, new: str) -> None:

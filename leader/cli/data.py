@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from leader.cli.common import set_option
+from leader.cli.common import SET_OPTION
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -49,7 +48,7 @@ def _source(dataset: SourceChoice | None, source: SourceChoice | None, required:
     return dataset
 
 
-def _run(source: SourceChoice, root: Optional[Path], opts, force: bool):
+def _run(source: SourceChoice, root: Path | None, opts, force: bool):
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -88,18 +87,18 @@ _SOURCE = typer.Option(None, "--source", hidden=True, help="Deprecated spelling 
 
 @app.command("prepare")
 def prepare_cmd(
-    dataset: Optional[SourceChoice] = typer.Option(None, "--dataset", help=_DATASET_HELP + " (required)."),
-    root: Optional[Path] = _ROOT, top_k_diag: Optional[int] = _TKD, top_k_proc: Optional[int] = _TKP,
-    top_k_med: Optional[int] = _TKM, first_24h: bool = _F24, mappings: Optional[Path] = _MAP, split_seed: int = _SEED,
+    dataset: SourceChoice | None = typer.Option(None, "--dataset", help=_DATASET_HELP + " (required)."),
+    root: Path | None = _ROOT, top_k_diag: int | None = _TKD, top_k_proc: int | None = _TKP,
+    top_k_med: int | None = _TKM, first_24h: bool = _F24, mappings: Path | None = _MAP, split_seed: int = _SEED,
     n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
-    sets: Optional[list[str]] = set_option(),
+    sets: list[str] | None = SET_OPTION,
     force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON instead of a table."),
     allow_drops: bool = typer.Option(False, "--allow-drops", help="Accept rows dropped to repair a bad extract even "
                                      "above --max-drop-share (they are still counted and reported)."),
     max_drop_share: float = typer.Option(0.01, "--max-drop-share", min=0.0, max=1.0, help="Largest share of visits a "
                                          "repair (non-paper) drop reason may touch before prepare fails."),
-    source: Optional[SourceChoice] = _SOURCE,
+    source: SourceChoice | None = _SOURCE,
 ):
     """Read, validate, filter and index a dataset into the versioned cache; print its statistics and drop table."""
     from rich.console import Console
@@ -122,14 +121,14 @@ def prepare_cmd(
 
 @app.command("stats")
 def stats_cmd(
-    dataset: Optional[SourceChoice] = typer.Option(None, "--dataset", help="Show this dataset (prepared on demand); "
+    dataset: SourceChoice | None = typer.Option(None, "--dataset", help="Show this dataset (prepared on demand); "
                                                    "default: every cached dataset."),
-    root: Optional[Path] = _ROOT, top_k_diag: Optional[int] = _TKD, top_k_proc: Optional[int] = _TKP,
-    top_k_med: Optional[int] = _TKM, first_24h: bool = _F24, mappings: Optional[Path] = _MAP, split_seed: int = _SEED,
+    root: Path | None = _ROOT, top_k_diag: int | None = _TKD, top_k_proc: int | None = _TKP,
+    top_k_med: int | None = _TKM, first_24h: bool = _F24, mappings: Path | None = _MAP, split_seed: int = _SEED,
     n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
-    sets: Optional[list[str]] = set_option(),
+    sets: list[str] | None = SET_OPTION,
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON."),
-    source: Optional[SourceChoice] = _SOURCE,
+    source: SourceChoice | None = _SOURCE,
 ):
     """Table-VI statistics (patients, visits, single-visit share, vocab sizes, codes per visit, warnings)."""
     from rich.console import Console

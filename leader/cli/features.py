@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,15 +12,17 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("extract")
 def extract_cmd(
     teacher: Path = typer.Option(..., "--teacher", help="Teacher checkpoint folder (from `leader teacher train`)."),
-    dataset: str = typer.Option(..., "--dataset", help="demo | synthetic | mimic3 | mimic4 | a prepared dataset folder."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder with the MIMIC CSVs (demo: found automatically)."),
+    dataset: str = typer.Option(..., "--dataset", help="demo | synthetic | mimic3 | mimic4 | a prepared dataset "
+                                "folder."),
+    root: Path | None = typer.Option(None, "--root", help="Folder with the MIMIC CSVs (demo: found automatically)."),
     out: Path = typer.Option(..., "--out", help="Output feature directory (may be shared storage)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel teacher workers (each loads the teacher once)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0, help="GPUs per worker (0 = CPU)."),
     cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", min=0, help="CPUs per worker."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Prompts per teacher forward pass."),
     shard_size: int = typer.Option(512, "--shard-size", min=1, help="Samples per durable shard (unit of resume)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a "
+                                          "local Ray)."),
 ):
     """Run the teacher over every sample of every split and write a durable feature set."""
     from leader.cli.common import load_dataset

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from leader.cli.common import set_option
+from leader.cli.common import SET_OPTION
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -24,8 +23,8 @@ def _report_epoch(r: dict) -> None:
 @app.command("train")
 def train(
     dataset: str = typer.Option("synthetic", help="synthetic | demo | mimic3 | mimic4 | a prepared dataset folder."),
-    root: Optional[str] = typer.Option(None, help="Raw data folder (default: the source's usual place)."),
-    features: Optional[str] = typer.Option(None, help="Teacher features folder (from `leader features extract`)."),
+    root: str | None = typer.Option(None, help="Raw data folder (default: the source's usual place)."),
+    features: str | None = typer.Option(None, help="Teacher features folder (from `leader features extract`)."),
     kd: str = typer.Option("", help="feature | output | none (default: feature with --features, else none)."),
     epochs: int = typer.Option(30, help="Maximum epochs."),
     batch_size: int = typer.Option(64, help="Batch size."),
@@ -35,7 +34,7 @@ def train(
     no_align: bool = typer.Option(False, "--no-align", help="Disable the profile alignment loss."),
     seed: int = typer.Option(0, help="Seed."),
     threads: int = typer.Option(1, help="torch intra-op threads."),
-    sets: Optional[list[str]] = set_option(),
+    sets: list[str] | None = SET_OPTION,
     out: str = typer.Option("runs/student", help="Checkpoint folder."),
 ) -> None:
     """Train LEADER(S) once and print test metrics (mean ± std over bootstrap rounds)."""
@@ -62,7 +61,7 @@ def train(
 def recommend(
     checkpoint: str = typer.Option(..., help="Student checkpoint folder."),
     dataset: str = typer.Option("synthetic", help="Dataset the record comes from (name or prepared folder)."),
-    root: Optional[str] = typer.Option(None, help="Raw data folder."),
+    root: str | None = typer.Option(None, help="Raw data folder."),
     sample_id: int = typer.Option(..., help="Sample (visit) id of the record."),
     threshold: float = typer.Option(0.5, help="Recommend drugs with probability >= threshold."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
@@ -77,13 +76,16 @@ def recommend(
     ck = load_student(checkpoint)
     ds = load_dataset(dataset, root)
     if ck.meta.get("dataset_fingerprint") != ds.fingerprint or ck.meta["n_med"] != ds.n_meds:
-        raise CheckpointError(f"checkpoint {checkpoint} was trained on another dataset (meta.json field 'dataset_fingerprint')")
+        raise CheckpointError(f"checkpoint {checkpoint} was trained on another dataset "
+                              "(meta.json field 'dataset_fingerprint')")
     _, p = predict_proba(ck.model, ds, sample_ids=[sample_id])
     p = p[0]
     order = [int(i) for i in np.argsort(-p) if p[i] >= threshold]
     names = [ds.vocabs["med"].name(i) for i in order]
     if as_json:
-        typer.echo(json.dumps([{"drug": n, "code": ds.vocabs["med"].codes[i], "prob": round(float(p[i]), 4)} for n, i in zip(names, order)]))
+        codes = ds.vocabs["med"].codes
+        recs = [{"drug": n, "code": codes[i], "prob": round(float(p[i]), 4)} for n, i in zip(names, order, strict=True)]
+        typer.echo(json.dumps(recs))
     else:
-        for n, i in zip(names, order):
+        for n, i in zip(names, order, strict=True):
             typer.echo(f"{p[i]:.3f}  {n}")

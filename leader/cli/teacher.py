@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
-from leader.cli.common import set_option
+from leader.cli.common import SET_OPTION
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("train")
 def train(
-    backbone: str = typer.Option("tiny-llama", help="llama-7b | qwen-7b | qwen-1.8b | tiny-llama | tiny-qwen2 | minilm, "
-                                 "or a local folder."),
+    backbone: str = typer.Option("tiny-llama", help="llama-7b | qwen-7b | qwen-1.8b | tiny-llama | tiny-qwen2 | "
+                                 "minilm, or a local folder."),
     dataset: str = typer.Option("synthetic", help="synthetic | demo | mimic3 | mimic4 | a prepared dataset folder."),
-    root: Optional[str] = typer.Option(None, help="Raw data folder (default: the source's usual place)."),
+    root: str | None = typer.Option(None, help="Raw data folder (default: the source's usual place)."),
     workers: int = typer.Option(2, help="Ray Train workers."),
     zero: int = typer.Option(2, help="DeepSpeed ZeRO stage (2 or 3)."),
     epochs: int = typer.Option(1, help="Passes over the training split."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps."),
     batch_size: int = typer.Option(4, help="Micro batch per worker."),
     max_length: int = typer.Option(256, help="Max prompt tokens (cut on the left)."),
-    deepspeed_config: Optional[str] = typer.Option(None, help="DeepSpeed JSON (default "
+    deepspeed_config: str | None = typer.Option(None, help="DeepSpeed JSON (default "
                                                    "cluster/deepspeed/zero{2,3}_cpu.json)."),
-    sets: Optional[list[str]] = set_option(),
+    sets: list[str] | None = SET_OPTION,
     out: str = typer.Option("runs/teacher", "--out", help="Output folder: Ray Train checkpoints per step and the "
                             "final teacher (<out>/<run>/teacher)."),
-    export: Optional[str] = typer.Option(None, "--export", help="Put the final adapter + head here instead of "
+    export: str | None = typer.Option(None, "--export", help="Put the final adapter + head here instead of "
                                          "<out>/<run>/teacher."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start/attach a local one)."),
-    storage_path: Optional[str] = typer.Option(None, "--storage-path", hidden=True, help="Deprecated: --out."),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start/attach a local one)."),
+    storage_path: str | None = typer.Option(None, "--storage-path", hidden=True, help="Deprecated: --out."),
 ) -> None:
     """Fine-tune LEADER(T) once; print the checkpoint folder and the final metrics."""
     from leader.cli.common import build_config, deprecated, load_dataset

@@ -40,7 +40,8 @@ def _drop_empty_visits(visits: pd.DataFrame, warnings: dict[str, int], drops) ->
     for kind in CODE_TYPES:
         empty = v[kind].map(len) == 0
         if empty.any():
-            warnings[f"visits_dropped_empty_{kind}"] = warnings.get(f"visits_dropped_empty_{kind}", 0) + int(empty.sum())
+            key = f"visits_dropped_empty_{kind}"
+            warnings[key] = warnings.get(key, 0) + int(empty.sum())
             if drops is not None:
                 drops.add(f"visit_empty_{kind}", int(empty.sum()), v.loc[empty, "visit_id"], v.loc[empty, "patient_id"])
             v = v[~empty]
@@ -65,7 +66,7 @@ def _index_codes(v: pd.DataFrame, code_names: dict[str, dict[str, str]], warning
             names.append(str(n))
         vocabs[kind] = Vocab(kind, tuple(codes), tuple(names))
         idx = vocabs[kind].index()
-        v[kind] = v[kind].map(lambda cs: [idx[c] for c in dict.fromkeys(cs)])
+        v[kind] = v[kind].map(lambda cs, idx=idx: [idx[c] for c in dict.fromkeys(cs)])
     return vocabs
 
 

@@ -88,7 +88,8 @@ def _resolve_root(source: str, root: str | Path | None) -> Path | None:
     if source == "demo" and root is None:
         r = find_demo_root()
         if r is None:
-            raise DataError("MIMIC-III demo not found: set LEADER_DEMO_ROOT or pass --root (or use --dataset synthetic)", file="../shared/data/mimic3demo")
+            raise DataError("MIMIC-III demo not found: set LEADER_DEMO_ROOT or pass --root (or use --dataset synthetic)",
+                            file="../shared/data/mimic3demo")
         return r
     if root is None:
         raise DataError(f"source {source!r} needs --root (the folder with the MIMIC CSVs)")

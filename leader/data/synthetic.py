@@ -104,7 +104,8 @@ def _visit_codes(rng: np.random.Generator, cfg: SyntheticConfig, w: _World, my_c
             dxs.append(rare[int(rng.integers(len(rare)))][0])
         else:
             com = th["common_diag"]
-            dxs.extend(com[i][0] for i in rng.choice(len(com), min(len(com), 1 + int(rng.random() < 0.3)), replace=False))
+            k = min(len(com), 1 + int(rng.random() < 0.3))
+            dxs.extend(com[i][0] for i in rng.choice(len(com), k, replace=False))
         if th["proc"] and rng.random() < 0.5:
             pxs.append(th["proc"][int(rng.integers(len(th["proc"])))][0])
         for a in th["atc"]:

@@ -188,7 +188,8 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
         tot, n, parts_sum = _train_epoch(model, proj, opt, enc, tr, y_tr, gen.permutation(len(tr)), cfg, h_all, p_all)
         dt = time.perf_counter() - t0
         vm = mean_metrics(enc.labels[va], _predict_idx(model, enc, va), cfg.threshold)
-        row = {"epoch": epoch, "train_loss": tot / max(n, 1), **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
+        row = {"epoch": epoch, "train_loss": tot / max(n, 1),
+               **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
                **{f"val_{k}": v for k, v in vm.items()}, "samples_per_s": n / max(dt, 1e-9)}
         if vm["prauc"] > best:
             best, best_epoch, bad = vm["prauc"], epoch, 0
