@@ -37,7 +37,10 @@ def configure_logging(level_: int) -> None:
     global _VERBOSITY
     _VERBOSITY = max(-1, min(1, level_))
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[_VERBOSITY]
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    root = logging.getLogger()
+    if not root.handlers:  # keep handlers someone else installed (pytest's, an embedding program's)
+        logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    root.setLevel(level)
 
 
 def load_dataset(dataset: str, root: str | Path | None = None):
