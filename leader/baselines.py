@@ -11,14 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from leader.data.dataset import EHRDataset
-
-
-def _multi_hot(sets: list, n: int) -> np.ndarray:
-    lens = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
-    y = np.zeros((len(sets), n), dtype=np.float64)
-    if len(sets):
-        y[np.repeat(np.arange(len(sets)), lens), np.concatenate([np.asarray(s, np.int64) for s in sets])] = 1.0
-    return y
+from leader.data.encode import multi_hot
 
 
 def fit_frequency(ds: EHRDataset) -> tuple[np.ndarray, np.ndarray]:
@@ -26,8 +19,8 @@ def fit_frequency(ds: EHRDataset) -> tuple[np.ndarray, np.ndarray]:
     s = ds.samples("train")
     pos = ds.visit_rows()
     rows = [pos[int(i)] for i in s["sample_id"]]
-    D = _multi_hot(ds.visits["diag"].iloc[rows].to_list(), len(ds.vocabs["diag"]))  # (N, |diag|)
-    M = _multi_hot(ds.visits["med"].iloc[rows].to_list(), ds.n_meds)  # (N, |meds|)
+    D = multi_hot(ds.visits["diag"].iloc[rows].to_list(), len(ds.vocabs["diag"]), np.float64).toarray()  # (N, |diag|)
+    M = multi_hot(ds.visits["med"].iloc[rows].to_list(), ds.n_meds, np.float64).toarray()  # (N, |meds|)
     prior = M.mean(0) if len(M) else np.zeros(ds.n_meds)
     co = D.T @ M  # (|diag|, |meds|)
     cnt = D.sum(0)[:, None]
@@ -39,6 +32,7 @@ def frequency_baseline(ds: EHRDataset, split: str = "val") -> tuple[np.ndarray, 
     cond, _ = fit_frequency(ds)
     s = ds.samples(split)
     pos = ds.visit_rows()
-    D = _multi_hot([ds.visits["diag"].iat[pos[int(i)]] for i in s["sample_id"]], len(ds.vocabs["diag"]))
+    diags = [ds.visits["diag"].iat[pos[int(i)]] for i in s["sample_id"]]
+    D = multi_hot(diags, len(ds.vocabs["diag"]), np.float64).toarray()
     probs = (D @ cond) / np.maximum(D.sum(1, keepdims=True), 1)
     return s["sample_id"].to_numpy(dtype=np.int64), probs.astype(np.float32)

@@ -4,7 +4,7 @@
     source scripts/env.sh && PYTHONPATH=$PWD nice -n 15 python scripts/bench_bad_inputs.py [--only a,b] [--keep]
 
 Each case builds one copy in a temp folder and runs the real CLI in a subprocess
-(`python -m leader.cli.main data prepare --source mimic3 --root COPY --json`), then classifies:
+(`python -m leader.cli.main data prepare --dataset mimic3 --root COPY --json`), then classifies:
 
 - same_cohort: exit 0 and the cohort signature (visits, codes, labels, profiles, split; see
   `leader.data.stats.cohort_signature`) equals the clean copy's;
@@ -320,7 +320,7 @@ def clean_copy(demo: Path, dst: Path) -> Path:
 
 def prepare_cli(root: Path, source: str, cache: Path, mappings: Path, extra: tuple[str, ...] = ()) -> dict:
     env = dict(os.environ, LEADER_CACHE=str(cache), PYTHONPATH=str(repo_root()))
-    cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--source", source, "--root", str(root),
+    cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--dataset", source, "--root", str(root),
            "--mappings", str(mappings), "--json", *extra]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)

@@ -32,7 +32,7 @@ def main() -> None:
 
     import ray
 
-    from leader.data.assemble import random_dataset
+    from tests.helpers import random_dataset  # run from the repository root (PYTHONPATH=$PWD)
     from leader.features.actor import FeatureStoreConfig, fetch_features, kill_store
     from leader.features.extract import extract_features
     from leader.features.store import load_features, read_manifest

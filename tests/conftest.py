@@ -42,7 +42,7 @@ def demo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def random_ds():
-    from leader.data.assemble import random_dataset
+    from helpers import random_dataset
 
     return random_dataset()
 
@@ -86,7 +86,7 @@ def small_synthetic(_leader_cache):
 @pytest.fixture(scope="session")
 def teacher_ds():
     """A tiny random cohort for teacher runs (60 patients, 30 drugs): seconds per Ray Train step."""
-    from leader.data.assemble import random_dataset
+    from helpers import random_dataset
 
     return random_dataset(n_patients=60, seed=0)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from leader.cli.common import SET_OPTION
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,26 +20,49 @@ class SourceChoice(str, Enum):
     mimic4 = "mimic4"
 
 
-def _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share,
-          synthetic_seed, allow_drops: bool = False, max_drop_share: float = 0.01):
+_FLAGS = {"mapping_dir": "mappings"}  # config field -> option name, where they differ
+
+
+def _opts(sets, top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength,
+          rare_share, synthetic_seed, allow_drops: bool = False, max_drop_share: float = 0.01):
+    from leader.cli.common import build_config
     from leader.data.cache import PrepareOptions
 
-    return PrepareOptions(top_k_diag=top_k_diag, top_k_proc=top_k_proc, top_k_med=top_k_med, first_24h=first_24h,
-                          mapping_dir=str(mappings) if mappings else None, split_seed=split_seed, n_patients=n_patients,
-                          structure_strength=structure_strength, rare_share=rare_share, synthetic_seed=synthetic_seed,
-                          allow_drops=allow_drops, max_drop_share=max_drop_share)
+    options = dict(top_k_diag=top_k_diag, top_k_proc=top_k_proc, top_k_med=top_k_med, first_24h=first_24h,
+                   mapping_dir=str(mappings) if mappings else None, split_seed=split_seed, n_patients=n_patients,
+                   structure_strength=structure_strength, rare_share=rare_share, synthetic_seed=synthetic_seed,
+                   allow_drops=allow_drops, max_drop_share=max_drop_share)
+    return build_config(PrepareOptions, options, sets, flags=_FLAGS)
 
 
-def _run(source: SourceChoice, root: Optional[Path], opts, force: bool):
+def _source(dataset: SourceChoice | None, source: SourceChoice | None, required: bool) -> SourceChoice | None:
+    """--dataset, or the deprecated --source spelling of it."""
+    from leader.cli.common import deprecated
+    from leader.errors import ConfigError
+
+    if source is not None:
+        deprecated("--source", "--dataset")
+    dataset = dataset or source
+    if dataset is None and required:
+        raise ConfigError("missing option --dataset (demo | synthetic | mimic3 | mimic4)")
+    return dataset
+
+
+def _run(source: SourceChoice, root: Path | None, opts, force: bool):
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from leader.cli.common import verbosity
     from leader.data.cache import prepare
 
+    if verbosity() < 0:
+        return prepare(source.value, root, opts, force=force)
     console = Console(stderr=True)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as prog:
+    columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    with Progress(*columns, console=console, transient=False) as prog:
         task = prog.add_task(f"prepare {source.value}", total=None)
-        ds = prepare(source.value, root, opts, force=force, progress=lambda m: prog.update(task, description=f"{source.value}: {m}"))
+        ds = prepare(source.value, root, opts, force=force,
+                     progress=lambda m: prog.update(task, description=f"{source.value}: {m}"))
         prog.update(task, description=f"{source.value}: done ({len(ds.visits)} visits)")
     return ds
 
@@ -57,19 +81,24 @@ _RS = typer.Option(0.1, "--rare-share", help="Synthetic: share of rare, name-lin
 _SYS = typer.Option(0, "--synthetic-seed", help="Synthetic: generator seed.")
 
 
+_DATASET_HELP = "demo | synthetic | mimic3 | mimic4"
+_SOURCE = typer.Option(None, "--source", hidden=True, help="Deprecated spelling of --dataset.")
+
+
 @app.command("prepare")
 def prepare_cmd(
-    source: SourceChoice = typer.Option(..., "--source", help="demo | synthetic | mimic3 | mimic4"),
-    root: Optional[Path] = _ROOT, top_k_diag: Optional[int] = _TKD, top_k_proc: Optional[int] = _TKP,
-    top_k_med: Optional[int] = _TKM, first_24h: bool = _F24, mappings: Optional[Path] = _MAP, split_seed: int = _SEED,
+    dataset: SourceChoice | None = typer.Option(None, "--dataset", help=_DATASET_HELP + " (required)."),
+    root: Path | None = _ROOT, top_k_diag: int | None = _TKD, top_k_proc: int | None = _TKP,
+    top_k_med: int | None = _TKM, first_24h: bool = _F24, mappings: Path | None = _MAP, split_seed: int = _SEED,
     n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
+    sets: list[str] | None = SET_OPTION,
     force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON instead of a table."),
     allow_drops: bool = typer.Option(False, "--allow-drops", help="Accept rows dropped to repair a bad extract even "
                                      "above --max-drop-share (they are still counted and reported)."),
     max_drop_share: float = typer.Option(0.01, "--max-drop-share", min=0.0, max=1.0, help="Largest share of visits a "
                                          "repair (non-paper) drop reason may touch before prepare fails."),
-    debug: bool = typer.Option(False, "--debug", help="On an input error, also print the traceback."),
+    source: SourceChoice | None = _SOURCE,
 ):
     """Read, validate, filter and index a dataset into the versioned cache; print its statistics and drop table."""
     from rich.console import Console
@@ -77,39 +106,29 @@ def prepare_cmd(
     from leader.data.cache import dataset_dir
     from leader.data.stats import dataset_stats, drop_table, stats_table
 
-    opts = _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength,
-                 rare_share, synthetic_seed, allow_drops, max_drop_share)
-    ds = _guarded(lambda: _run(source, root, opts, force), debug)
+    dataset = _source(dataset, source, required=True)
+    opts = _opts(sets, top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients,
+                 structure_strength, rare_share, synthetic_seed, allow_drops, max_drop_share)
+    ds = _run(dataset, root, opts, force)
     st = dataset_stats(ds)
     if json_out:
         typer.echo(json.dumps(st, indent=1))
     else:
         Console().print(stats_table(st))
         Console().print(drop_table(ds.drops))
-        typer.echo(f"cached at {dataset_dir(source.value, root, opts)}")
-
-
-def _guarded(fn, debug: bool):
-    """A user error stays one line (leader.cli.main prints it); --debug adds the traceback first."""
-    from leader.errors import LeaderError
-
-    try:
-        return fn()
-    except LeaderError:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        raise
+        typer.echo(f"cached at {dataset_dir(dataset.value, root, opts)}")
 
 
 @app.command("stats")
 def stats_cmd(
-    source: Optional[SourceChoice] = typer.Option(None, "--source", help="Show this source (prepared on demand); default: every cached dataset."),
-    root: Optional[Path] = _ROOT, top_k_diag: Optional[int] = _TKD, top_k_proc: Optional[int] = _TKP,
-    top_k_med: Optional[int] = _TKM, first_24h: bool = _F24, mappings: Optional[Path] = _MAP, split_seed: int = _SEED,
+    dataset: SourceChoice | None = typer.Option(None, "--dataset", help="Show this dataset (prepared on demand); "
+                                                   "default: every cached dataset."),
+    root: Path | None = _ROOT, top_k_diag: int | None = _TKD, top_k_proc: int | None = _TKP,
+    top_k_med: int | None = _TKM, first_24h: bool = _F24, mappings: Path | None = _MAP, split_seed: int = _SEED,
     n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
+    sets: list[str] | None = SET_OPTION,
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON."),
+    source: SourceChoice | None = _SOURCE,
 ):
     """Table-VI statistics (patients, visits, single-visit share, vocab sizes, codes per visit, warnings)."""
     from rich.console import Console
@@ -118,13 +137,15 @@ def stats_cmd(
     from leader.data.dataset import EHRDataset
     from leader.data.stats import dataset_stats, stats_table
 
-    if source is not None:
-        opts = _opts(top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength, rare_share, synthetic_seed)
-        found = [(source.value, _run(source, root, opts, False))]
+    dataset = _source(dataset, source, required=False)
+    if dataset is not None:
+        opts = _opts(sets, top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients,
+                     structure_strength, rare_share, synthetic_seed)
+        found = [(dataset.value, _run(dataset, root, opts, False))]
     else:
         found = [(p.name, EHRDataset.load(p)) for p in list_prepared()]
         if not found:
-            typer.echo("no prepared datasets yet; run `leader data prepare --source synthetic`")
+            typer.echo("no prepared datasets yet; run `leader data prepare --dataset synthetic`")
             raise typer.Exit(1)
     all_stats = {key: dataset_stats(ds) for key, ds in found}
     if json_out:

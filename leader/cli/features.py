@@ -3,51 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
 
 
-def _dataset(dataset: str, root: Optional[Path]):
-    """A source name (demo, synthetic, mimic3, mimic4) via the dataset cache, or a saved
-    EHRDataset folder."""
-    from leader.data.dataset import EHRDataset
-    from leader.errors import ConfigError
-
-    if dataset in ("demo", "synthetic", "mimic3", "mimic4"):
-        from leader.data.cache import prepare
-
-        return prepare(dataset, root)
-    p = Path(dataset)
-    if (p / "meta.json").exists():
-        return EHRDataset.load(p)
-    raise ConfigError(f"--dataset {dataset!r}: expected demo, synthetic, mimic3, mimic4 or a prepared dataset folder")
-
-
 @app.command("extract")
 def extract_cmd(
     teacher: Path = typer.Option(..., "--teacher", help="Teacher checkpoint folder (from `leader teacher train`)."),
-    dataset: str = typer.Option(..., "--dataset", help="demo | synthetic | mimic3 | mimic4 | a prepared dataset folder."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder with the MIMIC CSVs (demo: found automatically)."),
+    dataset: str = typer.Option(..., "--dataset", help="demo | synthetic | mimic3 | mimic4 | a prepared dataset "
+                                "folder."),
+    root: Path | None = typer.Option(None, "--root", help="Folder with the MIMIC CSVs (demo: found automatically)."),
     out: Path = typer.Option(..., "--out", help="Output feature directory (may be shared storage)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel teacher workers (each loads the teacher once)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0, help="GPUs per worker (0 = CPU)."),
     cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", min=0, help="CPUs per worker."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Prompts per teacher forward pass."),
     shard_size: int = typer.Option(512, "--shard-size", min=1, help="Samples per durable shard (unit of resume)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a "
+                                          "local Ray)."),
 ):
     """Run the teacher over every sample of every split and write a durable feature set."""
-    import logging
-
+    from leader.cli.common import load_dataset
     from leader.features.extract import extract_features
     from leader.features.store import read_manifest
     from leader.ray_utils import ensure_ray
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ds = _dataset(dataset, root)
+    ds = load_dataset(dataset, root)
     ensure_ray(address=address)
     res = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     path = extract_features(ds, teacher, out, workers=workers, batch_size=batch_size, shard_size=shard_size,

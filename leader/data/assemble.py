@@ -34,6 +34,67 @@ def patient_split(patient_ids: list[str], ratios=(0.8, 0.1, 0.1), seed: int = 0)
     return out
 
 
+def _drop_empty_visits(visits: pd.DataFrame, warnings: dict[str, int], drops) -> pd.DataFrame:
+    """Visits with an empty diagnosis, procedure or medication set go (counted, never silent)."""
+    v = visits.copy()
+    for kind in CODE_TYPES:
+        empty = v[kind].map(len) == 0
+        if empty.any():
+            key = f"visits_dropped_empty_{kind}"
+            warnings[key] = warnings.get(key, 0) + int(empty.sum())
+            if drops is not None:
+                drops.add(f"visit_empty_{kind}", int(empty.sum()), v.loc[empty, "visit_id"], v.loc[empty, "patient_id"])
+            v = v[~empty]
+    if v.empty:
+        raise DataError("no visit has diagnoses, procedures and medications after filtering", field="visits")
+    return v
+
+
+def _index_codes(v: pd.DataFrame, code_names: dict[str, dict[str, str]], warnings: dict[str, int]) -> dict[str, Vocab]:
+    """One vocabulary per code type, most frequent code first; `v`'s code lists become index lists
+    (deduplicated within a visit, first-seen order kept: seq_num order for MIMIC)."""
+    vocabs = {}
+    for kind in CODE_TYPES:
+        counts = Counter(c for codes in v[kind] for c in codes)
+        codes = sorted(counts, key=lambda c: (-counts[c], c))  # most frequent first, stable
+        names = []
+        for c in codes:
+            n = code_names.get(kind, {}).get(c)
+            if not n:
+                warnings[f"{kind}_codes_without_name"] = warnings.get(f"{kind}_codes_without_name", 0) + 1
+                n = c
+            names.append(str(n))
+        vocabs[kind] = Vocab(kind, tuple(codes), tuple(names))
+        idx = vocabs[kind].index()
+        v[kind] = v[kind].map(lambda cs, idx=idx: [idx[c] for c in dict.fromkeys(cs)])
+    return vocabs
+
+
+def _index_profile(v: pd.DataFrame, profile_columns: list[str]) -> dict[str, list[str]]:
+    """Each profile column becomes category indices (sorted categories, missing = UNKNOWN)."""
+    profile_vocabs = {}
+    for col in profile_columns:
+        vals = v[col].fillna("UNKNOWN").astype(str)
+        cats = sorted(vals.unique())
+        profile_vocabs[col] = cats
+        lut = {c: i for i, c in enumerate(cats)}
+        v[col] = vals.map(lut).astype(np.int64)
+    return profile_vocabs
+
+
+def _patients(v: pd.DataFrame, split_ratios, seed: int) -> pd.DataFrame:
+    """One row per patient: visit count, split and single/multi-visit group."""
+    n_visits = v.groupby("patient_id").size()
+    split = patient_split(list(n_visits.index), split_ratios, seed)
+    patients = pd.DataFrame({
+        "patient_id": n_visits.index.astype(str),
+        "n_visits": n_visits.to_numpy().astype(np.int64),
+    })
+    patients["split"] = patients["patient_id"].map(split)
+    patients["group"] = np.where(patients["n_visits"] > 1, "multi", "single")
+    return patients
+
+
 def assemble(
     name: str,
     visits: pd.DataFrame,
@@ -60,59 +121,18 @@ def assemble(
     missing = need - set(visits.columns)
     if missing:
         raise DataError(f"assemble: missing columns {sorted(missing)}", field=sorted(missing)[0])
-    v = visits.copy()
-    for kind in CODE_TYPES:  # drop visits with an empty code set (counted, never silent)
-        empty = v[kind].map(len) == 0
-        if empty.any():
-            warnings[f"visits_dropped_empty_{kind}"] = warnings.get(f"visits_dropped_empty_{kind}", 0) + int(empty.sum())
-            if drops is not None:
-                drops.add(f"visit_empty_{kind}", int(empty.sum()), v.loc[empty, "visit_id"], v.loc[empty, "patient_id"])
-            v = v[~empty]
-    if v.empty:
-        raise DataError("no visit has diagnoses, procedures and medications after filtering", field="visits")
+    v = _drop_empty_visits(visits, warnings, drops)
     v["patient_id"] = v["patient_id"].astype(str)
     v = v.sort_values(["patient_id", "admittime", "visit_id"]).reset_index(drop=True)
     v["visit_index"] = v.groupby("patient_id").cumcount().astype(np.int64)
     v["visit_id"] = v["visit_id"].astype(np.int64)
-
-    vocabs = {}
-    for kind in CODE_TYPES:
-        counts = Counter(c for codes in v[kind] for c in codes)
-        codes = sorted(counts, key=lambda c: (-counts[c], c))  # most frequent first, stable
-        names = []
-        for c in codes:
-            n = code_names.get(kind, {}).get(c)
-            if not n:
-                warnings[f"{kind}_codes_without_name"] = warnings.get(f"{kind}_codes_without_name", 0) + 1
-                n = c
-            names.append(str(n))
-        vocabs[kind] = Vocab(kind, tuple(codes), tuple(names))
-        idx = vocabs[kind].index()
-        # dedupe within a visit, keep first-seen order (seq_num order for MIMIC)
-        v[kind] = v[kind].map(lambda cs: [idx[c] for c in dict.fromkeys(cs)])
-
-    profile_vocabs = {}
-    for col in profile_columns:
-        vals = v[col].fillna("UNKNOWN").astype(str)
-        cats = sorted(vals.unique())
-        profile_vocabs[col] = cats
-        lut = {c: i for i, c in enumerate(cats)}
-        v[col] = vals.map(lut).astype(np.int64)
-
-    n_visits = v.groupby("patient_id").size()
-    split = patient_split(list(n_visits.index), split_ratios, seed)
-    patients = pd.DataFrame({
-        "patient_id": n_visits.index.astype(str),
-        "n_visits": n_visits.to_numpy().astype(np.int64),
-    })
-    patients["split"] = patients["patient_id"].map(split)
-    patients["group"] = np.where(patients["n_visits"] > 1, "multi", "single")
-
+    vocabs = _index_codes(v, code_names, warnings)
+    profile_vocabs = _index_profile(v, profile_columns)
     cols = ["patient_id", "visit_id", "visit_index", "admittime", *CODE_TYPES, *profile_columns]
     ds = EHRDataset(
         name=name,
         visits=v[cols].reset_index(drop=True),
-        patients=patients,
+        patients=_patients(v, split_ratios, seed),
         vocabs=vocabs,
         profile_vocabs=profile_vocabs,
         warnings=warnings,
@@ -120,27 +140,3 @@ def assemble(
     )
     ds.validate()
     return ds
-
-
-def random_dataset(n_patients: int = 60, n_diag: int = 40, n_proc: int = 20, n_med: int = 30, seed: int = 0) -> EHRDataset:
-    """A small random (structure-free) dataset for unit tests that need shapes, not signal.
-    Studies and integration tests use the synthetic cohort generator instead."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    vid = 100000
-    for p in range(n_patients):
-        for k in range(int(rng.choice([1, 1, 2, 3, 4]))):
-            vid += 1
-            rows.append({
-                "patient_id": f"P{p:05d}", "visit_id": vid, "admittime": pd.Timestamp("2100-01-01") + pd.Timedelta(days=40 * k),
-                "diag": [f"D{x}" for x in rng.choice(n_diag, rng.integers(1, 6), replace=False)],
-                "proc": [f"R{x}" for x in rng.choice(n_proc, rng.integers(1, 4), replace=False)],
-                "med": [f"M{x}" for x in rng.choice(n_med, rng.integers(1, 8), replace=False)],
-                "age": str(rng.choice(["18-39", "40-64", "65-79", "80+"])), "gender": str(rng.choice(["F", "M"])),
-                "insurance": str(rng.choice(["Medicare", "Private", "Medicaid"])),
-            })
-    df = pd.DataFrame(rows)
-    names = {"diag": {f"D{i}": f"diagnosis {i}" for i in range(n_diag)},
-             "proc": {f"R{i}": f"procedure {i}" for i in range(n_proc)},
-             "med": {f"M{i}": f"drug class {i}" for i in range(n_med)}}
-    return assemble("random", df, names, ["age", "gender", "insurance"], seed=seed, provenance={"source": "random", "seed": seed})

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from leader import atomic
 from leader.data.assemble import assemble
 from leader.data.dataset import EHRDataset
 from leader.data.drops import DropLog, check_drop_table
@@ -87,7 +88,8 @@ def _resolve_root(source: str, root: str | Path | None) -> Path | None:
     if source == "demo" and root is None:
         r = find_demo_root()
         if r is None:
-            raise DataError("MIMIC-III demo not found: set LEADER_DEMO_ROOT or pass --root (or use --source synthetic)", file="../shared/data/mimic3demo")
+            raise DataError("MIMIC-III demo not found: set LEADER_DEMO_ROOT or pass --root (or use --dataset synthetic)",
+                            file="../shared/data/mimic3demo")
         return r
     if root is None:
         raise DataError(f"source {source!r} needs --root (the folder with the MIMIC CSVs)")
@@ -154,14 +156,7 @@ def _build(source: str, r: Path | None, folder: Path, opts: PrepareOptions, say)
 
 def _save_atomic(ds: EHRDataset, folder: Path) -> None:
     """Write beside, then swap: a crash or error never leaves a half-written or missing dataset."""
-    tmp, old = folder.parent / f"{folder.name}.tmp", folder.parent / f"{folder.name}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.save(tmp)
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.replace(old)
-    tmp.replace(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    atomic.replace_folder(folder, ds.save)
 
 
 def list_prepared() -> list[Path]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leader import atomic
 from leader.errors import DataError, read_json
 
 CODE_TYPES = ("diag", "proc", "med")
@@ -155,8 +156,8 @@ class EHRDataset:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.visits.to_parquet(folder / "visits.parquet", index=False)
-        self.patients.to_parquet(folder / "patients.parquet", index=False)
+        atomic.write_parquet(folder / "visits.parquet", self.visits, index=False)
+        atomic.write_parquet(folder / "patients.parquet", self.patients, index=False)
         meta = {
             "name": self.name,
             "vocabs": {k: {"codes": list(v.codes), "names": list(v.names)} for k, v in self.vocabs.items()},
@@ -166,9 +167,8 @@ class EHRDataset:
             "drops": self.drops,
             "fingerprint": self.fingerprint,
         }
-        tmp = folder / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1, default=str))
-        tmp.replace(folder / "meta.json")  # meta.json last: its presence marks a complete save
+        # meta.json last: its presence marks a complete save
+        atomic.write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
         return folder
 
     @classmethod

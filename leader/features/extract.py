@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leader import atomic
 from leader.errors import CheckpointError, read_json
 from leader.features.store import MANIFEST, FeatureManifest, ShardRecord, check_shard, write_manifest, write_shard
 
@@ -80,23 +81,9 @@ def plan_shards(sample_ids: np.ndarray, shard_size: int) -> list[np.ndarray]:
     return [ids[i:i + shard_size] for i in range(0, len(ids), shard_size)]
 
 
-def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, workers: int = 1, batch_size: int = 16,
-                     shard_size: int = 512, resources_per_worker: dict | None = None,
-                     prompt_kwargs: dict | None = None, backbone: str | None = None) -> Path:
-    """Run the teacher over all samples of `ds` (every split) and write a durable feature set.
-
-    `resources_per_worker` is a Ray resource dict per worker actor, e.g. {"CPU": 1, "GPU": 1};
-    default one CPU. Returns `out_dir`; re-running it skips finished shards."""
-    from ray.util import ActorPool
-
-    from leader.data.prompts import teacher_prompts
-    from leader.models.backbones import load_tokenizer
-    from leader.ray_utils import ensure_ray
-
-    ray = ensure_ray()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    teacher_dir = str(Path(teacher_dir).resolve())
+def _checked_teacher_meta(teacher_dir: str, ds) -> dict:
+    """The teacher's meta.json; a teacher of another drug vocabulary is an error, of another
+    dataset version only a warning (the same codes, other visits)."""
     meta = read_teacher_meta(teacher_dir)
     if int(meta["n_meds"]) != ds.n_meds:
         raise CheckpointError(f"teacher {teacher_dir}/meta.json field 'n_meds' is {meta['n_meds']} but dataset "
@@ -104,20 +91,18 @@ def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, worker
     fp = meta.get("dataset_fingerprint")
     if fp and fp != ds.fingerprint:
         log.warning("extract: teacher %s was trained on dataset %s, extracting for %s", teacher_dir, fp, ds.fingerprint)
-    if prompt_kwargs is None:
-        prompt_kwargs = dict(meta.get("prompt_options") or {})
-    t_hash = teacher_hash(teacher_dir)
-    all_ids = ds.samples()["sample_id"].to_numpy(dtype=np.int64)  # every split
-    shards = plan_shards(all_ids, shard_size)
-    # Finished shards count only if they were made by this teacher for this dataset and plan.
-    plan = {"teacher_hash": t_hash, "dataset_fingerprint": ds.fingerprint, "shard_size": shard_size,
-            "prompt_kwargs": prompt_kwargs}
+    return meta
+
+
+def _resume_plan(out: Path, plan: dict, shards: list[np.ndarray]) -> tuple[dict[int, ShardRecord], list[int]]:
+    """(finished shards, shard indices to compute). Finished shards count only if they were made by
+    this teacher for this dataset and plan; the plan is (re)written and the old manifest removed."""
     plan_path = out / "plan.json"
     same_plan = plan_path.exists() and json.loads(plan_path.read_text()) == json.loads(json.dumps(plan, default=str))
     if plan_path.exists() and not same_plan:
         log.warning("extract: %s was made with another teacher/dataset/plan; recomputing every shard", out)
     (out / MANIFEST).unlink(missing_ok=True)
-    plan_path.write_text(json.dumps(plan, sort_keys=True, default=str))
+    atomic.write_text(plan_path, json.dumps(plan, sort_keys=True, default=str))
     done: dict[int, ShardRecord] = {}
     todo: list[int] = []
     for i, ids in enumerate(shards):
@@ -126,30 +111,69 @@ def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, worker
             done[i] = rec
         else:
             todo.append(i)
+    return done, todo
+
+
+def _compute_shards(ray, ds, teacher_dir: str, out: Path, shards: list[np.ndarray], todo: list[int], n_workers: int,
+                    batch_size: int, resources_per_worker: dict | None, prompt_kwargs: dict) -> dict[int, ShardRecord]:
+    """Run the `todo` shards on `n_workers` teacher actors (each loads the teacher once)."""
+    from ray.util import ActorPool
+
+    from leader.data.prompts import teacher_prompts
+    from leader.models.backbones import load_tokenizer
+
+    res = dict(resources_per_worker or {"CPU": 1})
+    opts = {"num_cpus": res.pop("CPU", 1), "num_gpus": res.pop("GPU", 0)}
+    if res:
+        opts["resources"] = res
+    Worker = ray.remote(_Worker).options(**opts)
+    actors = [Worker.remote(teacher_dir, str(out), batch_size) for _ in range(n_workers)]
+    done: dict[int, ShardRecord] = {}
+    try:
+        pool = ActorPool(actors)
+        # the prompts the teacher was trained on: fitted to its own tokenizer when it was
+        tok = load_tokenizer(Path(teacher_dir) / "tokenizer") if prompt_kwargs.get("fit_max_length") else None
+        jobs = [(i, shards[i], teacher_prompts(ds, shards[i], tok, **prompt_kwargs)[0]) for i in todo]
+        for r in pool.map_unordered(lambda a, j: a.run_shard.remote(*j), jobs):
+            rec = ShardRecord.model_validate(r["record"])
+            done[rec.index] = rec
+            log.info("extract: shard %d done (%d rows, %.2fs)", rec.index, rec.rows, r["seconds"])
+    finally:
+        for a in actors:
+            ray.kill(a)
+    return done
+
+
+def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, workers: int = 1, batch_size: int = 16,
+                     shard_size: int = 512, resources_per_worker: dict | None = None,
+                     prompt_kwargs: dict | None = None, backbone: str | None = None) -> Path:
+    """Run the teacher over all samples of `ds` (every split) and write a durable feature set.
+
+    `resources_per_worker` is a Ray resource dict per worker actor, e.g. {"CPU": 1, "GPU": 1};
+    default one CPU. Returns `out_dir`; re-running it skips finished shards."""
+    from leader.ray_utils import ensure_ray
+
+    ray = ensure_ray()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher_dir = str(Path(teacher_dir).resolve())
+    meta = _checked_teacher_meta(teacher_dir, ds)
+    if prompt_kwargs is None:
+        prompt_kwargs = dict(meta.get("prompt_options") or {})
+    t_hash = teacher_hash(teacher_dir)
+    all_ids = ds.samples()["sample_id"].to_numpy(dtype=np.int64)  # every split
+    shards = plan_shards(all_ids, shard_size)
+    plan = {"teacher_hash": t_hash, "dataset_fingerprint": ds.fingerprint, "shard_size": shard_size,
+            "prompt_kwargs": prompt_kwargs}
+    done, todo = _resume_plan(out, plan, shards)
     log.info("extract: %d samples in %d shards, %d already done, %d to compute with %d worker(s)",
              len(all_ids), len(shards), len(done), len(todo), workers)
 
     t0 = time.perf_counter()
     n_workers = max(1, min(workers, len(todo)))
     if todo:
-        res = dict(resources_per_worker or {"CPU": 1})
-        opts = {"num_cpus": res.pop("CPU", 1), "num_gpus": res.pop("GPU", 0)}
-        if res:
-            opts["resources"] = res
-        Worker = ray.remote(_Worker).options(**opts)
-        actors = [Worker.remote(teacher_dir, str(out), batch_size) for _ in range(n_workers)]
-        try:
-            pool = ActorPool(actors)
-            # the prompts the teacher was trained on: fitted to its own tokenizer when it was
-            tok = load_tokenizer(Path(teacher_dir) / "tokenizer") if prompt_kwargs.get("fit_max_length") else None
-            jobs = [(i, shards[i], teacher_prompts(ds, shards[i], tok, **prompt_kwargs)[0]) for i in todo]
-            for r in pool.map_unordered(lambda a, j: a.run_shard.remote(*j), jobs):
-                rec = ShardRecord.model_validate(r["record"])
-                done[rec.index] = rec
-                log.info("extract: shard %d done (%d rows, %.2fs)", rec.index, rec.rows, r["seconds"])
-        finally:
-            for a in actors:
-                ray.kill(a)
+        done.update(_compute_shards(ray, ds, teacher_dir, out, shards, todo, n_workers, batch_size,
+                                    resources_per_worker, prompt_kwargs))
     seconds = time.perf_counter() - t0
     m = FeatureManifest(
         dataset=ds.name, dataset_fingerprint=ds.fingerprint, teacher_hash=t_hash, teacher_dir=teacher_dir,

@@ -12,12 +12,12 @@ storage (NFS, a mounted bucket) and be read by every node.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from leader import atomic
 from leader.errors import CheckpointError
 from leader.features.types import TeacherFeatures
 
@@ -71,22 +71,8 @@ def shard_stem(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda f: np.save(f, arr, allow_pickle=False))
 
 
 def write_shard(out_dir: str | Path, index: int, sample_ids: np.ndarray, hidden: np.ndarray,
@@ -112,7 +98,7 @@ def write_shard(out_dir: str | Path, index: int, sample_ids: np.ndarray, hidden:
         files[name] = fname
         sums[fname] = sha256_file(out / fname)
     rec = ShardRecord(index=index, rows=n, files=files, sha256=sums, ids_sha256=ids_digest(arrays["sample_ids"]))
-    _atomic_write_bytes(out / f"{stem}.json", rec.model_dump_json(indent=1).encode())
+    atomic.write_bytes(out / f"{stem}.json", rec.model_dump_json(indent=1).encode())
     return rec
 
 
@@ -138,7 +124,7 @@ def check_shard(out_dir: str | Path, index: int, expected_ids: np.ndarray | None
 
 def write_manifest(out_dir: str | Path, manifest: FeatureManifest) -> Path:
     path = Path(out_dir) / MANIFEST
-    _atomic_write_bytes(path, manifest.model_dump_json(indent=1).encode())
+    atomic.write_bytes(path, manifest.model_dump_json(indent=1).encode())
     return path
 
 

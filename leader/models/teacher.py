@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from leader import atomic
 from leader.errors import CheckpointError, read_json
 from leader.models.backbones import BackboneSpec, pool, resolve_backbone
 
@@ -153,7 +154,7 @@ def save_teacher(model: TeacherModel, out_dir: str | Path, meta: dict | None = N
             "lora_rank": cfg.lora_rank, "lora_alpha": cfg.lora_alpha, "kind": model.spec.kind,
             "tokenizer_dir": str(model.spec.path) if model.spec.path else None, **(meta or {})}
     model.tokenizer.save_pretrained(str(out / "tokenizer"))  # tiny tokenizers are corpus-specific
-    (out / META).write_text(json.dumps(full, indent=1, default=str))
+    atomic.write_text(out / META, json.dumps(full, indent=1, default=str))  # last: marks a complete save
     return out
 
 

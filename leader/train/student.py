@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, Field, model_validator
 
+from leader import atomic
 from leader.data.dataset import EHRDataset
 from leader.errors import CheckpointError, ConfigError, read_json
 from leader.losses import LossConfig, total_loss
@@ -120,6 +121,48 @@ def kd_targets(features, sample_ids: np.ndarray, shuffle: bool, seed: int) -> tu
     return h, p
 
 
+def _kd_inputs(features, enc, tr: np.ndarray, ds: EHRDataset, cfg: StudentTrainConfig):
+    """(teacher hidden states (N_tr, d_h), teacher probs (N_tr, |meds|), projection to the teacher's
+    width or None) for the train samples; all None without KD."""
+    lcfg = cfg.loss
+    if features is None or lcfg.kd == "none":
+        return None, None, None
+    h_all, p_all = kd_targets(features, enc.sample_ids[tr], lcfg.kd_shuffle, cfg.seed)
+    h_all = torch.from_numpy(np.asarray(h_all, dtype=np.float32))  # (N_tr, d_h)
+    p_all = torch.from_numpy(np.asarray(p_all, dtype=np.float32))  # (N_tr, |meds|)
+    if p_all.shape[1] != ds.n_meds:
+        raise CheckpointError(f"teacher probs have {p_all.shape[1]} drugs, dataset {ds.name!r} has {ds.n_meds}")
+    proj = torch.nn.Linear(cfg.student.d_model, h_all.shape[1]) if lcfg.kd == "feature" else None  # teacher's width
+    return h_all, p_all, proj
+
+
+def _train_epoch(model, proj, opt, enc, tr: np.ndarray, y_tr, perm: np.ndarray, cfg: StudentTrainConfig,
+                 h_all, p_all) -> tuple[float, int, dict[str, float]]:
+    """One pass over the train samples in `perm` order: (summed loss, samples seen, summed loss parts)."""
+    lcfg = cfg.loss
+    want_align = lcfg.align and lcfg.beta > 0
+    model.train()
+    if proj is not None:
+        proj.train()
+    tot, n = 0.0, 0
+    parts_sum: dict[str, float] = {}
+    for i in range(0, len(perm), cfg.batch_size):
+        bi = perm[i:i + cfg.batch_size]
+        if len(bi) < 2:
+            continue
+        out = model(enc.batch(tr[bi], with_target=want_align))
+        loss, parts = total_loss(out, y_tr[bi], lcfg, proj,
+                                 h_all[bi] if h_all is not None else None, p_all[bi] if p_all is not None else None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tot += float(loss.detach()) * len(bi)
+        n += len(bi)
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + v * len(bi)
+    return tot, n, parts_sum
+
+
 def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report: Callable[[dict], None] | None = None,
                   checkpoint_dir: str | Path | None = None) -> StudentTrainResult:
     lcfg = cfg.loss
@@ -134,46 +177,19 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
     model = LeaderStudent.for_dataset(ds, cfg.student)
     if cfg.init_bias_from_prior:
         model.init_output_bias(enc.labels[tr].mean(0))
-    proj = None
-    h_all = p_all = None
-    if features is not None and lcfg.kd != "none":
-        h_all, p_all = kd_targets(features, enc.sample_ids[tr], lcfg.kd_shuffle, cfg.seed)
-        h_all = torch.from_numpy(np.asarray(h_all, dtype=np.float32))  # (N_tr, d_h)
-        p_all = torch.from_numpy(np.asarray(p_all, dtype=np.float32))  # (N_tr, |meds|)
-        if p_all.shape[1] != ds.n_meds:
-            raise CheckpointError(f"teacher probs have {p_all.shape[1]} drugs, dataset {ds.name!r} has {ds.n_meds}")
-        if lcfg.kd == "feature":
-            proj = torch.nn.Linear(cfg.student.d_model, h_all.shape[1])  # width follows the teacher
+    h_all, p_all, proj = _kd_inputs(features, enc, tr, ds, cfg)
     params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     y_tr = torch.from_numpy(enc.labels[tr])
     gen = np.random.default_rng(cfg.seed)
     best, best_epoch, best_state, history, bad = -1.0, -1, None, [], 0
-    want_align = lcfg.align and lcfg.beta > 0
     for epoch in range(cfg.epochs):
-        model.train()
-        if proj is not None:
-            proj.train()
-        perm = gen.permutation(len(tr))
-        t0, tot, n = time.perf_counter(), 0.0, 0
-        parts_sum: dict[str, float] = {}
-        for i in range(0, len(perm), cfg.batch_size):
-            bi = perm[i:i + cfg.batch_size]
-            if len(bi) < 2:
-                continue
-            out = model(enc.batch(tr[bi], with_target=want_align))
-            loss, parts = total_loss(out, y_tr[bi], lcfg, proj,
-                                     h_all[bi] if h_all is not None else None, p_all[bi] if p_all is not None else None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(bi)
-            n += len(bi)
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(bi)
+        t0 = time.perf_counter()
+        tot, n, parts_sum = _train_epoch(model, proj, opt, enc, tr, y_tr, gen.permutation(len(tr)), cfg, h_all, p_all)
         dt = time.perf_counter() - t0
         vm = mean_metrics(enc.labels[va], _predict_idx(model, enc, va), cfg.threshold)
-        row = {"epoch": epoch, "train_loss": tot / max(n, 1), **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
+        row = {"epoch": epoch, "train_loss": tot / max(n, 1),
+               **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
                **{f"val_{k}": v for k, v in vm.items()}, "samples_per_s": n / max(dt, 1e-9)}
         if vm["prauc"] > best:
             best, best_epoch, bad = vm["prauc"], epoch, 0
@@ -198,14 +214,13 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
 def save_student(model: LeaderStudent, cfg: StudentTrainConfig, ds: EHRDataset, folder: str | Path, extra: dict | None = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), folder / "model.pt")
+    with atomic.atomic_path(folder / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
     meta = {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "n_diag": len(ds.vocabs["diag"]),
             "n_proc": len(ds.vocabs["proc"]), "n_med": ds.n_meds, "profile_sizes": [len(c) for c in ds.profile_vocabs.values()],
             "med_names": list(ds.vocabs["med"].names), "med_codes": list(ds.vocabs["med"].codes), **(extra or {})}
-    (folder / "config.json").write_text(cfg.model_dump_json(indent=1))
-    tmp = folder / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, default=float))
-    tmp.replace(folder / "meta.json")
+    atomic.write_text(folder / "config.json", cfg.model_dump_json(indent=1))
+    atomic.write_text(folder / "meta.json", json.dumps(meta, indent=1, default=float))  # last: marks a complete save
     return folder
 
 

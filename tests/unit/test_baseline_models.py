@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import random_dataset
 
 from leader.baselines import frequency_baseline
-from leader.data.assemble import assemble, random_dataset
+from leader.data.assemble import assemble
 from leader.errors import ConfigError
 from leader.metrics import mean_metrics
 from leader.models.baselines import BASELINES, UNAVAILABLE, get_baseline

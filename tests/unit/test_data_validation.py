@@ -329,14 +329,14 @@ def test_cli_prints_drop_table_and_debug_traceback(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LEADER_CACHE", str(tmp_path / "cache"))
     root = write(tmp_path / "c")
-    r = CliRunner().invoke(app, ["data", "prepare", "--source", "mimic3", "--root", str(root)])
+    r = CliRunner().invoke(app, ["data", "prepare", "--dataset", "mimic3", "--root", str(root)])
     assert r.exit_code == 0, r.output
     assert "Rows dropped while preparing" in r.stdout and "prescription_unknown_ndc" in r.stdout
-    r = CliRunner().invoke(app, ["data", "prepare", "--source", "mimic3", "--root", str(root), "--json"])
+    r = CliRunner().invoke(app, ["data", "prepare", "--dataset", "mimic3", "--root", str(root), "--json"])
     st = json.loads(r.stdout[r.stdout.index("{"):])
     assert st["dropped_visits[prescription_unknown_ndc]"] == 1 and st["drops"][0]["rows"] == 1
     put(root, "PATIENTS", raw(root, "PATIENTS").replace(b"2130-06-01", b"06/01/30"))
-    cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--source", "mimic3", "--root", str(root)]
+    cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--dataset", "mimic3", "--root", str(root)]
     p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     errs = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]

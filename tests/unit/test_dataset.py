@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from helpers import random_dataset
 
-from leader.data.assemble import patient_split, random_dataset
+from leader.data.assemble import patient_split
 from leader.data.dataset import EHRDataset
 from leader.errors import DataError
 

@@ -50,7 +50,7 @@ def test_kd_shuffled_features_are_a_permutation_of_the_real_ones():
 
 
 def test_both_group_definitions_count_what_they_should():
-    from leader.data.assemble import random_dataset
+    from helpers import random_dataset
 
     ds = random_dataset(n_patients=40, seed=3)
     s = ds.samples()
@@ -76,7 +76,7 @@ def test_threshold_is_strict_as_in_the_authors_code():
 
 
 def test_student_output_starts_at_the_drug_prior():
-    from leader.data.assemble import random_dataset
+    from helpers import random_dataset
     from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
 
     ds = random_dataset(n_patients=30, seed=0)
