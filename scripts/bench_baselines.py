@@ -47,7 +47,9 @@ def study(patients: int, num_samples: int, epochs: int, patience: int, storage: 
         "storage_path": storage,
         "datasets": [{"name": "synthetic", "source": "synthetic",
                       "prepare": {"n_patients": patients, "synthetic_seed": 0}}],
-        "student": {**fixed, "d_model": 64, "d_embed": 64, "n_heads": 4, "batch_size": 64, "lr": 1e-3,
+        # the quickstart's CPU-sized student (d 32): at d 64 one epoch on 1,000 patients took 60-100 s on the
+        # shared 2-core machine, 10x a baseline's, and 4 trials + the final run did not fit the session
+        "student": {**fixed, "d_model": 32, "d_embed": 32, "n_heads": 2, "batch_size": 64, "lr": 1e-3,
                     "threshold": 0.3, "kd": "none"},
         "search": {"space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
                              "dropout": {"type": "uniform", "low": 0.0, "high": 0.5}},
@@ -107,6 +109,8 @@ def summarize(sdir: Path) -> dict:
                 "leader_student_train_s": round(max(grid.values()), 2) if grid else None,
                 "leader_student_search_s": round(sum(_tune_seconds(sdir / "tune" / "sweep-synthetic-none").values()), 1),
                 "leader_student_trials": sweep.get("trials"), "leader_student_best_config": sweep.get("best_config")})
+    out.update({f"stage_s_{k.replace('/', '_')}": v.get("outputs", {}).get("seconds") for k, v in stages.items()
+                if v.get("outputs", {}).get("seconds") is not None})
     prior = {g: out[f"prior_{p}prauc"] for p, g in GROUPS.items()}
     for name in ["cooccurrence", "logreg", *TUNED, "leader_student"]:
         vals = {g: out[f"{name}_{p}prauc"] for p, g in GROUPS.items()}
@@ -135,6 +139,7 @@ def main() -> None:
     ap.add_argument("--storage", default="/tmp/leader_bench_baselines")
     ap.add_argument("--out", default="reports/bench/baselines.json")
     ap.add_argument("--summarize-only", action="store_true", help="read an existing study folder")
+    ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. how the run was resumed)")
     a = ap.parse_args()
     spec = study(a.patients, a.num_samples, a.epochs, a.patience, a.storage)
     path = Path(a.storage) / "baselines.yaml"
@@ -147,7 +152,7 @@ def main() -> None:
     out = {"command": f"python scripts/bench_baselines.py --patients {a.patients} --num-samples {a.num_samples} "
                       f"--epochs {a.epochs} --patience {a.patience}",
            "study_command": " ".join(["leader", *cmd[3:]]), "patients": a.patients, "num_samples": a.num_samples,
-           "epochs": a.epochs, "patience": a.patience, "wall_s": round(time.perf_counter() - t0, 1),
+           "epochs": a.epochs, "patience": a.patience, "wall_s": round(time.perf_counter() - t0, 1), "note": a.note,
            "group_overall": "overall", "group_single": "no_history (test samples without an earlier visit)",
            "group_multi": "history (test samples with an earlier visit)",
            **summarize(Path(a.storage) / "baselines")}
