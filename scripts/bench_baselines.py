@@ -40,8 +40,10 @@ LABELS = {"prior": "Prior", "cooccurrence": "CoOccurrence", "logreg": "LogReg", 
 GROUPS = {"": "overall", "single_": "no_history", "multi_": "history"}
 
 
-def study(patients: int, num_samples: int, epochs: int, patience: int, storage: str) -> dict:
+def study(patients: int, num_samples: int, epochs: int, patience: int, storage: str,
+          student_epochs: int | None = None) -> dict:
     fixed = {"epochs": epochs, "patience": patience}
+    student_fixed = {"epochs": student_epochs or epochs, "patience": patience}
     return {
         "name": "baselines",
         "storage_path": storage,
@@ -49,7 +51,7 @@ def study(patients: int, num_samples: int, epochs: int, patience: int, storage: 
                       "prepare": {"n_patients": patients, "synthetic_seed": 0}}],
         # the quickstart's CPU-sized student (d 32): at d 64 one epoch on 1,000 patients took 60-100 s on the
         # shared 2-core machine, 10x a baseline's, and 4 trials + the final run did not fit the session
-        "student": {**fixed, "d_model": 32, "d_embed": 32, "n_heads": 2, "batch_size": 64, "lr": 1e-3,
+        "student": {**student_fixed, "d_model": 32, "d_embed": 32, "n_heads": 2, "batch_size": 64, "lr": 1e-3,
                     "threshold": 0.3, "kd": "none"},
         "search": {"space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
                              "dropout": {"type": "uniform", "low": 0.0, "high": 0.5}},
@@ -136,12 +138,14 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, default=4, help="trials per learned model (student and each baseline)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default: --epochs); the "
+                    "baselines' stages keep their results when only this changes (the study resumes them)")
     ap.add_argument("--storage", default="/tmp/leader_bench_baselines")
     ap.add_argument("--out", default="reports/bench/baselines.json")
     ap.add_argument("--summarize-only", action="store_true", help="read an existing study folder")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. how the run was resumed)")
     a = ap.parse_args()
-    spec = study(a.patients, a.num_samples, a.epochs, a.patience, a.storage)
+    spec = study(a.patients, a.num_samples, a.epochs, a.patience, a.storage, a.student_epochs)
     path = Path(a.storage) / "baselines.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -150,9 +154,10 @@ def main() -> None:
     if not a.summarize_only:  # the report goes beside the study, not into the repository
         subprocess.run(cmd, check=True, env={**os.environ, "LEADER_REPORTS_DIR": str(Path(a.storage) / "reports")})
     out = {"command": f"python scripts/bench_baselines.py --patients {a.patients} --num-samples {a.num_samples} "
-                      f"--epochs {a.epochs} --patience {a.patience}",
+                      f"--epochs {a.epochs} --patience {a.patience}"
+                      + (f" --student-epochs {a.student_epochs}" if a.student_epochs else ""),
            "study_command": " ".join(["leader", *cmd[3:]]), "patients": a.patients, "num_samples": a.num_samples,
-           "epochs": a.epochs, "patience": a.patience, "wall_s": round(time.perf_counter() - t0, 1), "note": a.note,
+           "epochs": a.epochs, "student_epochs": a.student_epochs or a.epochs, "patience": a.patience, "wall_s": round(time.perf_counter() - t0, 1), "note": a.note,
            "group_overall": "overall", "group_single": "no_history (test samples without an earlier visit)",
            "group_multi": "history (test samples with an earlier visit)",
            **summarize(Path(a.storage) / "baselines")}
