@@ -86,7 +86,8 @@ def _tune_seconds(exp: Path) -> dict[str, float]:
 def summarize(sdir: Path) -> dict:
     m = pd.read_parquet(sdir / "results" / "metrics.parquet")
     stages = json.loads((sdir / "state.json").read_text())["stages"]
-    eff = pd.read_parquet(sdir / "results" / "efficiency.parquet")
+    eff_file = sdir / "results" / "efficiency.parquet"
+    eff = pd.read_parquet(eff_file) if eff_file.is_file() else pd.DataFrame()  # absent if the student never finished
     rows = {n: dict(stage="baseline", model=LABELS[n]) for n in TRIVIAL + TUNED}
     rows["leader_student"] = dict(stage="best", model="LEADER(S)")
     out: dict = {"safedrug": None,
@@ -105,7 +106,7 @@ def summarize(sdir: Path) -> dict:
                     f"{name}_search_s": round(sum(secs.values()), 1), f"{name}_trials": o.get("trials"),
                     f"{name}_best_val_prauc": round(float(o.get("best_val_prauc", float("nan"))), 4),
                     f"{name}_best_config": o.get("best_config")})
-    sweep = stages["sweep/synthetic/none"].get("outputs", {})
+    sweep = stages.get("sweep/synthetic/none", {}).get("outputs", {})
     grid = _tune_seconds(sdir / "tune" / "grid-synthetic-none")
     out.update({"leader_student_params": int(eff["n_params"].iloc[0]) if len(eff) else None,
                 "leader_student_train_s": round(max(grid.values()), 2) if grid else None,
@@ -116,7 +117,8 @@ def summarize(sdir: Path) -> dict:
     prior = {g: out[f"prior_{p}prauc"] for p, g in GROUPS.items()}
     for name in ["cooccurrence", "logreg", *TUNED, "leader_student"]:
         vals = {g: out[f"{name}_{p}prauc"] for p, g in GROUPS.items()}
-        out[f"{name}_beats_prior"] = all(v > prior[g] for g, v in vals.items() if v is not None)
+        got = {g: v for g, v in vals.items() if v is not None}
+        out[f"{name}_beats_prior"] = all(v > prior[g] for g, v in got.items()) if got else None
     table = sdir.parent / "reports" / sdir.name / "tables" / "overall.csv"
     out["report_multi_visit_only_dash"] = _dash_check(table) if table.is_file() else None
     return out
