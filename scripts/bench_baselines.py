@@ -90,9 +90,9 @@ def summarize(sdir: Path) -> dict:
     eff = pd.read_parquet(eff_file) if eff_file.is_file() else pd.DataFrame()  # absent if the student never finished
     rows = {n: dict(stage="baseline", model=LABELS[n]) for n in TRIVIAL + TUNED}
     rows["leader_student"] = dict(stage="best", model="LEADER(S)")
-    out: dict = {"safedrug": None,
-                 "safedrug_unavailable": "molecule structures (SMILES) and RDKit cannot be obtained offline; "
-                                         "SafeDrug without them is not SafeDrug, so no look-alike is run"}
+    from leader.models.baselines.safedrug import REASON
+
+    out: dict = {"safedrug": None, "safedrug_unavailable": REASON}
     for name, sel in rows.items():
         for prefix, group in GROUPS.items():
             out[f"{name}_{prefix}prauc"] = _prauc(m, group, **sel)
