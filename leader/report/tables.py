@@ -27,6 +27,8 @@ VARIANTS = [
     ("kd_shuffled", "KD to shuffled teacher states (control)"),
 ]
 MISSING = "missing"
+NOT_APPLICABLE = "-"
+NOT_APPLICABLE_NOTE = "not applicable: multi-visit-only model (needs an earlier visit)"
 
 
 @dataclass
@@ -97,7 +99,8 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
         "Mean ± std over bootstrap rounds. Single-visit = test samples with no earlier visit (the paper's "
         "definition); multi-visit = samples with history. Bold: best per dataset and column; † best significantly "
         "better than the best other model (two-sided Welch t-test on bootstrap rounds, p < 0.05; the Findings use "
-        "paired patient-bootstrap tests instead).",
+        "paired patient-bootstrap tests instead). '-': not applicable (a multi-visit-only model such as MICRON or "
+        "COGNet scores only samples with history, so it has no single-visit or overall number).",
         ["Dataset", "Model"], [f"{gl} {ml}" for g, gl in GROUPS for m, ml in METRICS],
     )
     sel = metrics[metrics["stage"].isin(["baseline", "teacher", "best"])] if not metrics.empty else metrics
@@ -136,15 +139,19 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
                 pvals[c] = welch_p(rowvals[means[0][1]][1][c][3], rowvals[means[1][1]][1][c][3])
         for i, (labels, vals) in enumerate(rowvals):
             cells = []
+            # scored the with-history group only: a multi-visit-only model, '-' elsewhere as in the paper
+            has_history = not math.isnan(vals[("history", "prauc")][0])
             for c in cols:
                 mean, std, n, b = vals[c]
                 is_best = best_idx.get(c) == i
                 p = pvals.get(c, float("nan")) if is_best else float("nan")
-                text = fmt(mean, std) + (sig_mark(p) if is_best else "")
-                cells.append(Cell(text, bold=is_best, missing=math.isnan(mean)))
+                na = has_history and math.isnan(mean)
+                text = NOT_APPLICABLE if na else fmt(mean, std) + (sig_mark(p) if is_best else "")
+                cells.append(Cell(text, bold=is_best, missing=math.isnan(mean) and not na))
                 records.append(dict(table="overall", dataset=labels[0], row=labels[1], group=c[0], metric=c[1],
                                     mean=mean, std=std, n_runs=n, best=is_best, p_value_vs_runner_up=p,
-                                    delta=float("nan"), note=MISSING if math.isnan(mean) else ""))
+                                    delta=float("nan"), note=(NOT_APPLICABLE_NOTE if na else
+                                                              MISSING if math.isnan(mean) else "")))
             t.rows.append(labels)
             t.cells.append(cells)
     t.long = pd.DataFrame(records)

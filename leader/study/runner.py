@@ -153,7 +153,7 @@ class StudyRunner:
                 res = train_baseline(ds, name, {}, seed=0)
                 probs = align_to_test(ds, res.sample_ids, res.probs)
                 self._score(key, ds, probs, stage="baseline", dataset=ds.name, model=BASELINE_LABELS.get(name, name))
-                return {"train_s": round(float(res.train_s), 3)}
+                return {"train_s": round(float(res.train_s), 3), "n_params": int(res.n_params)}
             self._stage(key, ds.fingerprint + self.spec.fingerprint("evaluation", "baselines"), run)
 
     def tuned_baseline(self, ds, name: str, bspec) -> None:
@@ -173,7 +173,9 @@ class StudyRunner:
         epochs = int(bspec.params.get("epochs", info.defaults.get("epochs", 1)))
 
         def run():
-            grid = self._fit(key, exp, trainable, lambda: self._tuner(trainable, space, exp, max_t=epochs))
+            # max_t = epochs + 1: the trial's last report (its test probabilities as a checkpoint) comes after
+            # its last epoch; with max_t = epochs ASHA stops every trial that trains all epochs before it
+            grid = self._fit(key, exp, trainable, lambda: self._tuner(trainable, space, exp, max_t=epochs + 1))
             done = [r for r in grid if r.error is None and r.checkpoint is not None]
             if not done:
                 raise RuntimeError(f"{key}: no trial finished")

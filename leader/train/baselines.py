@@ -131,6 +131,7 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
                           f"{' with history' if info.needs_history else ''} (has {len(idx['train'])}, {len(idx['val'])})")
     all_train = enc.indices("train")  # graphs / neighbours / prior use every train visit
     model = info.impl.build(ds, enc, all_train, mp, ddi)
+    model.init_embeddings()
     model.init_output_bias(enc.labels[idx["train"]].mean(0))
     extras = {k: np.asarray(v) for k, v in model.extra_inputs(ds, enc, all_train).items()}
 

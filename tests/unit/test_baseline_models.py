@@ -198,3 +198,62 @@ def test_gamenet_neighbours_and_train_only_graph(rand_ds):
     y = enc.labels[train] > 0
     j, k = np.nonzero(adj)
     assert (y[:, j] & y[:, k]).any(0).all() and (np.diag(adj) == 0).all()
+
+
+def test_embeddings_start_small_and_pad_stays_zero(rand_ds):
+    """N(0, 1) embeddings summed over a visit's codes saturate the GRUs (RETAIN stayed at the prior)."""
+    r = train_baseline(rand_ds, "retain", {"emb_dim": 16, "epochs": 1, "lr": 1e-12, "weight_decay": 0.0})
+    w = r.model.emb_diag.weight.detach()
+    assert (w[0] == 0).all() and 0.15 < float(w[1:].std()) < 0.35  # 1/sqrt(16) = 0.25
+
+
+# ----------------------------------------------------------------------------- report / study
+def test_overall_table_shows_dash_for_multi_visit_only_model():
+    """A model that scored only the with-history group gets '-' (not a number, not 'missing')
+    under Overall and Single-visit, its numbers under Multi-visit; a model with no rows at all
+    stays 'missing'."""
+    from leader.report.tables import GROUPS, METRICS, overall_table
+
+    rows = []
+    for model, groups in (("Prior", [g for g, _ in GROUPS]), ("MICRON", ["history"])):
+        for g in groups:
+            for m, _ in METRICS:
+                rows.append(dict(run_id=model, stage="baseline", dataset="syn", backbone="", model=model, variant="full",
+                                 param="", param_value=float("nan"), seed=0, group=g, metric=m, mean=0.5, std=0.01))
+    t = overall_table(pd.DataFrame(rows), pd.DataFrame(), declared_models=["COGNet"])
+    cells = {r[1]: [c.text for c in cs] for r, cs in zip(t.rows, t.cells)}
+    cols = [g for g, _ in GROUPS for _ in METRICS]
+    micron = dict(zip(range(len(cols)), cells["MICRON"]))
+    assert all(micron[i] == "-" for i, g in enumerate(cols) if g != "history"), cells["MICRON"]
+    assert all(micron[i].startswith("0.5") for i, g in enumerate(cols) if g == "history")
+    assert all(c == "missing" for c in cells["COGNet"]) and all(c.startswith("0.5") for c in cells["Prior"])
+    na = t.long[(t.long["row"] == "MICRON") & (t.long["group"] == "overall")]
+    assert na["mean"].isna().all() and na["note"].str.contains("multi-visit-only").all()
+
+
+@pytest.mark.slow
+def test_tuned_baseline_keeps_trials_that_train_every_epoch(tmp_path):
+    """Under ASHA, a baseline trial that trains all its epochs (no early stop) still delivers its
+    test probabilities (the report after the last epoch), so the sweep selects among them."""
+    import ray
+
+    from leader.study.runner import StudyRunner
+    from leader.study.spec import StudySpec
+
+    spec = StudySpec.model_validate({
+        "name": "tb", "storage_path": str(tmp_path), "datasets": [{"name": "syn", "source": "synthetic"}],
+        "student": {"kd": "none", "epochs": 2}, "ablations": {"variants": ["full"]},
+        "search": {"num_samples": 2, "sampler": "random", "scheduler": {"type": "asha", "grace_period": 1}},
+        "baselines": {"trivial": [], "tuned": {"micron": {"params": {"epochs": 2, "patience": 5, "emb_dim": 16}}}},
+        "evaluation": {"bootstrap_rounds": 2}})
+    ds = random_dataset(n_patients=60, seed=1)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        runner = StudyRunner(spec, spec.study_dir(), echo=lambda *_: None)
+        runner.tuned_baseline(ds, "micron", spec.baselines.tuned["micron"])
+    finally:
+        ray.shutdown()
+    out = runner.state.get(f"baseline/{ds.name}/micron")
+    assert out["status"] == "done" and out["outputs"]["trials"] == 2, out
+    boot = pd.read_parquet(next((spec.study_dir() / "results" / "parts").glob("*micron*.boot.parquet")))
+    assert set(boot["group"]) == {"history"}  # multi-visit only: never an overall / single number

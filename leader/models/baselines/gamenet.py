@@ -3,7 +3,8 @@
 Shang, Xiao, Ma, Sun. "GAMENet: Graph Augmented MEmory Networks for Recommending Medication
 Combination." AAAI 2019.
 
-Per visit, summed diagnosis and procedure embeddings go through one GRU each (d -> 2d); a ReLU +
+Per visit, summed diagnosis and procedure embeddings (PyHealth sums; the authors' code averages)
+go through one GRU each (d -> 2d, as the authors' code; PyHealth uses d -> d); a ReLU +
 linear layer maps both states to the visit query q_t (d). The graph memory is a 2-layer GCN over
 drugs on the EHR co-prescription graph (built from the TRAIN split only) minus, when a DDI pair
 matrix is given, a learned scalar times a GCN over the DDI graph (the gated combination). The
@@ -19,8 +20,9 @@ as its history; their keys are the queries of those visits read on their own.
 Differences from the original: batched and padded instead of one patient at a time; the DDI
 loss with its annealed target and the DDI-rate-dependent loss switch are not implemented (no
 DDI matrix ships with this project's data; pass one to get the DDI graph in the memory); the
-multilabel margin term is the trainer's optional `margin_weight`; the logits' bias starts at
-the logit of each drug's train frequency; at most `max_visits` most recent visits are read.
+multilabel margin term is the trainer's optional `margin_weight`; code embeddings start at N(0, 1/d)
+and the logits' bias at the logit of each drug's train frequency; the DDI gate is a learned scalar
+started at 0 (the original leaves it uninitialised); at most `max_visits` most recent visits are read.
 """
 
 from __future__ import annotations

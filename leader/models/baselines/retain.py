@@ -12,8 +12,11 @@ history, so it serves single- and multi-visit samples alike.
 Differences from the original: the task is multi-label medication recommendation (sigmoid per
 drug, BCE) instead of a binary outcome; inputs are diagnosis + procedure codes of every visit up
 to and including the current one (two embedding tables summed; GAMENet's RETAIN baseline also
-feeds past medications - not here, as in the issue's spec); the logits' bias starts at the
-logit of each drug's train frequency; at most `max_visits` most recent visits are read.
+feeds past medications - not here, as in the issue's spec, as PyHealth's drug-recommendation RETAIN); code embeddings start at
+N(0, 1/d) and the logits' bias at the logit of each drug's train frequency (the shared trainer);
+at most `max_visits` most recent visits are read. GAMENet's RETAIN baseline reads visits in
+forward order and its softmax runs over a size-1 axis (every alpha is 1); here alpha is a real
+softmax over the visits, read from the current one backwards, as in the RETAIN paper.
 """
 
 from __future__ import annotations
