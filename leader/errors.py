@@ -25,8 +25,9 @@ class CheckpointError(LeaderError):
     """A missing or incompatible model checkpoint or feature set."""
 
 
-def read_json(path, error: type[LeaderError] = CheckpointError, *, what: str = "file",
-              required: tuple[str, ...] = ()) -> dict:
+def read_json(
+    path, error: type[LeaderError] = CheckpointError, *, what: str = "file", required: tuple[str, ...] = ()
+) -> dict:
     """A JSON file a user or an earlier stage wrote (checkpoint meta, DeepSpeed config...). A
     missing, truncated or incomplete one raises `error` naming the file (and the field), not a
     bare FileNotFoundError / JSONDecodeError / KeyError from deep inside a run."""

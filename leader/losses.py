@@ -22,14 +22,26 @@ from torch import nn
 
 
 class LossConfig(BaseModel):
-    kd: Literal["feature", "output", "none"] = Field("feature", description="Distillation: teacher hidden-state MSE, teacher-probability KD, or none.")
+    kd: Literal["feature", "output", "none"] = Field(
+        "feature", description="Distillation: teacher hidden-state MSE, teacher-probability KD, or none."
+    )
     alpha: float = Field(0.5, ge=0, description="Weight of the KD term.")
     beta: float = Field(0.1, ge=0, description="Weight of the profile alignment (InfoNCE) term.")
     tau: float = Field(0.1, gt=0, description="InfoNCE temperature.")
     kd_temperature: float = Field(1.0, gt=0, description="Temperature for output KD.")
     align: bool = Field(True, description="Use the profile alignment loss.")
-    kd_shuffle: bool = Field(False, description="Negative control: distil from teacher states permuted across training "
-                                                "samples (same statistics, no information about the patient).")
+    kd_shuffle: bool = Field(
+        False,
+        description="Negative control: distil from teacher states permuted across training "
+        "samples (same statistics, no information about the patient).",
+    )
+    kd_target: Literal["standardized", "raw"] = Field(
+        "standardized",
+        description="Feature-KD target: the teacher's hidden state z-scored per dimension with "
+        "train-split statistics (what an LP-FT teacher's head reads), or raw as in the paper's Eq. 9. Raw "
+        "MiniLM states have per-dimension std ~0.05, and MSE to them shrank the student's representation: "
+        "see reports/bench/kd_target.json.",
+    )
 
 
 def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -61,8 +73,14 @@ def profile_alignment(p: torch.Tensor, m: torch.Tensor, tau: float = 0.1) -> tor
     return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
 
 
-def total_loss(out: dict, targets: torch.Tensor, cfg: LossConfig, proj: nn.Module | None = None,
-               h_teacher: torch.Tensor | None = None, teacher_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def total_loss(
+    out: dict,
+    targets: torch.Tensor,
+    cfg: LossConfig,
+    proj: nn.Module | None = None,
+    h_teacher: torch.Tensor | None = None,
+    teacher_probs: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
     """BCE + alpha*KD + beta*align; returns (loss, parts as floats)."""
     loss = bce(out["logits"], targets)
     parts = {"bce": float(loss.detach())}

@@ -24,8 +24,13 @@ METRICS = ("prauc", "jaccard", "f1")
 #   no_history / history: SAMPLE-level, the LEADER authors' code (a sample with no earlier visit,
 #   seq_len == 1, is "single-visit"; the first visit of a multi-visit patient counts here).
 GROUPS = ("overall", "multi", "single", "history", "no_history")
-GROUP_LABELS = {"overall": "Overall", "multi": "Multi-visit patients", "single": "Single-visit patients",
-                "history": "With history (paper: multi-visit)", "no_history": "No history (paper: single-visit)"}
+GROUP_LABELS = {
+    "overall": "Overall",
+    "multi": "Multi-visit patients",
+    "single": "Single-visit patients",
+    "history": "With history (paper: multi-visit)",
+    "no_history": "No history (paper: single-visit)",
+}
 PAPER_GROUPS = {"overall": "overall", "multi": "history", "single": "no_history"}  # Tables III-VII
 
 
@@ -60,7 +65,9 @@ def sample_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.
 
 
 def mean_metrics(y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    return {k: float(v.mean()) if len(v) else float("nan") for k, v in sample_metrics(y_true, y_prob, threshold).items()}
+    return {
+        k: float(v.mean()) if len(v) else float("nan") for k, v in sample_metrics(y_true, y_prob, threshold).items()
+    }
 
 
 def group_index(groups: np.ndarray, history: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -79,8 +86,16 @@ def group_index(groups: np.ndarray, history: np.ndarray | None = None) -> dict[s
     return out
 
 
-def bootstrap_metrics(y_true: np.ndarray, y_prob: np.ndarray, groups: np.ndarray, threshold: float = 0.5,
-                      rounds: int = 10, frac: float = 0.8, seed: int = 0, history: np.ndarray | None = None) -> pd.DataFrame:
+def bootstrap_metrics(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    groups: np.ndarray,
+    threshold: float = 0.5,
+    rounds: int = 10,
+    frac: float = 0.8,
+    seed: int = 0,
+    history: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Mean metrics over `rounds` random `frac` subsets (without replacement, as GAMENet does)
     of each group. One seeded generator, so the same inputs give the same rows."""
     per = sample_metrics(y_true, y_prob, threshold)

@@ -9,8 +9,13 @@ import os
 
 # Environment every Ray worker needs (DeepSpeed on CPU, offline Hugging Face, shared op cache).
 WORKER_ENV_KEYS = (
-    "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-    "TOKENIZERS_PARALLELISM", "LEADER_CACHE", "LEADER_DEMO_ROOT",
+    "DS_ACCELERATOR",
+    "TORCH_EXTENSIONS_DIR",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+    "LEADER_CACHE",
+    "LEADER_DEMO_ROOT",
 )
 
 
@@ -61,6 +66,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
     else:
         # address="local" forces a fresh private cluster: never silently join a stray one.
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 runtime_env=runtime_env, **kwargs)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            runtime_env=runtime_env,
+            **kwargs,
+        )
     return ray

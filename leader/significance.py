@@ -58,4 +58,6 @@ def paired_test(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, rounds: int 
     nz = per_patient[per_patient != 0]
     p_w = float(wilcoxon(nz).pvalue) if len(nz) >= 1 and np.any(nz) else 1.0
     lo, hi = np.quantile(boot, [0.025, 0.975])
-    return PairedResult(float(d.mean()), float(lo), float(hi), p_boot, p_w, int(len(d)), int(k), int(a.shape[0]), int(b.shape[0]))
+    return PairedResult(
+        float(d.mean()), float(lo), float(hi), p_boot, p_w, int(len(d)), int(k), int(a.shape[0]), int(b.shape[0])
+    )

@@ -42,8 +42,15 @@ from leader.data.dataset import EHRDataset
 from leader.data.stats import cohort_signature
 from leader.paths import find_demo_root, find_mappings_root, repo_root
 
-TABLES = ("ADMISSIONS", "PATIENTS", "DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS", "D_ICD_DIAGNOSES",
-          "D_ICD_PROCEDURES")
+TABLES = (
+    "ADMISSIONS",
+    "PATIENTS",
+    "DIAGNOSES_ICD",
+    "PROCEDURES_ICD",
+    "PRESCRIPTIONS",
+    "D_ICD_DIAGNOSES",
+    "D_ICD_PROCEDURES",
+)
 
 
 # ----------------------------------------------------------------------------- file helpers
@@ -110,16 +117,22 @@ def _mixed_dates(root: Path) -> None:
         alt = ts.dt.strftime("%m/%d/%Y %H:%M")
         d[c] = d[c].where(d.index % 2 == 0, alt)
         return d
+
     edit(root, "ADMISSIONS", lambda d: mix(d, "admittime"))
-    edit(root, "PATIENTS", lambda d: mix(d, "dob").assign(
-        dob=lambda x: x["dob"].where(x.index % 3 != 0, x["dob"].str[:10])))  # date-only ISO as a third format
+    edit(
+        root,
+        "PATIENTS",
+        lambda d: mix(d, "dob").assign(dob=lambda x: x["dob"].where(x.index % 3 != 0, x["dob"].str[:10])),
+    )  # date-only ISO as a third format
 
 
 def _set(t: str, c: str, row: int, value: str) -> Callable[[Path], None]:
     def fn(root: Path) -> None:
         def f(d):
             d.loc[d.index[row], col(d, c)] = value
+
         edit(root, t, f)
+
     return fn
 
 
@@ -128,6 +141,7 @@ def _line_edit(t: str, line_no: int, fn: Callable[[str], str]) -> Callable[[Path
         lines = raw(root, t).decode().split("\n")
         lines[line_no] = fn(lines[line_no])
         put_raw(root, t, "\n".join(lines).encode())
+
     return case
 
 
@@ -169,6 +183,7 @@ def _dup_conflict(root: Path) -> None:
         x = d.iloc[[5]].copy()
         x["gender"] = "M" if x["gender"].iloc[0] == "F" else "F"
         return pd.concat([d, x])
+
     edit(root, "PATIENTS", f)
 
 
@@ -189,6 +204,7 @@ def _ndc_dashes(root: Path) -> None:
         ok = n.str.fullmatch(r"\d{11}")
         d["ndc"] = n.where(~ok, n.str[:5] + "-" + n.str[5:9] + "-" + n.str[9:])
         return d
+
     edit(root, "PRESCRIPTIONS", f)
 
 
@@ -200,11 +216,15 @@ def _icd_dots(root: Path) -> None:
     def dx(d):
         c = d["icd9_code"]
         cut = c.str.startswith("E").map({True: 4, False: 3})
-        d["icd9_code"] = [x if len(x) <= k else x[:k] + "." + x[k:] for x, k in zip(c, cut)]
+        d["icd9_code"] = [x if len(x) <= k else x[:k] + "." + x[k:] for x, k in zip(c, cut, strict=False)]
         return d
+
     edit(root, "DIAGNOSES_ICD", dx)
-    edit(root, "PROCEDURES_ICD", lambda d: d.assign(icd9_code=[x[:2] + "." + x[2:] if len(x) > 2 else x
-                                                               for x in d["icd9_code"]]))
+    edit(
+        root,
+        "PROCEDURES_ICD",
+        lambda d: d.assign(icd9_code=[x[:2] + "." + x[2:] if len(x) > 2 else x for x in d["icd9_code"]]),
+    )
 
 
 def _shift_dob(years: int) -> Callable[[Path], None]:
@@ -214,7 +234,9 @@ def _shift_dob(years: int) -> Callable[[Path], None]:
 
         def f(d):
             d.loc[d["subject_id"] == sid, "dob"] = (t - pd.DateOffset(years=years)).strftime("%Y-%m-%d %H:%M:%S")
+
         edit(root, "PATIENTS", f)
+
     return case
 
 
@@ -250,8 +272,9 @@ def _mimic4(root: Path) -> None:
     pat.drop(columns=["dob"]).to_csv(hosp / "patients.csv.gz", index=False)
     adm.rename(columns={"ethnicity": "race"}).to_csv(hosp / "admissions.csv.gz", index=False)
     for t, out in (("DIAGNOSES_ICD", "diagnoses_icd"), ("PROCEDURES_ICD", "procedures_icd")):
-        df(root, t).rename(columns={"icd9_code": "icd_code"}).assign(icd_version="9").to_csv(hosp / f"{out}.csv.gz",
-                                                                                             index=False)
+        df(root, t).rename(columns={"icd9_code": "icd_code"}).assign(icd_version="9").to_csv(
+            hosp / f"{out}.csv.gz", index=False
+        )
     rx = df(root, "PRESCRIPTIONS").rename(columns={"startdate": "starttime"})
     rx.to_csv(hosp / "prescriptions.csv.gz", index=False)
     for t, out in (("D_ICD_DIAGNOSES", "d_icd_diagnoses"), ("D_ICD_PROCEDURES", "d_icd_procedures")):
@@ -264,17 +287,26 @@ def _mimic4(root: Path) -> None:
 
 def _cases() -> dict[str, tuple[Callable[[Path], None], str]]:
     """name -> (corruption, the real-world failure class it stands for)."""
-    crlf = lambda b: b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+    def crlf(b: bytes) -> bytes:
+        return b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
     return {
         "missing_file": (lambda r: _path(r, "PROCEDURES_ICD").unlink(), "a table missing from the extract"),
-        "missing_column": (lambda r: edit(r, "PRESCRIPTIONS", lambda d: d.drop(columns=["ndc"])),
-                           "a column not exported"),
-        "renamed_column": (lambda r: edit(r, "ADMISSIONS", lambda d: d.rename(columns={"admittime": "admit_time"})),
-                           "a column renamed by the export tool"),
+        "missing_column": (
+            lambda r: edit(r, "PRESCRIPTIONS", lambda d: d.drop(columns=["ndc"])),
+            "a column not exported",
+        ),
+        "renamed_column": (
+            lambda r: edit(r, "ADMISSIONS", lambda d: d.rename(columns={"admittime": "admit_time"})),
+            "a column renamed by the export tool",
+        ),
         "upper_case_headers": (lambda r: _headers(r, str.upper), "upper-case headers (real MIMIC-III)"),
         "lower_case_headers": (lambda r: _headers(r, str.lower), "lower-case headers (dictionaries too)"),
-        "mixed_case_padded_headers": (lambda r: _headers(r, lambda c: f" {c[:1].upper()}{c[1:].lower()} "),
-                                      "mixed-case headers with spaces"),
+        "mixed_case_padded_headers": (
+            lambda r: _headers(r, lambda c: f" {c[:1].upper()}{c[1:].lower()} "),
+            "mixed-case headers with spaces",
+        ),
         "extra_columns": (lambda r: edit(r, "ADMISSIONS", lambda d: d.assign(site="A", note="x, y")), "extra columns"),
         "crlf": (lambda r: each_table(r, crlf), "Windows line ends"),
         "utf8_bom": (lambda r: each_table(r, lambda b: b"\xef\xbb\xbf" + b), "UTF-8 byte-order mark (Excel)"),
@@ -290,8 +322,10 @@ def _cases() -> dict[str, tuple[Callable[[Path], None], str]]:
         "wrong_field_count": (_line_edit("PRESCRIPTIONS", 700, _extra_field), "an unquoted separator in a value"),
         "truncated_gzip": (_truncate_gzip, "a truncated gzip download"),
         "empty_file": (lambda r: put_raw(r, "PATIENTS", b""), "an empty file"),
-        "header_only": (lambda r: put_raw(r, "PRESCRIPTIONS", raw(r, "PRESCRIPTIONS").split(b"\n")[0] + b"\n"),
-                        "a header-only file"),
+        "header_only": (
+            lambda r: put_raw(r, "PRESCRIPTIONS", raw(r, "PRESCRIPTIONS").split(b"\n")[0] + b"\n"),
+            "a header-only file",
+        ),
         "duplicate_rows": (_dup_rows, "rows exported twice"),
         "duplicate_key_conflict": (_dup_conflict, "one key with conflicting values"),
         "orphan_admission": (_orphan_admission, "an admission whose patient row is missing"),
@@ -320,8 +354,21 @@ def clean_copy(demo: Path, dst: Path) -> Path:
 
 def prepare_cli(root: Path, source: str, cache: Path, mappings: Path, extra: tuple[str, ...] = ()) -> dict:
     env = dict(os.environ, LEADER_CACHE=str(cache), PYTHONPATH=str(repo_root()))
-    cmd = [sys.executable, "-m", "leader.cli.main", "data", "prepare", "--dataset", source, "--root", str(root),
-           "--mappings", str(mappings), "--json", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "leader.cli.main",
+        "data",
+        "prepare",
+        "--dataset",
+        source,
+        "--root",
+        str(root),
+        "--mappings",
+        str(mappings),
+        "--json",
+        *extra,
+    ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
     out = {"rc": p.returncode, "stderr": p.stderr, "seconds": round(time.perf_counter() - t0, 2)}
@@ -347,7 +394,8 @@ def classify(res: dict, clean: dict) -> tuple[str, str]:
     lost = clean["visits"] - res["visits"]
     if 0 < lost <= repair:
         return "declared_change", f"{lost} visit(s) fewer; drop table: " + ", ".join(
-            f"{d['reason']}={d['visits']}" for d in res["drops"] if not d["paper_preprocessing"])
+            f"{d['reason']}={d['visits']}" for d in res["drops"] if not d["paper_preprocessing"]
+        )
     return "silent_change", f"visits {res['visits']} vs {clean['visits']}"
 
 
@@ -383,9 +431,17 @@ def main() -> None:
             corrupt(root)
             res = prepare_cli(root, "mimic4" if name == "mimic4_layout" else "mimic3", tmp / f"cache_{name}", mappings)
             outcome, msg = classify(res, clean)
-            details.append({"case": name, "failure_class": what, "outcome": outcome, "exit_code": res["rc"],
-                            "visits": res.get("visits"), "message": redact(msg, tmp),
-                            "seconds": res["seconds"]})
+            details.append(
+                {
+                    "case": name,
+                    "failure_class": what,
+                    "outcome": outcome,
+                    "exit_code": res["rc"],
+                    "visits": res.get("visits"),
+                    "message": redact(msg, tmp),
+                    "seconds": res["seconds"],
+                }
+            )
             if outcome == "declared_change":  # the same copy under a zero-tolerance policy
                 strict = prepare_cli(root, "mimic3", tmp / f"cache_{name}_strict", mappings, ("--max-drop-share", "0"))
                 s_out, s_msg = classify(strict, clean)
@@ -396,11 +452,21 @@ def main() -> None:
             print(f"copies kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    count = lambda k: sum(d["outcome"] == k for d in details)
-    report = {"cases": len(details), "same_cohort": count("same_cohort"), "clear_errors": count("clear_error"),
-              "declared_changes": count("declared_change"), "unclear_errors": count("unclear_error"),
-              "silent_changes": count("silent_change"), "tracebacks": count("traceback"),
-              "clean_visits": clean["visits"], "details": details}
+
+    def count(k: str) -> int:
+        return sum(d["outcome"] == k for d in details)
+
+    report = {
+        "cases": len(details),
+        "same_cohort": count("same_cohort"),
+        "clear_errors": count("clear_error"),
+        "declared_changes": count("declared_change"),
+        "unclear_errors": count("unclear_error"),
+        "silent_changes": count("silent_change"),
+        "tracebacks": count("traceback"),
+        "clean_visits": clean["visits"],
+        "details": details,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "details"}))

@@ -37,25 +37,37 @@ def main() -> None:
     ds = prepare("synthetic", opts=PrepareOptions(n_patients=args.patients))
     s = ds.samples().set_index("sample_id")
     prior = train_prior(ds)
-    print(f"dataset {ds.name}: {len(ds.visits)} visits, {ds.n_meds} drugs, {len(ds.vocabs['diag'])} diag, "
-          f"{len(ds.vocabs['proc'])} proc (ready in {time.perf_counter() - t0:.1f}s)")
+    print(
+        f"dataset {ds.name}: {len(ds.visits)} visits, {ds.n_meds} drugs, {len(ds.vocabs['diag'])} diag, "
+        f"{len(ds.vocabs['proc'])} proc (ready in {time.perf_counter() - t0:.1f}s)"
+    )
     extra = dict(kv.split("=") for kv in args.set.split(",") if kv)
     names = [n for n in BASELINES if not args.only or n in args.only.split(",")]
-    print(f"{'model':<13}{'overall':>8}{'single':>8}{'multi':>8}{'prior@same':>11}{'val':>7}{'params':>9}{'train_s':>9}{'epochs':>7}")
+    print(
+        f"{'model':<13}{'overall':>8}{'single':>8}{'multi':>8}{'prior@same':>11}{'val':>7}{'params':>9}{'train_s':>9}{'epochs':>7}"
+    )
     for name in names:
         info = BASELINES[name]
-        params = {k: type(info.defaults[k])(float(v)) if isinstance(info.defaults[k], (int, float)) else v
-                  for k, v in extra.items() if k in info.defaults}
+        params = {
+            k: type(info.defaults[k])(float(v)) if isinstance(info.defaults[k], (int, float)) else v
+            for k, v in extra.items()
+            if k in info.defaults
+        }
         r = train_baseline(ds, name, params, seed=args.seed)
         y = ds.labels(r.sample_ids)
         pr = sample_metrics(y, r.probs)["prauc"]
         base = sample_metrics(y, np.tile(prior, (len(y), 1)))["prauc"]
         grp = s.loc[r.sample_ids, "history"].astype(str).to_numpy()
-        g = {k: (f"{pr[grp == h].mean():.4f}" if (grp == h).any() else "-")
-             for k, h in (("single", "no_history"), ("multi", "history"))}
+        g = {
+            k: (f"{pr[grp == h].mean():.4f}" if (grp == h).any() else "-")
+            for k, h in (("single", "no_history"), ("multi", "history"))
+        }
         overall = "-" if info.needs_history else f"{pr.mean():.4f}"  # never a subset under 'overall'
-        print(f"{name:<13}{overall:>8}{g['single']:>8}{g['multi']:>8}{base.mean():>11.4f}{r.val_prauc:>7.3f}"
-              f"{r.n_params:>9}{r.train_s:>9.1f}{len(r.history):>7}", flush=True)
+        print(
+            f"{name:<13}{overall:>8}{g['single']:>8}{g['multi']:>8}{base.mean():>11.4f}{r.val_prauc:>7.3f}"
+            f"{r.n_params:>9}{r.train_s:>9.1f}{len(r.history):>7}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

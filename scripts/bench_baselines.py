@@ -35,28 +35,51 @@ import yaml
 
 TRIVIAL = ["prior", "cooccurrence", "logreg"]
 TUNED = ["retain", "gamenet", "micron", "cognet"]
-LABELS = {"prior": "Prior", "cooccurrence": "CoOccurrence", "logreg": "LogReg", "retain": "RETAIN",
-          "gamenet": "GAMENet", "micron": "MICRON", "cognet": "COGNet"}
+LABELS = {
+    "prior": "Prior",
+    "cooccurrence": "CoOccurrence",
+    "logreg": "LogReg",
+    "retain": "RETAIN",
+    "gamenet": "GAMENet",
+    "micron": "MICRON",
+    "cognet": "COGNet",
+}
 GROUPS = {"": "overall", "single_": "no_history", "multi_": "history"}
 
 
-def study(patients: int, num_samples: int, epochs: int, patience: int, storage: str,
-          student_epochs: int | None = None) -> dict:
+def study(
+    patients: int, num_samples: int, epochs: int, patience: int, storage: str, student_epochs: int | None = None
+) -> dict:
     fixed = {"epochs": epochs, "patience": patience}
     student_fixed = {"epochs": student_epochs or epochs, "patience": patience}
     return {
         "name": "baselines",
         "storage_path": storage,
-        "datasets": [{"name": "synthetic", "source": "synthetic",
-                      "prepare": {"n_patients": patients, "synthetic_seed": 0}}],
+        "datasets": [
+            {"name": "synthetic", "source": "synthetic", "prepare": {"n_patients": patients, "synthetic_seed": 0}}
+        ],
         # the quickstart's CPU-sized student (d 32): at d 64 one epoch on 1,000 patients took 60-100 s on the
         # shared 2-core machine, 10x a baseline's, and 4 trials + the final run did not fit the session
-        "student": {**student_fixed, "d_model": 32, "d_embed": 32, "n_heads": 2, "batch_size": 64, "lr": 1e-3,
-                    "threshold": 0.3, "kd": "none"},
-        "search": {"space": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
-                             "dropout": {"type": "uniform", "low": 0.0, "high": 0.5}},
-                   "sampler": "tpe", "num_samples": num_samples, "max_concurrent": 2,
-                   "scheduler": {"type": "asha", "grace_period": max(1, epochs // 4), "reduction_factor": 2}},
+        "student": {
+            **student_fixed,
+            "d_model": 32,
+            "d_embed": 32,
+            "n_heads": 2,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "threshold": 0.3,
+            "kd": "none",
+        },
+        "search": {
+            "space": {
+                "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+                "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+            },
+            "sampler": "tpe",
+            "num_samples": num_samples,
+            "max_concurrent": 2,
+            "scheduler": {"type": "asha", "grace_period": max(1, epochs // 4), "reduction_factor": 2},
+        },
         "ablations": {"variants": ["full"]},
         "baselines": {"trivial": TRIVIAL, "tuned": {n: {"params": dict(fixed)} for n in TUNED}},
         "seeds": [0],
@@ -102,18 +125,34 @@ def summarize(sdir: Path) -> dict:
     for name in TUNED:
         o = stages[f"baseline/synthetic/{name}"].get("outputs", {})
         secs = _tune_seconds(sdir / "tune" / f"baseline-synthetic-{name}")
-        out.update({f"{name}_params": o.get("n_params"), f"{name}_train_s": round(float(o.get("train_s", 0)), 2),
-                    f"{name}_search_s": round(sum(secs.values()), 1), f"{name}_trials": o.get("trials"),
-                    f"{name}_best_val_prauc": round(float(o.get("best_val_prauc", float("nan"))), 4),
-                    f"{name}_best_config": o.get("best_config")})
+        out.update(
+            {
+                f"{name}_params": o.get("n_params"),
+                f"{name}_train_s": round(float(o.get("train_s", 0)), 2),
+                f"{name}_search_s": round(sum(secs.values()), 1),
+                f"{name}_trials": o.get("trials"),
+                f"{name}_best_val_prauc": round(float(o.get("best_val_prauc", float("nan"))), 4),
+                f"{name}_best_config": o.get("best_config"),
+            }
+        )
     sweep = stages.get("sweep/synthetic/none", {}).get("outputs", {})
     grid = _tune_seconds(sdir / "tune" / "grid-synthetic-none")
-    out.update({"leader_student_params": int(eff["n_params"].iloc[0]) if len(eff) else None,
-                "leader_student_train_s": round(max(grid.values()), 2) if grid else None,
-                "leader_student_search_s": round(sum(_tune_seconds(sdir / "tune" / "sweep-synthetic-none").values()), 1),
-                "leader_student_trials": sweep.get("trials"), "leader_student_best_config": sweep.get("best_config")})
-    out.update({f"stage_s_{k.replace('/', '_')}": v.get("outputs", {}).get("seconds") for k, v in stages.items()
-                if v.get("outputs", {}).get("seconds") is not None})
+    out.update(
+        {
+            "leader_student_params": int(eff["n_params"].iloc[0]) if len(eff) else None,
+            "leader_student_train_s": round(max(grid.values()), 2) if grid else None,
+            "leader_student_search_s": round(sum(_tune_seconds(sdir / "tune" / "sweep-synthetic-none").values()), 1),
+            "leader_student_trials": sweep.get("trials"),
+            "leader_student_best_config": sweep.get("best_config"),
+        }
+    )
+    out.update(
+        {
+            f"stage_s_{k.replace('/', '_')}": v.get("outputs", {}).get("seconds")
+            for k, v in stages.items()
+            if v.get("outputs", {}).get("seconds") is not None
+        }
+    )
     prior = {g: out[f"prior_{p}prauc"] for p, g in GROUPS.items()}
     for name in ["cooccurrence", "logreg", *TUNED, "leader_student"]:
         vals = {g: out[f"{name}_{p}prauc"] for p, g in GROUPS.items()}
@@ -131,7 +170,9 @@ def _dash_check(table: Path) -> bool:
     rows = t[t["Model"].isin(["MICRON", "COGNet"])]
     multi = [c for c in t.columns if c.startswith("Multi-visit")]
     other = [c for c in t.columns[2:] if c not in multi]
-    return bool(len(rows) == 2 and (rows[other] == "-").all().all() and rows[multi].map(lambda x: x[:1].isdigit()).all().all())
+    return bool(
+        len(rows) == 2 and (rows[other] == "-").all().all() and rows[multi].map(lambda x: x[:1].isdigit()).all().all()
+    )
 
 
 def main() -> None:
@@ -140,8 +181,13 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, default=4, help="trials per learned model (student and each baseline)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
-    ap.add_argument("--student-epochs", type=int, default=None, help="student epochs (default: --epochs); the "
-                    "baselines' stages keep their results when only this changes (the study resumes them)")
+    ap.add_argument(
+        "--student-epochs",
+        type=int,
+        default=None,
+        help="student epochs (default: --epochs); the "
+        "baselines' stages keep their results when only this changes (the study resumes them)",
+    )
     ap.add_argument("--storage", default="/tmp/leader_bench_baselines")
     ap.add_argument("--out", default="reports/bench/baselines.json")
     ap.add_argument("--summarize-only", action="store_true", help="read an existing study folder")
@@ -155,14 +201,23 @@ def main() -> None:
     t0 = time.perf_counter()
     if not a.summarize_only:  # the report goes beside the study, not into the repository
         subprocess.run(cmd, check=True, env={**os.environ, "LEADER_REPORTS_DIR": str(Path(a.storage) / "reports")})
-    out = {"command": f"python scripts/bench_baselines.py --patients {a.patients} --num-samples {a.num_samples} "
-                      f"--epochs {a.epochs} --patience {a.patience}"
-                      + (f" --student-epochs {a.student_epochs}" if a.student_epochs else ""),
-           "study_command": " ".join(["leader", *cmd[3:]]), "patients": a.patients, "num_samples": a.num_samples,
-           "epochs": a.epochs, "student_epochs": a.student_epochs or a.epochs, "patience": a.patience, "wall_s": round(time.perf_counter() - t0, 1), "note": a.note,
-           "group_overall": "overall", "group_single": "no_history (test samples without an earlier visit)",
-           "group_multi": "history (test samples with an earlier visit)",
-           **summarize(Path(a.storage) / "baselines")}
+    out = {
+        "command": f"python scripts/bench_baselines.py --patients {a.patients} --num-samples {a.num_samples} "
+        f"--epochs {a.epochs} --patience {a.patience}"
+        + (f" --student-epochs {a.student_epochs}" if a.student_epochs else ""),
+        "study_command": " ".join(["leader", *cmd[3:]]),
+        "patients": a.patients,
+        "num_samples": a.num_samples,
+        "epochs": a.epochs,
+        "student_epochs": a.student_epochs or a.epochs,
+        "patience": a.patience,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "note": a.note,
+        "group_overall": "overall",
+        "group_single": "no_history (test samples without an earlier visit)",
+        "group_multi": "history (test samples with an earlier visit)",
+        **summarize(Path(a.storage) / "baselines"),
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))

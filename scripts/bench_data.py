@@ -35,17 +35,26 @@ def main(out: str = "reports/bench/data.json") -> dict:
     res["synthetic_reload_s"] = round(time.perf_counter() - t, 3)
     assert ds2.fingerprint == ds.fingerprint
     st = dataset_stats(ds)
-    res.update({
-        "synthetic_patients": st["patients"], "synthetic_visits": st["visits"],
-        "synthetic_single_visit_share": st["single_visit_share"], "synthetic_visits_per_patient": st["visits_per_patient"],
-        "synthetic_n_diag": st["n_diag"], "synthetic_n_proc": st["n_proc"], "synthetic_n_med": st["n_med"],
-        "synthetic_avg_med_per_visit": st["avg_med_per_visit"],
-        "synthetic_cache_mb": _dir_mb(dataset_dir("synthetic", None, opts)),
-        "synthetic_prepare_target_s": 60, "synthetic_reload_target_s": 2,
-        "synthetic_prepare_within_target": res["synthetic_prepare_s"] < 60,
-        "synthetic_reload_within_target": res["synthetic_reload_s"] < 2,
-        "synthetic_prepare_over_reload": round(res["synthetic_prepare_s"] / max(res["synthetic_reload_s"], 1e-6), 1),
-    })
+    res.update(
+        {
+            "synthetic_patients": st["patients"],
+            "synthetic_visits": st["visits"],
+            "synthetic_single_visit_share": st["single_visit_share"],
+            "synthetic_visits_per_patient": st["visits_per_patient"],
+            "synthetic_n_diag": st["n_diag"],
+            "synthetic_n_proc": st["n_proc"],
+            "synthetic_n_med": st["n_med"],
+            "synthetic_avg_med_per_visit": st["avg_med_per_visit"],
+            "synthetic_cache_mb": _dir_mb(dataset_dir("synthetic", None, opts)),
+            "synthetic_prepare_target_s": 60,
+            "synthetic_reload_target_s": 2,
+            "synthetic_prepare_within_target": res["synthetic_prepare_s"] < 60,
+            "synthetic_reload_within_target": res["synthetic_reload_s"] < 2,
+            "synthetic_prepare_over_reload": round(
+                res["synthetic_prepare_s"] / max(res["synthetic_reload_s"], 1e-6), 1
+            ),
+        }
+    )
     if find_demo_root() is not None:
         t = time.perf_counter()
         demo = prepare("demo")

@@ -32,19 +32,22 @@ def main() -> None:
 
     import ray
 
-    from tests.helpers import random_dataset  # run from the repository root (PYTHONPATH=$PWD)
     from leader.features.actor import FeatureStoreConfig, fetch_features, kill_store
     from leader.features.extract import extract_features
     from leader.features.store import load_features, read_manifest
     from leader.models.teacher import build_teacher, save_teacher
     from leader.ray_utils import ensure_ray
+    from tests.helpers import random_dataset  # run from the repository root (PYTHONPATH=$PWD)
 
     ensure_ray(num_cpus=2)
     ds = random_dataset(n_patients=args.patients)
     work = Path(tempfile.mkdtemp(prefix="bench_features_"))
     tdir = work / "teacher"
-    save_teacher(build_teacher(args.backbone, ds.n_meds, lora_rank=8, seed=0), tdir,
-                 {"dataset_fingerprint": ds.fingerprint, "max_length": 256})
+    save_teacher(
+        build_teacher(args.backbone, ds.n_meds, lora_rank=8, seed=0),
+        tdir,
+        {"dataset_fingerprint": ds.fingerprint, "max_length": 256},
+    )
     fdir = work / "features"
     t0 = time.perf_counter()
     extract_features(ds, tdir, fdir, workers=args.workers, batch_size=args.batch_size, shard_size=128)
@@ -91,29 +94,51 @@ def main() -> None:
         from leader.features.types import TeacherFeatures
 
         rng = np.random.default_rng(0)
-        big = TeacherFeatures(np.arange(args.scaled_rows, dtype=np.int64),
-                              rng.standard_normal((args.scaled_rows, args.scaled_dim)).astype(np.float16),
-                              rng.random((args.scaled_rows, 150)).astype(np.float32))
-        save_features(work / "scaled", big, shard_size=4096, dataset="scaled", dataset_fingerprint="-",
-                      teacher_hash="-", backbone="7b-shaped")
+        big = TeacherFeatures(
+            np.arange(args.scaled_rows, dtype=np.int64),
+            rng.standard_normal((args.scaled_rows, args.scaled_dim)).astype(np.float16),
+            rng.random((args.scaled_rows, 150)).astype(np.float32),
+        )
+        save_features(
+            work / "scaled",
+            big,
+            shard_size=4096,
+            dataset="scaled",
+            dataset_fingerprint="-",
+            teacher_hash="-",
+            backbone="7b-shaped",
+        )
         del big
         path = str(work / "scaled")
         ray.get(trial.remote("store", cfg.model_dump_json(), path))  # warm the store
         ss = statistics.median(ray.get(trial.remote("store", cfg.model_dump_json(), path)) for _ in range(args.repeats))
         sd = statistics.median(ray.get(trial.remote("disk", cfg.model_dump_json(), path)) for _ in range(3))
         kill_store(cfg)
-        scaled = {"scaled_rows": args.scaled_rows, "scaled_d_hidden": args.scaled_dim,
-                  "scaled_trial_fetch_store_s": round(ss, 5), "scaled_trial_load_disk_s": round(sd, 4),
-                  "scaled_speedup_store_vs_disk": round(sd / ss, 1)}
+        scaled = {
+            "scaled_rows": args.scaled_rows,
+            "scaled_d_hidden": args.scaled_dim,
+            "scaled_trial_fetch_store_s": round(ss, 5),
+            "scaled_trial_load_disk_s": round(sd, 4),
+            "scaled_speedup_store_vs_disk": round(sd / ss, 1),
+        }
     s_med, d_med = statistics.median(store), statistics.median(disk)
     res = {
-        "backbone": args.backbone, "samples": n, "d_hidden": m.d_hidden, "n_meds": m.n_meds, "workers": args.workers,
-        "extract_seconds": round(m.extra["compute_seconds"], 3), "extract_wall_seconds": round(extract_wall, 3),
+        "backbone": args.backbone,
+        "samples": n,
+        "d_hidden": m.d_hidden,
+        "n_meds": m.n_meds,
+        "workers": args.workers,
+        "extract_seconds": round(m.extra["compute_seconds"], 3),
+        "extract_wall_seconds": round(extract_wall, 3),
         "extract_samples_per_s": round(n / m.extra["compute_seconds"], 2),
-        "trial_fetch_store_s": round(s_med, 5), "trial_fetch_store_cold_s": round(cold, 5),
-        "trial_load_disk_s": round(d_med, 5), "trial_recompute_s": round(recompute, 3),
-        "speedup_store_vs_recompute": round(recompute / s_med, 1), "speedup_store_vs_disk": round(d_med / s_med, 2),
-        "bytes_per_sample_memory": round(mem_bytes / n, 1), "bytes_per_sample_disk": round(disk_bytes / n, 1),
+        "trial_fetch_store_s": round(s_med, 5),
+        "trial_fetch_store_cold_s": round(cold, 5),
+        "trial_load_disk_s": round(d_med, 5),
+        "trial_recompute_s": round(recompute, 3),
+        "speedup_store_vs_recompute": round(recompute / s_med, 1),
+        "speedup_store_vs_disk": round(d_med / s_med, 2),
+        "bytes_per_sample_memory": round(mem_bytes / n, 1),
+        "bytes_per_sample_disk": round(disk_bytes / n, 1),
         "target_store_vs_recompute_100x_met": bool(recompute / s_med >= 100),
         **scaled,
     }

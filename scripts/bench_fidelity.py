@@ -22,16 +22,45 @@ import yaml
 STUDY = {
     "name": "fidelity",
     "datasets": [{"name": "synthetic", "source": "synthetic", "prepare": {"synthetic_seed": 0}}],
-    "teacher": {"backbones": ["minilm"], "train": True,
-                "options": {"lp_epochs": 30, "lr": 1e-3, "head_lr_mult": 10, "batch_size": 8, "max_length": 256,
-                            "max_steps": 60, "eval_every": 20, "warmup": 0.1, "eval_batch_size": 32}},
+    "teacher": {
+        "backbones": ["minilm"],
+        "train": True,
+        "options": {
+            "lp_epochs": 30,
+            "lr": 1e-3,
+            "head_lr_mult": 10,
+            "batch_size": 8,
+            "max_length": 256,
+            "max_steps": 60,
+            "eval_every": 20,
+            "warmup": 0.1,
+            "eval_batch_size": 32,
+        },
+    },
     "teacher_resources": {"num_workers": 2, "cpu_per_worker": 1},
-    "student": {"epochs": 30, "patience": 5, "d_model": 64, "d_embed": 64, "n_heads": 4, "batch_size": 64,
-                "lr": 1e-3, "threshold": 0.3, "kd": "feature", "alpha": 0.5, "beta": 0.05},
-    "search": {"space": {"lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3},
-                         "alpha": {"type": "loguniform", "low": 0.05, "high": 2.0}},
-               "sampler": "tpe", "num_samples": 4, "max_concurrent": 2,
-               "scheduler": {"type": "asha", "grace_period": 8, "reduction_factor": 2}},
+    "student": {
+        "epochs": 30,
+        "patience": 5,
+        "d_model": 64,
+        "d_embed": 64,
+        "n_heads": 4,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "threshold": 0.3,
+        "kd": "feature",
+        "alpha": 0.5,
+        "beta": 0.05,
+    },
+    "search": {
+        "space": {
+            "lr": {"type": "loguniform", "low": 5e-4, "high": 5e-3},
+            "alpha": {"type": "loguniform", "low": 0.05, "high": 2.0},
+        },
+        "sampler": "tpe",
+        "num_samples": 4,
+        "max_concurrent": 2,
+        "scheduler": {"type": "asha", "grace_period": 8, "reduction_factor": 2},
+    },
     "ablations": {"variants": ["full", "no_kd", "output_kd", "kd_shuffled", "no_align"]},
     "evaluation": {"bootstrap_rounds": 10, "latency_batch_sizes": [1, 64]},
     "resources": {"cpu": 1},
@@ -58,34 +87,53 @@ def summarize(study_dir: Path) -> dict:
     m = pd.read_parquet(study_dir / "results" / "metrics.parquet")
     paired = pd.read_parquet(study_dir / "results" / "paired.parquet")
     out: dict = {}
-    for prefix, group in (("", "overall"), ("single_", "no_history"), ("multi_", "history"),
-                          ("patient_single_", "single")):
-        rows = {"prior": dict(stage="baseline", model="Prior"), "cooccurrence": dict(stage="baseline", model="CoOccurrence"),
-                "lr": dict(stage="baseline", model="LogReg"), "probe": dict(stage="baseline", model="Probe"),
-                "teacher": dict(stage="teacher", model="LEADER(T)")}
+    for prefix, group in (
+        ("", "overall"),
+        ("single_", "no_history"),
+        ("multi_", "history"),
+        ("patient_single_", "single"),
+    ):
+        rows = {
+            "prior": dict(stage="baseline", model="Prior"),
+            "cooccurrence": dict(stage="baseline", model="CoOccurrence"),
+            "lr": dict(stage="baseline", model="LogReg"),
+            "probe": dict(stage="baseline", model="Probe"),
+            "teacher": dict(stage="teacher", model="LEADER(T)"),
+        }
         for v in ("full", "no_kd", "output_kd", "kd_shuffled", "no_align"):
             rows[f"student_{v}"] = dict(stage="ablation", model="LEADER(S)", variant=v)
         for k, sel in rows.items():
             out[f"{prefix}{k}_prauc"] = _score(m, group, **sel)
-        for cmp, key in (("full_vs_no_kd", "full_vs_no_kd"), ("full_vs_kd_shuffled", "full_vs_kd_shuffled"),
-                         ("full_vs_output_kd", "full_vs_output_kd"), ("full_vs_no_align", "full_vs_no_align"),
-                         ("student_vs_teacher", "student_vs_teacher"), ("student_vs_LogReg", "student_vs_lr")):
+        for cmp, key in (
+            ("full_vs_no_kd", "full_vs_no_kd"),
+            ("full_vs_kd_shuffled", "full_vs_kd_shuffled"),
+            ("full_vs_output_kd", "full_vs_output_kd"),
+            ("full_vs_no_align", "full_vs_no_align"),
+            ("student_vs_teacher", "student_vs_teacher"),
+            ("student_vs_LogReg", "student_vs_lr"),
+        ):
             r = _p(paired, cmp, group)
             if r:
                 out[f"{prefix}p_{key}"] = r["p"]
                 out[f"{prefix}diff_{key}"] = r["diff"]
-    seeds = m[(m["stage"] == "ablation") & (m["variant"] == "no_kd") & (m["group"] == "overall") & (m["metric"] == "prauc")]
-    out["student_no_kd_seed_spread"] = round(float(seeds["mean"].max() - seeds["mean"].min()), 4) if len(seeds) else None
+    seeds = m[
+        (m["stage"] == "ablation") & (m["variant"] == "no_kd") & (m["group"] == "overall") & (m["metric"] == "prauc")
+    ]
+    out["student_no_kd_seed_spread"] = (
+        round(float(seeds["mean"].max() - seeds["mean"].min()), 4) if len(seeds) else None
+    )
     return out
 
 
 def goals(o: dict) -> dict:
     g = lambda k: o.get(k) if o.get(k) is not None else float("nan")  # noqa: E731
-    return {"goal_teacher_ge_probe_gt_prior": bool(g("teacher_prauc") >= g("probe_prauc") > g("prior_prauc")),
-            "goal_student_no_kd_ge_lr": bool(g("student_no_kd_prauc") >= g("lr_prauc")),
-            "goal_full_gt_no_kd_p05": bool(g("diff_full_vs_no_kd") > 0 and g("p_full_vs_no_kd") < 0.05),
-            "goal_full_gt_kd_shuffled_p05": bool(g("diff_full_vs_kd_shuffled") > 0 and g("p_full_vs_kd_shuffled") < 0.05),
-            "goal_seed_spread_lt_0.02": bool(g("student_no_kd_seed_spread") < 0.02)}
+    return {
+        "goal_teacher_ge_probe_gt_prior": bool(g("teacher_prauc") >= g("probe_prauc") > g("prior_prauc")),
+        "goal_student_no_kd_ge_lr": bool(g("student_no_kd_prauc") >= g("lr_prauc")),
+        "goal_full_gt_no_kd_p05": bool(g("diff_full_vs_no_kd") > 0 and g("p_full_vs_no_kd") < 0.05),
+        "goal_full_gt_kd_shuffled_p05": bool(g("diff_full_vs_kd_shuffled") > 0 and g("p_full_vs_kd_shuffled") < 0.05),
+        "goal_seed_spread_lt_0.02": bool(g("student_no_kd_seed_spread") < 0.02),
+    }
 
 
 def main() -> None:
@@ -107,13 +155,23 @@ def main() -> None:
     t0 = time.perf_counter()
     if not a.summarize_only:
         subprocess.run(cmd, check=True)
-    out = {"command": f"python scripts/bench_fidelity.py --patients {a.patients} --seeds {a.seeds}",
-           "study_command": " ".join(["leader", *cmd[3:]]), "patients": a.patients, "seeds": a.seeds,
-           "wall_s": round(time.perf_counter() - t0, 1), **summarize(Path(a.storage) / "fidelity")}
+    out = {
+        "command": f"python scripts/bench_fidelity.py --patients {a.patients} --seeds {a.seeds}",
+        "study_command": " ".join(["leader", *cmd[3:]]),
+        "patients": a.patients,
+        "seeds": a.seeds,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        **summarize(Path(a.storage) / "fidelity"),
+    }
     out.update(goals(out))
     state = json.loads((Path(a.storage) / "fidelity" / "state.json").read_text())["stages"]
-    out.update({f"stage_s_{k.replace('/', '_')}": v.get("outputs", {}).get("seconds") for k, v in state.items()
-                if v.get("outputs", {}).get("seconds") is not None})
+    out.update(
+        {
+            f"stage_s_{k.replace('/', '_')}": v.get("outputs", {}).get("seconds")
+            for k, v in state.items()
+            if v.get("outputs", {}).get("seconds") is not None
+        }
+    )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))

@@ -32,9 +32,16 @@ def main() -> None:
     from leader.train.student import train_student
 
     ds = prepare("synthetic", None, PrepareOptions(n_patients=a.patients))
-    base = {"epochs": a.epochs, "patience": a.epochs, "kd": "none", "d_model": 32, "d_embed": 32, "n_heads": 2,
-            "batch_size": 32}
-    lrs = [1e-3 * (1.3 ** i) for i in range(a.trials)]
+    base = {
+        "epochs": a.epochs,
+        "patience": a.epochs,
+        "kd": "none",
+        "d_model": 32,
+        "d_embed": 32,
+        "n_heads": 2,
+        "batch_size": 32,
+    }
+    lrs = [1e-3 * (1.3**i) for i in range(a.trials)]
 
     def plain_loop() -> None:  # the same trainings with no Ray at all
         for lr in lrs:
@@ -53,8 +60,20 @@ def main() -> None:
         # The same loop as a fresh script: a Tune trial actor is a fresh process too, so both
         # pay the interpreter start and the torch/pandas imports once.
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--plain-only", "--trials", str(a.trials), "--epochs",
-                        str(a.epochs), "--patients", str(a.patients)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--plain-only",
+                "--trials",
+                str(a.trials),
+                "--epochs",
+                str(a.epochs),
+                "--patients",
+                str(a.patients),
+            ],
+            check=True,
+        )
         return time.perf_counter() - t0
 
     import tempfile
@@ -67,10 +86,14 @@ def main() -> None:
     def tune_run(conc: int) -> tuple[float, float]:
         trainable = tune.with_resources(tune.with_parameters(student_trial, ds=ds, base=base, cpus=1), {"cpu": 1})
         with tempfile.TemporaryDirectory() as tmp:
-            tuner = tune.Tuner(trainable, param_space={"lr": tune.grid_search(lrs)},
-                               tune_config=tune.TuneConfig(max_concurrent_trials=conc, trial_dirname_creator=trial_dirname,
-                                                           reuse_actors=True),
-                               run_config=tune.RunConfig(name=f"bench{conc}", storage_path=tmp, verbose=0))
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"lr": tune.grid_search(lrs)},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=conc, trial_dirname_creator=trial_dirname, reuse_actors=True
+                ),
+                run_config=tune.RunConfig(name=f"bench{conc}", storage_path=tmp, verbose=0),
+            )
             t0 = time.perf_counter()
             grid = tuner.fit()
             wall = time.perf_counter() - t0
@@ -93,8 +116,15 @@ def main() -> None:
         best = min(runs[conc])
         res[conc], inside[conc] = best
     out = {
-        "trials": a.trials, "repeats": a.repeats, "epochs": a.epochs, "patients": a.patients, "cpus": os.cpu_count(),
-        "plain_loop_s": round(plain, 2), "plain_loop_warm_process_s": round(plain_warm, 2), "tune_1_concurrent_s": round(res[1], 2), "tune_2_concurrent_s": round(res[2], 2),
+        "trials": a.trials,
+        "repeats": a.repeats,
+        "epochs": a.epochs,
+        "patients": a.patients,
+        "cpus": os.cpu_count(),
+        "plain_loop_s": round(plain, 2),
+        "plain_loop_warm_process_s": round(plain_warm, 2),
+        "tune_1_concurrent_s": round(res[1], 2),
+        "tune_2_concurrent_s": round(res[2], 2),
         "trials_per_hour_plain": round(3600 * a.trials / plain, 1),
         "trials_per_hour_1_concurrent": round(3600 * a.trials / res[1], 1),
         "trials_per_hour_2_concurrent": round(3600 * a.trials / res[2], 1),

@@ -38,7 +38,7 @@ def matmul_peak_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
     torch.set_num_threads(old)
     return best / 1e9
 
@@ -56,13 +56,18 @@ def model_dims(backbone: str) -> dict:
     m = AutoModel.from_config(cfg)
     emb = sum(p.numel() for n, p in m.named_parameters() if "embed" in n)
     total = sum(p.numel() for p in m.parameters())
-    return {"params": total, "non_embedding_params": total - emb, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
-            "path": path}
+    return {
+        "params": total,
+        "non_embedding_params": total - emb,
+        "layers": cfg.num_hidden_layers,
+        "hidden": cfg.hidden_size,
+        "path": path,
+    }
 
 
 def train_flops_per_sample(dims: dict, tokens: float) -> float:
     linear = 4 * dims["non_embedding_params"] * tokens
-    attention = 6 * dims["layers"] * tokens ** 2 * dims["hidden"]
+    attention = 6 * dims["layers"] * tokens**2 * dims["hidden"]
     return linear + attention
 
 
@@ -95,14 +100,19 @@ def run_speed(out: dict, prefix: str, ds, cfg_kw: dict, storage: Path, peak: flo
     m = res.metrics
     sps = float(m["samples_per_s_per_worker"])
     flops = train_flops_per_sample(dims, toks)
-    out.update({f"{prefix}_wall_s": round(time.perf_counter() - t0, 1), f"{prefix}_mean_tokens": round(toks, 1),
-                f"{prefix}_train_samples_per_s_per_worker": round(sps, 3),
-                f"{prefix}_train_tokens_per_s_per_worker": round(sps * toks, 1),
-                f"{prefix}_train_gflop_per_sample": round(flops / 1e9, 2),
-                f"{prefix}_train_achieved_gflops_per_worker": round(sps * flops / 1e9, 2),
-                f"{prefix}_train_mfu": round(sps * flops / 1e9 / peak, 3),
-                f"{prefix}_epoch_wall_s": round(len(data["train"]["prompts"]) / (sps * workers), 1),
-                f"{prefix}_non_embedding_params": dims["non_embedding_params"]})
+    out.update(
+        {
+            f"{prefix}_wall_s": round(time.perf_counter() - t0, 1),
+            f"{prefix}_mean_tokens": round(toks, 1),
+            f"{prefix}_train_samples_per_s_per_worker": round(sps, 3),
+            f"{prefix}_train_tokens_per_s_per_worker": round(sps * toks, 1),
+            f"{prefix}_train_gflop_per_sample": round(flops / 1e9, 2),
+            f"{prefix}_train_achieved_gflops_per_worker": round(sps * flops / 1e9, 2),
+            f"{prefix}_train_mfu": round(sps * flops / 1e9 / peak, 3),
+            f"{prefix}_epoch_wall_s": round(len(data["train"]["prompts"]) / (sps * workers), 1),
+            f"{prefix}_non_embedding_params": dims["non_embedding_params"],
+        }
+    )
     return m
 
 
@@ -113,8 +123,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60, help="LoRA steps after the linear probe (global batch 16)")
     ap.add_argument("--speed-steps", type=int, default=8, help="steps of the 'before' (truncation, no LP) speed run")
     ap.add_argument("--smollm2-steps", type=int, default=4, help="SmolLM2 speed-only steps (0 = skip)")
-    ap.add_argument("--speed-only", action="store_true",
-                    help="re-measure the speed figures only (on a quiet machine); keep the quality keys of --out")
+    ap.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="re-measure the speed figures only (on a quiet machine); keep the quality keys of --out",
+    )
     ap.add_argument("--out", default="reports/bench/teacher.json")
     a = ap.parse_args()
 
@@ -126,11 +139,17 @@ def main() -> None:
     ensure_ray(num_cpus=max(2, a.workers))
     threads = 1  # train_teacher gives each worker cluster CPUs // workers threads: 1 here
     peak = matmul_peak_gflops(threads)
-    out: dict = {"command": f"python scripts/bench_teacher.py --patients {a.patients} --workers {a.workers} --steps {a.steps}",
-                 "machine": platform.processor() or platform.machine(), "workers": a.workers,
-                 "threads_per_worker": threads, "fp32_matmul_peak_gflops_per_worker": round(peak, 1),
-                 "patients": a.patients, "train_samples": int(len(ds.samples("train"))),
-                 "test_samples": int(len(ds.samples("test"))), "prior_prauc": round(prior_prauc(ds), 4)}
+    out: dict = {
+        "command": f"python scripts/bench_teacher.py --patients {a.patients} --workers {a.workers} --steps {a.steps}",
+        "machine": platform.processor() or platform.machine(),
+        "workers": a.workers,
+        "threads_per_worker": threads,
+        "fp32_matmul_peak_gflops_per_worker": round(peak, 1),
+        "patients": a.patients,
+        "train_samples": int(len(ds.samples("train"))),
+        "test_samples": int(len(ds.samples("test"))),
+        "prior_prauc": round(prior_prauc(ds), 4),
+    }
     storage = Path(tempfile.mkdtemp(prefix="bench_teacher_"))
     base = dict(backbone="minilm", workers=a.workers, batch_size=8, max_length=256, eval_batch_size=32, eval_test=True)
     # speed, like for like: the same steps with left truncation (before) and with fitted prompts (after)
@@ -140,8 +159,22 @@ def main() -> None:
     out["minilm_epoch_speedup_vs_before"] = round(out["minilm_before_epoch_wall_s"] / out["minilm_epoch_wall_s"], 2)
     if a.smollm2_steps:
         try:
-            run_speed(out, "smollm2", ds, {**base, **quick, "backbone": "smollm2-135m", "batch_size": 2,
-                                           "max_steps": a.smollm2_steps, "max_train_samples": 64}, storage, peak, a.workers)
+            run_speed(
+                out,
+                "smollm2",
+                ds,
+                {
+                    **base,
+                    **quick,
+                    "backbone": "smollm2-135m",
+                    "batch_size": 2,
+                    "max_steps": a.smollm2_steps,
+                    "max_train_samples": 64,
+                },
+                storage,
+                peak,
+                a.workers,
+            )
         except Exception as e:  # the wheel may be absent: say so rather than fail the bench
             out["smollm2_skipped"] = f"{type(e).__name__}: {e}"[:300]
     if a.speed_only:
@@ -150,22 +183,57 @@ def main() -> None:
         out["command"] += " --speed-only (quality keys from the last full run)"
         return _write(out, a.out, t_all)
     # quality: LP-FT through the platform's trainer (Ray Train + DeepSpeed), best-validation state
-    m = run_speed(out, "minilm_lpft", ds, {**base, "lp_epochs": 30, "lr": 1e-3, "head_lr_mult": 10, "max_steps": a.steps,
-                                           "eval_every": max(1, a.steps // 3), "warmup": 0.1}, storage, peak, a.workers)
-    out.update({"minilm_teacher_prauc": round(m["test_overall_prauc"], 4), "minilm_probe_prauc": round(m["probe_test_prauc"], 4),
-                "minilm_teacher_single_prauc": round(m.get("test_single_prauc", float("nan")), 4),
-                "minilm_teacher_multi_prauc": round(m.get("test_multi_prauc", float("nan")), 4),
-                "minilm_probe_val_prauc": round(m["probe_val_prauc"], 4), "minilm_best_val_prauc": round(m["best_val_prauc"], 4),
-                "minilm_best_step": m["best_step"], "minilm_final_train_loss": round(m["final_train_loss"], 4),
-                "minilm_prior_bce": round(m["prior_bce"], 4), "minilm_frozen_pass_s": round(m["frozen_pass_s"], 1),
-                "minilm_prompts_with_dropped_visits": m["prompt_prompts_with_dropped_visits"],
-                "minilm_visits_dropped": m["prompt_visits_dropped"]})
+    m = run_speed(
+        out,
+        "minilm_lpft",
+        ds,
+        {
+            **base,
+            "lp_epochs": 30,
+            "lr": 1e-3,
+            "head_lr_mult": 10,
+            "max_steps": a.steps,
+            "eval_every": max(1, a.steps // 3),
+            "warmup": 0.1,
+        },
+        storage,
+        peak,
+        a.workers,
+    )
+    out.update(
+        {
+            "minilm_teacher_prauc": round(m["test_overall_prauc"], 4),
+            "minilm_probe_prauc": round(m["probe_test_prauc"], 4),
+            "minilm_teacher_single_prauc": round(m.get("test_single_prauc", float("nan")), 4),
+            "minilm_teacher_multi_prauc": round(m.get("test_multi_prauc", float("nan")), 4),
+            "minilm_probe_val_prauc": round(m["probe_val_prauc"], 4),
+            "minilm_best_val_prauc": round(m["best_val_prauc"], 4),
+            "minilm_best_step": m["best_step"],
+            "minilm_final_train_loss": round(m["final_train_loss"], 4),
+            "minilm_prior_bce": round(m["prior_bce"], 4),
+            "minilm_frozen_pass_s": round(m["frozen_pass_s"], 1),
+            "minilm_prompts_with_dropped_visits": m["prompt_prompts_with_dropped_visits"],
+            "minilm_visits_dropped": m["prompt_visits_dropped"],
+        }
+    )
     _write(out, a.out, t_all)
 
 
-QUALITY_PREFIXES = ("minilm_teacher", "minilm_probe", "minilm_best", "minilm_final", "minilm_prior", "minilm_frozen",
-                    "minilm_prompts", "minilm_visits", "minilm_lpft", "prior_prauc", "patients", "train_samples",
-                    "test_samples")
+QUALITY_PREFIXES = (
+    "minilm_teacher",
+    "minilm_probe",
+    "minilm_best",
+    "minilm_final",
+    "minilm_prior",
+    "minilm_frozen",
+    "minilm_prompts",
+    "minilm_visits",
+    "minilm_lpft",
+    "prior_prauc",
+    "patients",
+    "train_samples",
+    "test_samples",
+)
 
 
 def _write(out: dict, path: str, t_all: float) -> None:

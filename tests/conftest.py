@@ -66,6 +66,7 @@ def pytest_sessionfinish(session, exitstatus):
     except Exception:
         pass
 
+
 # ---- data fixtures ----------------------------------------------------------------------
 
 

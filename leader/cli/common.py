@@ -15,8 +15,12 @@ import typer
 DATASETS = ("demo", "synthetic", "mimic3", "mimic4")
 
 # The `--set` declaration every command shares.
-SET_OPTION = typer.Option(None, "--set", metavar="KEY=VALUE",
-                          help="Override any config field: key=value (repeatable; nested fields as a.b=value).")
+SET_OPTION = typer.Option(
+    None,
+    "--set",
+    metavar="KEY=VALUE",
+    help="Override any config field: key=value (repeatable; nested fields as a.b=value).",
+)
 
 
 def deprecated(old: str, new: str) -> None:
@@ -124,8 +128,9 @@ def _keys(d: dict) -> set[str]:
     return set(d) | {k for v in d.values() if isinstance(v, dict) for k in _keys(v)}
 
 
-def build_config(cls, options: dict, sets: list[str] | None = None, *, flags: dict[str, str] | None = None,
-                 extra_keys=frozenset()):
+def build_config(
+    cls, options: dict, sets: list[str] | None = None, *, flags: dict[str, str] | None = None, extra_keys=frozenset()
+):
     """The command's config from its options, then its `--set` overrides. A value the config rejects
     becomes a ConfigError naming the option as the user typed it (`option --zero: ...` or
     `--set zero_stage=4: ...`), not a pydantic traceback."""

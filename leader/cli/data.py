@@ -23,15 +23,38 @@ class SourceChoice(str, Enum):
 _FLAGS = {"mapping_dir": "mappings"}  # config field -> option name, where they differ
 
 
-def _opts(sets, top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength,
-          rare_share, synthetic_seed, allow_drops: bool = False, max_drop_share: float = 0.01):
+def _opts(
+    sets,
+    top_k_diag,
+    top_k_proc,
+    top_k_med,
+    first_24h,
+    mappings,
+    split_seed,
+    n_patients,
+    structure_strength,
+    rare_share,
+    synthetic_seed,
+    allow_drops: bool = False,
+    max_drop_share: float = 0.01,
+):
     from leader.cli.common import build_config
     from leader.data.cache import PrepareOptions
 
-    options = dict(top_k_diag=top_k_diag, top_k_proc=top_k_proc, top_k_med=top_k_med, first_24h=first_24h,
-                   mapping_dir=str(mappings) if mappings else None, split_seed=split_seed, n_patients=n_patients,
-                   structure_strength=structure_strength, rare_share=rare_share, synthetic_seed=synthetic_seed,
-                   allow_drops=allow_drops, max_drop_share=max_drop_share)
+    options = dict(
+        top_k_diag=top_k_diag,
+        top_k_proc=top_k_proc,
+        top_k_med=top_k_med,
+        first_24h=first_24h,
+        mapping_dir=str(mappings) if mappings else None,
+        split_seed=split_seed,
+        n_patients=n_patients,
+        structure_strength=structure_strength,
+        rare_share=rare_share,
+        synthetic_seed=synthetic_seed,
+        allow_drops=allow_drops,
+        max_drop_share=max_drop_share,
+    )
     return build_config(PrepareOptions, options, sets, flags=_FLAGS)
 
 
@@ -61,8 +84,13 @@ def _run(source: SourceChoice, root: Path | None, opts, force: bool):
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
     with Progress(*columns, console=console, transient=False) as prog:
         task = prog.add_task(f"prepare {source.value}", total=None)
-        ds = prepare(source.value, root, opts, force=force,
-                     progress=lambda m: prog.update(task, description=f"{source.value}: {m}"))
+        ds = prepare(
+            source.value,
+            root,
+            opts,
+            force=force,
+            progress=lambda m: prog.update(task, description=f"{source.value}: {m}"),
+        )
         prog.update(task, description=f"{source.value}: done ({len(ds.visits)} visits)")
     return ds
 
@@ -88,16 +116,33 @@ _SOURCE = typer.Option(None, "--source", hidden=True, help="Deprecated spelling 
 @app.command("prepare")
 def prepare_cmd(
     dataset: SourceChoice | None = typer.Option(None, "--dataset", help=_DATASET_HELP + " (required)."),
-    root: Path | None = _ROOT, top_k_diag: int | None = _TKD, top_k_proc: int | None = _TKP,
-    top_k_med: int | None = _TKM, first_24h: bool = _F24, mappings: Path | None = _MAP, split_seed: int = _SEED,
-    n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
+    root: Path | None = _ROOT,
+    top_k_diag: int | None = _TKD,
+    top_k_proc: int | None = _TKP,
+    top_k_med: int | None = _TKM,
+    first_24h: bool = _F24,
+    mappings: Path | None = _MAP,
+    split_seed: int = _SEED,
+    n_patients: int = _NP,
+    structure_strength: float = _SS,
+    rare_share: float = _RS,
+    synthetic_seed: int = _SYS,
     sets: list[str] | None = SET_OPTION,
     force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON instead of a table."),
-    allow_drops: bool = typer.Option(False, "--allow-drops", help="Accept rows dropped to repair a bad extract even "
-                                     "above --max-drop-share (they are still counted and reported)."),
-    max_drop_share: float = typer.Option(0.01, "--max-drop-share", min=0.0, max=1.0, help="Largest share of visits a "
-                                         "repair (non-paper) drop reason may touch before prepare fails."),
+    allow_drops: bool = typer.Option(
+        False,
+        "--allow-drops",
+        help="Accept rows dropped to repair a bad extract even "
+        "above --max-drop-share (they are still counted and reported).",
+    ),
+    max_drop_share: float = typer.Option(
+        0.01,
+        "--max-drop-share",
+        min=0.0,
+        max=1.0,
+        help="Largest share of visits a repair (non-paper) drop reason may touch before prepare fails.",
+    ),
     source: SourceChoice | None = _SOURCE,
 ):
     """Read, validate, filter and index a dataset into the versioned cache; print its statistics and drop table."""
@@ -107,8 +152,21 @@ def prepare_cmd(
     from leader.data.stats import dataset_stats, drop_table, stats_table
 
     dataset = _source(dataset, source, required=True)
-    opts = _opts(sets, top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients,
-                 structure_strength, rare_share, synthetic_seed, allow_drops, max_drop_share)
+    opts = _opts(
+        sets,
+        top_k_diag,
+        top_k_proc,
+        top_k_med,
+        first_24h,
+        mappings,
+        split_seed,
+        n_patients,
+        structure_strength,
+        rare_share,
+        synthetic_seed,
+        allow_drops,
+        max_drop_share,
+    )
     ds = _run(dataset, root, opts, force)
     st = dataset_stats(ds)
     if json_out:
@@ -121,11 +179,20 @@ def prepare_cmd(
 
 @app.command("stats")
 def stats_cmd(
-    dataset: SourceChoice | None = typer.Option(None, "--dataset", help="Show this dataset (prepared on demand); "
-                                                   "default: every cached dataset."),
-    root: Path | None = _ROOT, top_k_diag: int | None = _TKD, top_k_proc: int | None = _TKP,
-    top_k_med: int | None = _TKM, first_24h: bool = _F24, mappings: Path | None = _MAP, split_seed: int = _SEED,
-    n_patients: int = _NP, structure_strength: float = _SS, rare_share: float = _RS, synthetic_seed: int = _SYS,
+    dataset: SourceChoice | None = typer.Option(
+        None, "--dataset", help="Show this dataset (prepared on demand); default: every cached dataset."
+    ),
+    root: Path | None = _ROOT,
+    top_k_diag: int | None = _TKD,
+    top_k_proc: int | None = _TKP,
+    top_k_med: int | None = _TKM,
+    first_24h: bool = _F24,
+    mappings: Path | None = _MAP,
+    split_seed: int = _SEED,
+    n_patients: int = _NP,
+    structure_strength: float = _SS,
+    rare_share: float = _RS,
+    synthetic_seed: int = _SYS,
     sets: list[str] | None = SET_OPTION,
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON."),
     source: SourceChoice | None = _SOURCE,
@@ -139,8 +206,19 @@ def stats_cmd(
 
     dataset = _source(dataset, source, required=False)
     if dataset is not None:
-        opts = _opts(sets, top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients,
-                     structure_strength, rare_share, synthetic_seed)
+        opts = _opts(
+            sets,
+            top_k_diag,
+            top_k_proc,
+            top_k_med,
+            first_24h,
+            mappings,
+            split_seed,
+            n_patients,
+            structure_strength,
+            rare_share,
+            synthetic_seed,
+        )
         found = [(dataset.value, _run(dataset, root, opts, False))]
     else:
         found = [(p.name, EHRDataset.load(p)) for p in list_prepared()]

@@ -65,8 +65,9 @@ class _LeaderGroup(TyperGroup):
             if "--debug" in flags:
                 traceback.print_exc()
             typer.secho(f"error: {_one_line(e)}", fg="red", err=True)
-            typer.echo(f"hint: `{_command_path(self, rest)} --help` lists the options; --debug shows the traceback",
-                       err=True)
+            typer.echo(
+                f"hint: `{_command_path(self, rest)} --help` lists the options; --debug shows the traceback", err=True
+            )
             sys.exit(2)
 
 

@@ -16,8 +16,10 @@ def _report_epoch(r: dict) -> None:
     from leader.cli.common import verbosity
 
     if verbosity() >= 0:
-        typer.echo(f"epoch {r['epoch']:3d} loss {r['train_loss']:.4f} val PRAUC {r['val_prauc']:.4f} "
-                   f"Jaccard {r['val_jaccard']:.4f} F1 {r['val_f1']:.4f}")
+        typer.echo(
+            f"epoch {r['epoch']:3d} loss {r['train_loss']:.4f} val PRAUC {r['val_prauc']:.4f} "
+            f"Jaccard {r['val_jaccard']:.4f} F1 {r['val_f1']:.4f}"
+        )
 
 
 @app.command("train")
@@ -76,8 +78,9 @@ def recommend(
     ck = load_student(checkpoint)
     ds = load_dataset(dataset, root)
     if ck.meta.get("dataset_fingerprint") != ds.fingerprint or ck.meta["n_med"] != ds.n_meds:
-        raise CheckpointError(f"checkpoint {checkpoint} was trained on another dataset "
-                              "(meta.json field 'dataset_fingerprint')")
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was trained on another dataset (meta.json field 'dataset_fingerprint')"
+        )
     _, p = predict_proba(ck.model, ds, sample_ids=[sample_id])
     p = p[0]
     order = [int(i) for i in np.argsort(-p) if p[i] >= threshold]

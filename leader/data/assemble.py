@@ -86,10 +86,12 @@ def _patients(v: pd.DataFrame, split_ratios, seed: int) -> pd.DataFrame:
     """One row per patient: visit count, split and single/multi-visit group."""
     n_visits = v.groupby("patient_id").size()
     split = patient_split(list(n_visits.index), split_ratios, seed)
-    patients = pd.DataFrame({
-        "patient_id": n_visits.index.astype(str),
-        "n_visits": n_visits.to_numpy().astype(np.int64),
-    })
+    patients = pd.DataFrame(
+        {
+            "patient_id": n_visits.index.astype(str),
+            "n_visits": n_visits.to_numpy().astype(np.int64),
+        }
+    )
     patients["split"] = patients["patient_id"].map(split)
     patients["group"] = np.where(patients["n_visits"] > 1, "multi", "single")
     return patients

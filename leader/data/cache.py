@@ -35,25 +35,43 @@ class PrepareOptions(BaseModel):
 
     top_k_diag: int | None = Field(None, ge=1, description="Keep only the k most frequent diagnoses (None = all).")
     top_k_proc: int | None = Field(None, ge=1, description="Keep only the k most frequent procedures (None = all).")
-    top_k_med: int | None = Field(None, ge=1, description="Keep only the k most frequent ATC-3 drug classes (None = all).")
-    first_24h: bool = Field(False, description="Keep only prescriptions started in the first 24 hours of the admission.")
-    mapping_dir: str | None = Field(None, description="Folder with atc4_to_ndc.json (default: beside the CSVs or ../shared/data/mappings).")
+    top_k_med: int | None = Field(
+        None, ge=1, description="Keep only the k most frequent ATC-3 drug classes (None = all)."
+    )
+    first_24h: bool = Field(
+        False, description="Keep only prescriptions started in the first 24 hours of the admission."
+    )
+    mapping_dir: str | None = Field(
+        None, description="Folder with atc4_to_ndc.json (default: beside the CSVs or ../shared/data/mappings)."
+    )
     split_seed: int = Field(0, description="Seed of the patient-level train/val/test split.")
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test shares of patients.")
     # synthetic cohort knobs (ignored for other sources)
     n_patients: int = Field(6000, ge=10, description="Synthetic: number of patients.")
     single_visit_share: float = Field(0.55, ge=0, le=1, description="Synthetic: share of single-visit patients.")
     structure_strength: float = Field(0.85, ge=0, le=1, description="Synthetic: diagnosis->drug link strength.")
-    rare_share: float = Field(0.1, ge=0, le=1, description="Synthetic: share of themes expressed only by rare, name-linked codes.")
+    rare_share: float = Field(
+        0.1, ge=0, le=1, description="Synthetic: share of themes expressed only by rare, name-linked codes."
+    )
     synthetic_seed: int = Field(0, description="Synthetic: generator seed.")
     # drop policy: decides whether a prepare succeeds, never what it contains (not in the fingerprint)
-    max_drop_share: float = Field(0.01, ge=0, le=1, description="Largest share of visits a non-paper drop reason "
-                                  "(orphan admissions, malformed codes...) may touch before prepare fails.")
+    max_drop_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Largest share of visits a non-paper drop reason "
+        "(orphan admissions, malformed codes...) may touch before prepare fails.",
+    )
     allow_drops: bool = Field(False, description="Accept any share of non-paper drops (they are still counted).")
 
     def synthetic_config(self) -> SyntheticConfig:
-        return SyntheticConfig(n_patients=self.n_patients, single_visit_share=self.single_visit_share,
-                               structure_strength=self.structure_strength, rare_share=self.rare_share, seed=self.synthetic_seed)
+        return SyntheticConfig(
+            n_patients=self.n_patients,
+            single_visit_share=self.single_visit_share,
+            structure_strength=self.structure_strength,
+            rare_share=self.rare_share,
+            seed=self.synthetic_seed,
+        )
 
     def relevant(self, source: str) -> dict:
         """Options that affect the result for `source` (synthetic knobs only for synthetic)."""
@@ -88,8 +106,10 @@ def _resolve_root(source: str, root: str | Path | None) -> Path | None:
     if source == "demo" and root is None:
         r = find_demo_root()
         if r is None:
-            raise DataError("MIMIC-III demo not found: set LEADER_DEMO_ROOT or pass --root (or use --dataset synthetic)",
-                            file="../shared/data/mimic3demo")
+            raise DataError(
+                "MIMIC-III demo not found: set LEADER_DEMO_ROOT or pass --root (or use --dataset synthetic)",
+                file="../shared/data/mimic3demo",
+            )
         return r
     if root is None:
         raise DataError(f"source {source!r} needs --root (the folder with the MIMIC CSVs)")
@@ -105,7 +125,14 @@ def dataset_dir(source: str, root: str | Path | None = None, opts: PrepareOption
     return cache_dir() / "datasets" / f"{source}-{cache_key(source, r, opts)}"
 
 
-def prepare(source: Source, root: str | Path | None = None, opts: PrepareOptions | None = None, *, force: bool = False, progress=None) -> EHRDataset:
+def prepare(
+    source: Source,
+    root: str | Path | None = None,
+    opts: PrepareOptions | None = None,
+    *,
+    force: bool = False,
+    progress=None,
+) -> EHRDataset:
     """Processed dataset for `source`, from the cache when present.
 
     progress: optional callable(str) told about each long step (the CLI shows it)."""
@@ -147,8 +174,17 @@ def _build(source: str, r: Path | None, folder: Path, opts: PrepareOptions, say)
         parts = reader(r, mapping_dir=opts.mapping_dir, first_24h=opts.first_24h, top_k=top_k, drops=drops)
     visits, names, profile_cols, warnings = parts
     say("assembling vocabularies, profile and split")
-    ds = assemble(source, visits, names, profile_cols, split_ratios=tuple(opts.split_ratios), seed=opts.split_seed,
-                  provenance=prov, warnings=warnings, drops=drops)
+    ds = assemble(
+        source,
+        visits,
+        names,
+        profile_cols,
+        split_ratios=tuple(opts.split_ratios),
+        seed=opts.split_seed,
+        provenance=prov,
+        warnings=warnings,
+        drops=drops,
+    )
     ds.drops = drops.table(max(drops.n_visits_read, len(visits)))
     check_drop_table(ds.drops, opts.max_drop_share, opts.allow_drops, where=str(r) if r else None)
     return ds

@@ -45,8 +45,11 @@ def read_bytes(path: Path) -> bytes:
         return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as e:
         line = _partial_gunzip(raw).count(b"\n") + 1
-        raise DataError(f"line {line}: gzip stream breaks off here ({type(e).__name__}: {e}); "
-                        "the file is truncated or corrupted, download it again", file=str(path)) from e
+        raise DataError(
+            f"line {line}: gzip stream breaks off here ({type(e).__name__}: {e}); "
+            "the file is truncated or corrupted, download it again",
+            file=str(path),
+        ) from e
 
 
 def _partial_gunzip(raw: bytes) -> bytes:
@@ -73,9 +76,12 @@ def decode_check(path: Path, data: bytes, latin1_ok: bool) -> str:
         line = _line_of(data, e.start)
         start = data.rfind(b"\n", 0, e.start) + 1
         end = data.find(b"\n", e.start)
-        text = data[start:end if end >= 0 else len(data)].decode("utf-8", errors="replace").strip()
-        raise DataError(f"line {line}: bytes that are not UTF-8 ({data[e.start:e.start + 1]!r}) in row {text[:100]!r}; "
-                        "re-export as UTF-8", file=str(path)) from e
+        text = data[start : end if end >= 0 else len(data)].decode("utf-8", errors="replace").strip()
+        raise DataError(
+            f"line {line}: bytes that are not UTF-8 ({data[e.start : e.start + 1]!r}) in row {text[:100]!r}; "
+            "re-export as UTF-8",
+            file=str(path),
+        ) from e
 
 
 def split_header(path: Path, data: bytes, encoding: str) -> tuple[list[str], str]:
@@ -98,11 +104,15 @@ def _parse(path: Path, data: bytes, names: list[str], sep: str, encoding: str) -
         bad.append(row)
         return "skip"
 
-    ro = pacsv.ReadOptions(column_names=[f"c{i}" for i in range(len(names))], skip_rows=1, encoding=encoding,
-                           block_size=1 << 24)
+    ro = pacsv.ReadOptions(
+        column_names=[f"c{i}" for i in range(len(names))], skip_rows=1, encoding=encoding, block_size=1 << 24
+    )
     po = pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=on_bad)
-    co = pacsv.ConvertOptions(column_types={f"c{i}": pa.string() for i in range(len(names))},
-                              strings_can_be_null=False, quoted_strings_can_be_null=False)
+    co = pacsv.ConvertOptions(
+        column_types={f"c{i}": pa.string() for i in range(len(names))},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
     try:
         table = pacsv.read_csv(pa.BufferReader(data), read_options=ro, parse_options=po, convert_options=co)
     except pa.ArrowInvalid as e:
@@ -111,8 +121,11 @@ def _parse(path: Path, data: bytes, names: list[str], sep: str, encoding: str) -
         r = bad[0]
         where = data.find(r.text.encode("utf-8" if encoding == "utf8" else "latin-1")[:200])
         line = f"line {_line_of(data, where)}: " if where >= 0 else ""
-        raise DataError(f"{line}{len(bad)} row(s) with the wrong number of fields (expected {r.expected_columns}, "
-                        f"got {r.actual_columns}; stray quote or separator?), e.g. {r.text[:100]!r}", file=str(path))
+        raise DataError(
+            f"{line}{len(bad)} row(s) with the wrong number of fields (expected {r.expected_columns}, "
+            f"got {r.actual_columns}; stray quote or separator?), e.g. {r.text[:100]!r}",
+            file=str(path),
+        )
     return table
 
 
@@ -127,12 +140,16 @@ def _record_lines(table: pa.Table) -> pd.Series:
 
 
 def _stray_quote_check(path: Path, table: pa.Table, names: list[str], lines: pd.Series, sep: str) -> None:
-    for name, col in zip(names, table.columns):
+    for name, col in zip(names, table.columns, strict=False):
         bad = pc.and_(pc.match_substring(col, "\n"), pc.match_substring(col, sep))
         if pc.any(bad).as_py():
             i = int(pc.index(bad, True).as_py())
-            raise DataError(f"line {lines.iat[i]}: a quoted value spans several lines and holds separators "
-                            f"(a stray quote swallowed rows?): {col[i].as_py()[:80]!r}", file=str(path), field=name)
+            raise DataError(
+                f"line {lines.iat[i]}: a quoted value spans several lines and holds separators "
+                f"(a stray quote swallowed rows?): {col[i].as_py()[:80]!r}",
+                file=str(path),
+                field=name,
+            )
 
 
 def _clean_strings(col: pa.ChunkedArray) -> pd.Series:
@@ -162,8 +179,9 @@ def read_csv_strings(path: Path, latin1_ok: bool = False, keep: set[str] | None 
     clean = [n.strip().lower().lstrip("\ufeff").strip() for n in names]
     dup = sorted({n for n in clean if clean.count(n) > 1})
     if dup:
-        raise DataError(f"header has duplicate column(s) {dup} (names compared case-insensitively)", file=str(path),
-                        field=dup[0])
+        raise DataError(
+            f"header has duplicate column(s) {dup} (names compared case-insensitively)", file=str(path), field=dup[0]
+        )
     table = _parse(path, data, names, sep, encoding)
     del data  # the raw bytes are only needed to locate parse errors
     lines = _record_lines(table)

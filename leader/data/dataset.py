@@ -87,14 +87,19 @@ class EHRDataset:
         h.update(json.dumps(self.provenance, sort_keys=True, default=str).encode())
         for kind in CODE_TYPES:
             h.update("\x1f".join(self.vocabs[kind].codes).encode())
-        h.update(pd.util.hash_pandas_object(self.visits[["patient_id", "visit_id", "visit_index"]], index=False).values.tobytes())
+        h.update(
+            pd.util.hash_pandas_object(
+                self.visits[["patient_id", "visit_id", "visit_index"]], index=False
+            ).values.tobytes()
+        )
         h.update(pd.util.hash_pandas_object(self.patients[["patient_id", "split"]], index=False).values.tobytes())
         return h.hexdigest()[:16]
 
     def samples(self, split: str | None = None) -> pd.DataFrame:
         """One row per sample: sample_id (= visit_id), patient_id, visit_index, split, group
         (patient-level: 'single' = the patient has one visit), n_history, history ('no_history'
-        = no earlier visit: the paper's per-sample "single-visit" definition, else 'history'). Ordered by (patient_id, visit_index) - stable across runs."""
+        = no earlier visit: the paper's per-sample "single-visit" definition, else 'history').
+        Ordered by (patient_id, visit_index) - stable across runs."""
         s = self.visits[["visit_id", "patient_id", "visit_index"]].rename(columns={"visit_id": "sample_id"})
         s = s.merge(self.patients[["patient_id", "split", "group"]], on="patient_id", how="left")
         s["n_history"] = s["visit_index"]
@@ -116,7 +121,9 @@ class EHRDataset:
         if len(row) == 0:
             raise KeyError(f"unknown sample_id {sample_id}")
         cur = self.visits.loc[row[0]]
-        same = self.visits[(self.visits["patient_id"] == cur["patient_id"]) & (self.visits["visit_index"] < cur["visit_index"])]
+        same = self.visits[
+            (self.visits["patient_id"] == cur["patient_id"]) & (self.visits["visit_index"] < cur["visit_index"])
+        ]
         return same.sort_values("visit_index"), cur
 
     def labels(self, sample_ids: np.ndarray | None = None) -> np.ndarray:
@@ -172,9 +179,11 @@ class EHRDataset:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "EHRDataset":
+    def load(cls, folder: str | Path) -> EHRDataset:
         folder = Path(folder)
-        meta = read_json(folder / "meta.json", DataError, what="not a processed dataset (delete the folder to rebuild it)")
+        meta = read_json(
+            folder / "meta.json", DataError, what="not a processed dataset (delete the folder to rebuild it)"
+        )
         visits = pd.read_parquet(folder / "visits.parquet")
         for kind in CODE_TYPES:  # parquet gives numpy arrays; keep plain lists of int
             visits[kind] = visits[kind].map(lambda a: [int(x) for x in a])

@@ -43,14 +43,23 @@ def parse_date_column(df: pd.DataFrame, col: str, *, required: bool = True) -> p
         parsed = pd.to_datetime(vals, format=fmt or "ISO8601", errors="coerce")
         bad = parsed.isna()
         if bad.any():
-            fail_at(df, col, m & bad.reindex(df.index, fill_value=False), "impossible date {value} (month > 12 or day "
-                    "out of range?)")
+            fail_at(
+                df,
+                col,
+                m & bad.reindex(df.index, fill_value=False),
+                "impossible date {value} (month > 12 or day out of range?)",
+            )
         out[m] = parsed.astype("datetime64[us]")
         matched |= m
     two = present & ~matched & s.str.fullmatch(TWO_DIGIT_YEAR)
     if two.any():
-        fail_at(df, col, two, "two-digit year in {value} is ambiguous (MIMIC dates are shifted into 2100-2210 and the "
-                "birth dates of patients over 89 ~300 years earlier, so no pivot is right); export four-digit years")
+        fail_at(
+            df,
+            col,
+            two,
+            "two-digit year in {value} is ambiguous (MIMIC dates are shifted into 2100-2210 and the "
+            "birth dates of patients over 89 ~300 years earlier, so no pivot is right); export four-digit years",
+        )
     other = present & ~matched
     if other.any():
         fail_at(df, col, other, "unparseable date {value} (accepted: YYYY-MM-DD[ HH:MM[:SS]], MM/DD/YYYY[ HH:MM[:SS]])")

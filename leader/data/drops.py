@@ -59,10 +59,18 @@ class DropLog:
         for reason, (paper, what) in REASONS.items():
             if reason in self.rows:
                 nv = len(self.visits.get(reason, ()))
-                out.append({"reason": reason, "paper_preprocessing": paper, "rows": self.rows[reason], "visits": nv,
-                            "patients": len(self.patients.get(reason, ())),
-                            "visit_share": round(nv / max(n_visits_read, 1), 6), "meaning": what,
-                            "example": self.examples.get(reason, "")})
+                out.append(
+                    {
+                        "reason": reason,
+                        "paper_preprocessing": paper,
+                        "rows": self.rows[reason],
+                        "visits": nv,
+                        "patients": len(self.patients.get(reason, ())),
+                        "visit_share": round(nv / max(n_visits_read, 1), 6),
+                        "meaning": what,
+                        "example": self.examples.get(reason, ""),
+                    }
+                )
         return out
 
 
@@ -73,9 +81,12 @@ def check_drop_table(table: list[dict], max_share: float, allowed: bool, where: 
     for row in table:
         if not row["paper_preprocessing"] and row["visit_share"] > max_share:
             eg = f" First: {row['example']}." if row.get("example") else ""
-            raise DataError(f"{row['rows']} row(s) dropped as {row['reason']} ({row['meaning']}) touch "
-                            f"{row['visits']} visit(s) = {100 * row['visit_share']:.2f}% > {100 * max_share:g}% of the "
-                            f"visits; fix the extract or pass --allow-drops.{eg}", file=where)
+            raise DataError(
+                f"{row['rows']} row(s) dropped as {row['reason']} ({row['meaning']}) touch "
+                f"{row['visits']} visit(s) = {100 * row['visit_share']:.2f}% > {100 * max_share:g}% of the "
+                f"visits; fix the extract or pass --allow-drops.{eg}",
+                file=where,
+            )
 
 
 def drop_summary(table: list[dict]) -> dict[str, int]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,15 @@ from leader.data.tables import MIMIC3, MIMIC4
 from leader.errors import DataError
 
 PROFILE_COLUMNS = ["age", "gender", "insurance", "ethnicity", "admission_type"]
-AGE_BINS = [(0, 18, "<18"), (18, 40, "18-39"), (40, 55, "40-54"), (55, 65, "55-64"), (65, 75, "65-74"), (75, 90, "75-89"), (90, 10**6, "90+")]
+AGE_BINS = [
+    (0, 18, "<18"),
+    (18, 40, "18-39"),
+    (40, 55, "40-54"),
+    (55, 65, "55-64"),
+    (65, 75, "65-74"),
+    (75, 90, "75-89"),
+    (90, 10**6, "90+"),
+]
 # Ages are years between birth and admission. 0-120 are real ages; MIMIC-III moves the birth date
 # of patients older than 89 ~300 years back, so 250-350 is that documented convention (-> "90+").
 AGE_RANGE, MIMIC3_OVER_89 = (0, 120), (250, 350)
@@ -38,7 +46,9 @@ def load_ndc_to_atc(mapping_dir: Path) -> dict[str, str]:
     """atc4_to_ndc.json (ATC level-3 class -> 11-digit NDCs), inverted."""
     path = mapping_dir / "atc4_to_ndc.json"
     if not path.exists():
-        raise DataError("NDC->ATC mapping not found (pass --mappings or put atc4_to_ndc.json beside the CSVs)", file=str(path))
+        raise DataError(
+            "NDC->ATC mapping not found (pass --mappings or put atc4_to_ndc.json beside the CSVs)", file=str(path)
+        )
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -60,7 +70,9 @@ def resolve_mapping_dir(root: Path, mapping_dir: Path | None) -> Path:
 
     m = find_mappings_root()
     if m is None:
-        raise DataError("no NDC->ATC mapping (atc4_to_ndc.json) next to the CSVs or in ../shared/data/mappings", file=str(root))
+        raise DataError(
+            "no NDC->ATC mapping (atc4_to_ndc.json) next to the CSVs or in ../shared/data/mappings", file=str(root)
+        )
     return m
 
 
@@ -80,10 +92,14 @@ def checked_age_bucket(age: pd.Series, adm: pd.DataFrame, source: str, why: str)
     if not ok.all():
         i = (~ok).idxmax()
         row = adm.loc[i]
-        raise DataError(f"line {row[LINE]}: hadm_id={row['hadm_id']} subject_id={row['subject_id']}: age {age[i]:g} at "
-                        f"admission ({why}) is outside 0-120" + (" and MIMIC-III's >89 convention (250-350)"
-                                                                 if source == "mimic3" else "")
-                        + f" ({int((~ok).sum())} admission(s))", file=adm.attrs.get("path"), field="admittime")
+        raise DataError(
+            f"line {row[LINE]}: hadm_id={row['hadm_id']} subject_id={row['subject_id']}: age {age[i]:g} at "
+            f"admission ({why}) is outside 0-120"
+            + (" and MIMIC-III's >89 convention (250-350)" if source == "mimic3" else "")
+            + f" ({int((~ok).sum())} admission(s))",
+            file=adm.attrs.get("path"),
+            field="admittime",
+        )
     return age_bucket(age.astype(float))
 
 
@@ -100,9 +116,13 @@ def attach_patients(adm: pd.DataFrame, pat: pd.DataFrame, drops: DropLog) -> pd.
     """Referential check: an admission whose patient row is missing is dropped (declared, counted)."""
     orphan = ~adm["subject_id"].isin(pat["subject_id"])
     if orphan.any():
-        drops.add("admission_without_patient", int(orphan.sum()), adm.loc[orphan, "hadm_id"],
-                  adm.loc[orphan, "subject_id"],
-                  example(adm, orphan, ("subject_id", "hadm_id")) + " (no such subject_id in the patients table)")
+        drops.add(
+            "admission_without_patient",
+            int(orphan.sum()),
+            adm.loc[orphan, "hadm_id"],
+            adm.loc[orphan, "subject_id"],
+            example(adm, orphan, ("subject_id", "hadm_id")) + " (no such subject_id in the patients table)",
+        )
     attrs = dict(adm.attrs)
     out = adm[~orphan].merge(pat.drop(columns=[LINE]), on="subject_id", how="left")
     out.attrs.update(attrs)
@@ -116,28 +136,41 @@ def _group_lists(keys: np.ndarray, values: np.ndarray) -> pd.Series:
     order = np.argsort(keys, kind="stable")
     k, v = keys[order], np.asarray(values, dtype=object)[order]
     uniq, starts = np.unique(k, return_index=True)
-    return pd.Series([list(dict.fromkeys(x)) for x in np.split(v, starts[1:])] if len(k) else [], index=uniq, dtype=object)
+    return pd.Series(
+        [list(dict.fromkeys(x)) for x in np.split(v, starts[1:])] if len(k) else [], index=uniq, dtype=object
+    )
 
 
 def keep_admitted(df: pd.DataFrame, adm_all: pd.DataFrame, drops: DropLog) -> pd.DataFrame:
     """Rows of a code table whose hadm_id is not an admission: dropped; those visits are lost."""
     orphan = ~df["hadm_id"].isin(adm_all["hadm_id"])
     if orphan.any():
-        drops.add("rows_without_admission", int(orphan.sum()), df.loc[orphan, "hadm_id"],
-                  df.loc[orphan, "subject_id"] if "subject_id" in df else (), example(df, orphan, ("hadm_id",)))
+        drops.add(
+            "rows_without_admission",
+            int(orphan.sum()),
+            df.loc[orphan, "hadm_id"],
+            df.loc[orphan, "subject_id"] if "subject_id" in df else (),
+            example(df, orphan, ("hadm_id",)),
+        )
     return df[~orphan]
 
 
-def code_rows(df: pd.DataFrame, kind: str, code_col: str, subj: pd.Series, drops: DropLog,
-              version_col: str | None = None) -> pd.DataFrame:
+def code_rows(
+    df: pd.DataFrame, kind: str, code_col: str, subj: pd.Series, drops: DropLog, version_col: str | None = None
+) -> pd.DataFrame:
     """Diagnosis/procedure rows with a normalised `code` column; empty or malformed codes dropped."""
     empty = df[code_col].isna()
     drops.add("code_rows_missing_code", int(empty.sum()), df.loc[empty, "hadm_id"], df.loc[empty, "hadm_id"].map(subj))
     df = df[~empty]
     versions = df[version_col] if version_col else None
     code, ok = normalise_icd(df[code_col], kind, versions)
-    drops.add("invalid_icd_code", int((~ok).sum()), df.loc[~ok, "hadm_id"], df.loc[~ok, "hadm_id"].map(subj),
-              example(df, ~ok, ("hadm_id", code_col, version_col or "")))
+    drops.add(
+        "invalid_icd_code",
+        int((~ok).sum()),
+        df.loc[~ok, "hadm_id"],
+        df.loc[~ok, "hadm_id"].map(subj),
+        example(df, ~ok, ("hadm_id", code_col, version_col or "")),
+    )
     key = code if versions is None else versions.astype(str) + "_" + code
     return df.assign(code=key)[ok]
 
@@ -155,20 +188,37 @@ def _med_names(rx: pd.DataFrame) -> dict[str, str]:
     names = {}
     if len(rx):
         rx = rx.assign(drug=rx["drug"].fillna(""))
-        top = rx.groupby(["atc", "drug"]).size().reset_index(name="n").sort_values(["atc", "n", "drug"], ascending=[True, False, True])
+        top = (
+            rx.groupby(["atc", "drug"])
+            .size()
+            .reset_index(name="n")
+            .sort_values(["atc", "n", "drug"], ascending=[True, False, True])
+        )
         for a, d in top.drop_duplicates("atc")[["atc", "drug"]].itertuples(index=False):
             names[a] = ATC3_NAMES.get(a) or str(d)
     return names
 
 
-def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc: dict[str, str], first_24h: bool,
-                    warnings: dict, drops: DropLog) -> tuple[pd.Series, dict[str, str]]:
+def _meds_per_visit(
+    rx: pd.DataFrame,
+    adm: pd.DataFrame,
+    start_col: str,
+    ndc2atc: dict[str, str],
+    first_24h: bool,
+    warnings: dict,
+    drops: DropLog,
+) -> tuple[pd.Series, dict[str, str]]:
     """NDC -> ATC-3 per visit; malformed/unknown NDCs counted; optional first-24-hours filter."""
     subj = adm.set_index("hadm_id")["subject_id"]
     rx = rx[rx["hadm_id"].isin(adm["hadm_id"])]
     ndc, ok = normalise_ndc(rx["ndc"])
-    drops.add("invalid_ndc", int((~ok).sum()), rx.loc[~ok, "hadm_id"], rx.loc[~ok, "hadm_id"].map(subj),
-              example(rx, ~ok, ("hadm_id", "ndc")))
+    drops.add(
+        "invalid_ndc",
+        int((~ok).sum()),
+        rx.loc[~ok, "hadm_id"],
+        rx.loc[~ok, "hadm_id"].map(subj),
+        example(rx, ~ok, ("hadm_id", "ndc")),
+    )
     rx, ndc = rx[ok], ndc[ok]
     atc = ndc.map(ndc2atc)
     n_unknown = int(atc.isna().sum())
@@ -181,7 +231,9 @@ def _meds_per_visit(rx: pd.DataFrame, adm: pd.DataFrame, start_col: str, ndc2atc
         start = rx[start_col]
         end = rx["hadm_id"].map(adm.set_index("hadm_id")["admittime"]) + pd.Timedelta(hours=24)
         # MIMIC-III STARTDATE is a date: keep every date the 24-hour window touches.
-        keep = start.notna() & (start < (end.dt.normalize() + pd.Timedelta(days=1) if start_col == "startdate" else end))
+        keep = start.notna() & (
+            start < (end.dt.normalize() + pd.Timedelta(days=1) if start_col == "startdate" else end)
+        )
         warnings["prescription_rows_after_24h"] = int((~keep).sum())
         late = rx.loc[~keep, "hadm_id"]
         drops.add("prescription_after_24h", int((~keep).sum()), late, late.map(subj))
@@ -202,7 +254,9 @@ def top_k_filter(visits: pd.DataFrame, kind: str, k: int | None, warnings: dict)
     visits[kind] = visits[kind].map(lambda cs: [c for c in cs if c in keep])
 
 
-def _finish(adm: pd.DataFrame, diag: pd.Series, proc: pd.Series, med: pd.Series, top_k: dict, warnings: dict) -> pd.DataFrame:
+def _finish(
+    adm: pd.DataFrame, diag: pd.Series, proc: pd.Series, med: pd.Series, top_k: dict, warnings: dict
+) -> pd.DataFrame:
     v = adm.copy()
     for kind, s in (("diag", diag), ("proc", proc), ("med", med)):
         v[kind] = v["hadm_id"].map(s)
@@ -218,8 +272,9 @@ def _ethnicity(s: pd.Series) -> pd.Series:
     return s.fillna("UNKNOWN").astype(str).str.split(r"[ /-]", n=1, regex=True).str[0]
 
 
-def _dictionary_names(root: Path, spec, drops: DropLog, warnings: dict,
-                      key: Callable[[pd.DataFrame], pd.Series]) -> dict:
+def _dictionary_names(
+    root: Path, spec, drops: DropLog, warnings: dict, key: Callable[[pd.DataFrame], pd.Series]
+) -> dict:
     """code -> long title from a D_ICD_* table; a missing dictionary is counted, not fatal."""
     try:
         d = schema.load(root, spec, drops)
@@ -228,7 +283,7 @@ def _dictionary_names(root: Path, spec, drops: DropLog, warnings: dict,
             raise
         warnings[f"{spec.name.lower()}_missing"] = 1
         return {}
-    return dict(zip(key(d), d["long_title"].fillna("")))
+    return dict(zip(key(d), d["long_title"].fillna(""), strict=False))
 
 
 def _start(root: Path, what: str) -> Path:
@@ -243,9 +298,14 @@ def _visits_read(*frames: pd.DataFrame) -> int:
 
 
 # ----------------------------------------------------------------------------- MIMIC-III
-def read_mimic3(root: str | Path, *, mapping_dir: str | Path | None = None, first_24h: bool = False,
-                top_k: dict[str, int | None] | None = None,
-                drops: DropLog | None = None) -> tuple[pd.DataFrame, dict, list[str], dict]:
+def read_mimic3(
+    root: str | Path,
+    *,
+    mapping_dir: str | Path | None = None,
+    first_24h: bool = False,
+    top_k: dict[str, int | None] | None = None,
+    drops: DropLog | None = None,
+) -> tuple[pd.DataFrame, dict, list[str], dict]:
     root, t = _start(root, "MIMIC-III"), MIMIC3
     drops = drops if drops is not None else DropLog()
     warnings: dict[str, int] = {}
@@ -271,8 +331,15 @@ def read_mimic3(root: str | Path, *, mapping_dir: str | Path | None = None, firs
     fallback = icd9_titles()
     names = {"diag": dict(fallback["diag"]), "proc": dict(fallback["proc"]), "med": med_names}
     for kind in ("diag", "proc"):
-        names[kind].update(_dictionary_names(root, t[f"d_{'diagnoses' if kind == 'diag' else 'procedures'}"], drops,
-                                             warnings, lambda d, k=kind: normalise_icd(d["icd9_code"], k)[0]))
+        names[kind].update(
+            _dictionary_names(
+                root,
+                t[f"d_{'diagnoses' if kind == 'diag' else 'procedures'}"],
+                drops,
+                warnings,
+                lambda d, k=kind: normalise_icd(d["icd9_code"], k)[0],
+            )
+        )
     visits = _finish(adm, diag, proc, med, top_k or {}, warnings)
     return visits, names, list(PROFILE_COLUMNS), warnings
 
@@ -283,9 +350,14 @@ def _icd_key(df: pd.DataFrame, kind: str) -> pd.Series:
     return df["icd_version"].astype(str) + "_" + normalise_icd(df["icd_code"], kind, df["icd_version"])[0]
 
 
-def read_mimic4(root: str | Path, *, mapping_dir: str | Path | None = None, first_24h: bool = False,
-                top_k: dict[str, int | None] | None = None,
-                drops: DropLog | None = None) -> tuple[pd.DataFrame, dict, list[str], dict]:
+def read_mimic4(
+    root: str | Path,
+    *,
+    mapping_dir: str | Path | None = None,
+    first_24h: bool = False,
+    top_k: dict[str, int | None] | None = None,
+    drops: DropLog | None = None,
+) -> tuple[pd.DataFrame, dict, list[str], dict]:
     root, t = _start(root, "MIMIC-IV"), MIMIC4
     hosp = root / "hosp" if (root / "hosp").is_dir() else root
     drops = drops if drops is not None else DropLog()

@@ -1,9 +1,10 @@
 """The teacher's input: the paper's prompt template filled with code NAMES.
 
-Template (LEADER, Fig. 2), one line per part:
+Template (LEADER, Fig. 2), one line per part (long lines wrapped here with a trailing backslash):
 
     The patient has {n} times ICU visits.
-    In the {k}-th visit, the patient had diagnosis: {names}; procedures: {names}. The patient was prescribed drugs: {names}.
+    In the {k}-th visit, the patient had diagnosis: {names}; procedures: {names}. \
+The patient was prescribed drugs: {names}.
     ... (one line per shown past visit, oldest first)
     In this visit, the patient has diagnosis: {names}; procedures: {names}. Then, the patient should be prescribed:
 
@@ -16,15 +17,17 @@ past visits keep their true ordinal so the model still sees how long the history
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 
 from leader.data.dataset import EHRDataset
 
 HEADER = "The patient has {n} times ICU visits."
-PAST = "In the {k}-th visit, the patient had diagnosis: {diag}; procedures: {proc}. The patient was prescribed drugs: {med}."
-CURRENT = "In this visit, the patient has diagnosis: {diag}; procedures: {proc}. Then, the patient should be prescribed:"
+PAST = "In the {k}-th visit, the patient had diagnosis: {diag}; procedures: {proc}. The patient was prescribed drugs: {med}."  # noqa: E501
+CURRENT = (
+    "In this visit, the patient has diagnosis: {diag}; procedures: {proc}. Then, the patient should be prescribed:"
+)
 
 
 def _words(text: str) -> int:
@@ -36,22 +39,39 @@ def _names(vocab, idx: Iterable[int]) -> str:
     return ", ".join(vocab.names[i] for i in idx)
 
 
-def render(ds: EHRDataset, past: list[pd.Series], current: pd.Series, *, max_past_visits: int | None = None,
-           token_budget: int | None = None, count_tokens: Callable[[str], int] = _words) -> str:
+def render(
+    ds: EHRDataset,
+    past: list[pd.Series],
+    current: pd.Series,
+    *,
+    max_past_visits: int | None = None,
+    token_budget: int | None = None,
+    count_tokens: Callable[[str], int] = _words,
+) -> str:
     """Prompt for one sample from its past visit rows (oldest first) and current visit row."""
-    return render_counted(ds, past, current, max_past_visits=max_past_visits, token_budget=token_budget,
-                          count_tokens=count_tokens)[0]
+    return render_counted(
+        ds, past, current, max_past_visits=max_past_visits, token_budget=token_budget, count_tokens=count_tokens
+    )[0]
 
 
-def render_counted(ds: EHRDataset, past: list[pd.Series], current: pd.Series, *, max_past_visits: int | None = None,
-                   token_budget: int | None = None, count_tokens: Callable[[str], int] = _words) -> tuple[str, int]:
+def render_counted(
+    ds: EHRDataset,
+    past: list[pd.Series],
+    current: pd.Series,
+    *,
+    max_past_visits: int | None = None,
+    token_budget: int | None = None,
+    count_tokens: Callable[[str], int] = _words,
+) -> tuple[str, int]:
     """(prompt, number of past visits dropped to respect `max_past_visits` / `token_budget`)."""
     dv, pv, mv = ds.vocabs["diag"], ds.vocabs["proc"], ds.vocabs["med"]
     n_total = len(past) + 1
-    past_lines = [PAST.format(k=i + 1, diag=_names(dv, r["diag"]), proc=_names(pv, r["proc"]), med=_names(mv, r["med"]))
-                  for i, r in enumerate(past)]
+    past_lines = [
+        PAST.format(k=i + 1, diag=_names(dv, r["diag"]), proc=_names(pv, r["proc"]), med=_names(mv, r["med"]))
+        for i, r in enumerate(past)
+    ]
     if max_past_visits is not None:
-        past_lines = past_lines[len(past_lines) - max_past_visits:] if max_past_visits > 0 else []
+        past_lines = past_lines[len(past_lines) - max_past_visits :] if max_past_visits > 0 else []
     head = HEADER.format(n=n_total)
     cur = CURRENT.format(diag=_names(dv, current["diag"]), proc=_names(pv, current["proc"]))
     if token_budget is not None:
@@ -73,8 +93,9 @@ def build_prompts(ds: EHRDataset, sample_ids: Iterable[int] | None = None, **kwa
     return build_prompts_counted(ds, sample_ids, **kwargs)[0]
 
 
-def build_prompts_counted(ds: EHRDataset, sample_ids: Iterable[int] | None = None,
-                          **kwargs) -> tuple[list[str], list[int]]:
+def build_prompts_counted(
+    ds: EHRDataset, sample_ids: Iterable[int] | None = None, **kwargs
+) -> tuple[list[str], list[int]]:
     """(prompts, past visits dropped per prompt), both in `sample_ids` order."""
     by_visit: dict[int, tuple[str, int]] = {}
     wanted = None if sample_ids is None else [int(s) for s in sample_ids]
@@ -128,8 +149,14 @@ def fit_prompts(ds: EHRDataset, sample_ids: Iterable[int], tokenizer, max_length
     return prompts, dropped
 
 
-def teacher_prompts(ds: EHRDataset, sample_ids: Iterable[int], tokenizer=None, *, fit_max_length: int | None = None,
-                    token_budget: int | None = None) -> tuple[list[str], list[int]]:
+def teacher_prompts(
+    ds: EHRDataset,
+    sample_ids: Iterable[int],
+    tokenizer=None,
+    *,
+    fit_max_length: int | None = None,
+    token_budget: int | None = None,
+) -> tuple[list[str], list[int]]:
     """The prompts a teacher was trained on, from its saved `prompt_options`: fitted to its
     tokenizer when `fit_max_length` is set, else the word-budget / untrimmed template. Training,
     feature extraction and latency measurements all call this, so they see the same text."""

@@ -48,11 +48,13 @@ def find_file(root: Path, name: str) -> Path:
     want = {f"{name.lower()}{ext}" for ext in (".csv", ".csv.gz", ".tsv", ".tsv.gz")}
     hits = sorted(p for p in root.iterdir() if p.is_file() and p.name.lower() in want) if root.is_dir() else []
     if not hits:
-        raise DataError(f"table {name} not found (looked for {name}.csv or {name}.csv.gz, any case)",
-                        file=str(root / name))
+        raise DataError(
+            f"table {name} not found (looked for {name}.csv or {name}.csv.gz, any case)", file=str(root / name)
+        )
     if len(hits) > 1:
-        raise DataError(f"table {name} found twice ({', '.join(p.name for p in hits)}); keep one",
-                        file=str(root / name))
+        raise DataError(
+            f"table {name} found twice ({', '.join(p.name for p in hits)}); keep one", file=str(root / name)
+        )
     return hits[0]
 
 
@@ -92,9 +94,12 @@ def _apply_key(df: pd.DataFrame, t: Table, drops: DropLog) -> pd.DataFrame:
         twin = rows[(rows[list(t.key)] == first[list(t.key)]).all(axis=1)].iloc[1]
         col = next(c for c in cols if str(first[c]) != str(twin[c]))
         key = ", ".join(f"{k}={first[k]}" for k in t.key)
-        raise DataError(f"lines {first[LINE]} and {twin[LINE]}: duplicate key ({key}) with conflicting values "
-                        f"{first[col]!r} vs {twin[col]!r} ({int(clash.sum())} rows share a key)",
-                        file=df.attrs.get("path"), field=col)
+        raise DataError(
+            f"lines {first[LINE]} and {twin[LINE]}: duplicate key ({key}) with conflicting values "
+            f"{first[col]!r} vs {twin[col]!r} ({int(clash.sum())} rows share a key)",
+            file=df.attrs.get("path"),
+            field=col,
+        )
     return df
 
 

@@ -44,15 +44,21 @@ def stats_table(stats: dict, title: str | None = None):
     t.add_column("statistic")
     t.add_column("value", justify="right")
     rows = [
-        ("# patients", stats["patients"]), ("# visits", stats["visits"]),
+        ("# patients", stats["patients"]),
+        ("# visits", stats["visits"]),
         ("visits per patient", stats["visits_per_patient"]),
         ("single-visit patients", f"{stats['single_visit_patients']} ({100 * stats['single_visit_share']:.1f}%)"),
         ("max visits", stats["max_visits"]),
-        ("# diagnoses", stats["n_diag"]), ("# procedures", stats["n_proc"]), ("# medications (ATC-3)", stats["n_med"]),
+        ("# diagnoses", stats["n_diag"]),
+        ("# procedures", stats["n_proc"]),
+        ("# medications (ATC-3)", stats["n_med"]),
         ("avg / max diagnoses per visit", f"{stats['avg_diag_per_visit']} / {stats['max_diag_per_visit']}"),
         ("avg / max procedures per visit", f"{stats['avg_proc_per_visit']} / {stats['max_proc_per_visit']}"),
         ("avg / max medications per visit", f"{stats['avg_med_per_visit']} / {stats['max_med_per_visit']}"),
-        ("train / val / test patients", f"{stats['train_patients']} / {stats['val_patients']} / {stats['test_patients']}"),
+        (
+            "train / val / test patients",
+            f"{stats['train_patients']} / {stats['val_patients']} / {stats['test_patients']}",
+        ),
         ("profile features", ", ".join(f"{k}({n})" for k, n in stats["profile_features"].items())),
     ]
     for k, n in sorted(stats["warnings"].items()):
@@ -67,12 +73,24 @@ def drop_table(drops: list[dict], title: str = "Rows dropped while preparing"):
     from rich.table import Table
 
     t = Table(title=title)
-    for c, j in (("reason", "left"), ("rule", "left"), ("rows", "right"), ("visits", "right"), ("patients", "right"),
-                 ("% visits", "right")):
+    for c, j in (
+        ("reason", "left"),
+        ("rule", "left"),
+        ("rows", "right"),
+        ("visits", "right"),
+        ("patients", "right"),
+        ("% visits", "right"),
+    ):
         t.add_column(c, justify=j)
     for r in drops:
-        t.add_row(r["reason"], "paper" if r["paper_preprocessing"] else "repair", str(r["rows"]), str(r["visits"]),
-                  str(r["patients"]), f"{100 * r['visit_share']:.2f}")
+        t.add_row(
+            r["reason"],
+            "paper" if r["paper_preprocessing"] else "repair",
+            str(r["rows"]),
+            str(r["visits"]),
+            str(r["patients"]),
+            f"{100 * r['visit_share']:.2f}",
+        )
     if not drops:
         t.add_row("(none)", "", "0", "0", "0", "0.00")
     return t

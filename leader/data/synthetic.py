@@ -24,9 +24,18 @@ from leader.data.codes import ATC3_DRUGS, ATC3_NAMES, BACKGROUND_ATC, load_curat
 class SyntheticConfig(BaseModel):
     n_patients: int = Field(6000, ge=10, description="Number of patients (~2.4 visits each by default).")
     single_visit_share: float = Field(0.55, ge=0.0, le=1.0, description="Share of patients with exactly one admission.")
-    mean_extra_visits: float = Field(2.1, ge=0.0, description="Mean number of visits beyond 2 for multi-visit patients (geometric).")
-    structure_strength: float = Field(0.85, ge=0.0, le=1.0, description="P(a theme's drug class is prescribed when the theme is active); 0 = no signal.")
-    rare_share: float = Field(0.1, ge=0.0, le=1.0, description="P(an active theme shows only through a rare, name-linked code).")
+    mean_extra_visits: float = Field(
+        2.1, ge=0.0, description="Mean number of visits beyond 2 for multi-visit patients (geometric)."
+    )
+    structure_strength: float = Field(
+        0.85,
+        ge=0.0,
+        le=1.0,
+        description="P(a theme's drug class is prescribed when the theme is active); 0 = no signal.",
+    )
+    rare_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="P(an active theme shows only through a rare, name-linked code)."
+    )
     noise_drugs: float = Field(1.0, ge=0.0, description="Mean number of random (unlinked) drug classes per visit.")
     background_diags: float = Field(3.0, ge=0.0, description="Mean number of unlinked background diagnoses per visit.")
     seed: int = Field(0, description="Generator seed.")
@@ -55,10 +64,16 @@ class _World:
         cur = load_curated()
         themes = cur["themes"]
         atc_all = sorted(set(ATC3_NAMES))
-        return cls(themes=themes, prev=np.array([t["prevalence"] for t in themes]),
-                   chronic=np.array([t["chronic"] for t in themes]), bg_dx=[c for c, _ in cur["background_diag"]],
-                   bg_px=[c for c, _ in cur["background_proc"]], atc_all=atc_all,
-                   atc_idx={a: i for i, a in enumerate(atc_all)}, curated=cur)
+        return cls(
+            themes=themes,
+            prev=np.array([t["prevalence"] for t in themes]),
+            chronic=np.array([t["chronic"] for t in themes]),
+            bg_dx=[c for c, _ in cur["background_diag"]],
+            bg_px=[c for c, _ in cur["background_proc"]],
+            atc_all=atc_all,
+            atc_idx={a: i for i, a in enumerate(atc_all)},
+            curated=cur,
+        )
 
 
 @dataclass
@@ -81,10 +96,14 @@ def _patients(rng: np.random.Generator, cfg: SyntheticConfig) -> dict[str, np.nd
     n_vis = np.where(single, 1, 2 + rng.geometric(p_geo, n) - 1)
     gender = rng.choice(["F", "M"], n)
     age0 = np.clip(rng.normal(63, 16, n), 18, 95).astype(int)
-    insurance = rng.choice(["Medicare", "Private", "Medicaid", "Government", "Self Pay"], n,
-                           p=[0.5, 0.32, 0.1, 0.05, 0.03])
-    ethnicity = rng.choice(["WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC OR LATINO", "ASIAN", "UNKNOWN/NOT SPECIFIED"],
-                           n, p=[0.7, 0.1, 0.05, 0.05, 0.1])
+    insurance = rng.choice(
+        ["Medicare", "Private", "Medicaid", "Government", "Self Pay"], n, p=[0.5, 0.32, 0.1, 0.05, 0.03]
+    )
+    ethnicity = rng.choice(
+        ["WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC OR LATINO", "ASIAN", "UNKNOWN/NOT SPECIFIED"],
+        n,
+        p=[0.7, 0.1, 0.05, 0.05, 0.1],
+    )
     return {"n_vis": n_vis, "gender": gender, "age0": age0, "insurance": insurance, "ethnicity": ethnicity}
 
 
@@ -151,8 +170,9 @@ def _write_tables(out: Path, rows: _Rows, w: _World) -> None:
     base = pd.Timestamp("2130-01-01")
     to_time = lambda m: base + pd.to_timedelta(np.asarray(m, dtype=np.int64), unit="min")  # noqa: E731
     times = {"date_format": "%Y-%m-%d %H:%M:%S"}
-    adm_df = pd.DataFrame(rows.adm, columns=["SUBJECT_ID", "HADM_ID", "ADMITTIME", "ADMISSION_TYPE", "INSURANCE",
-                                             "ETHNICITY"])
+    adm_df = pd.DataFrame(
+        rows.adm, columns=["SUBJECT_ID", "HADM_ID", "ADMITTIME", "ADMISSION_TYPE", "INSURANCE", "ETHNICITY"]
+    )
     adm_df["ADMITTIME"] = to_time(adm_df["ADMITTIME"])
     pat_df = pd.DataFrame(rows.pat, columns=["SUBJECT_ID", "GENDER", "DOB"])
     pat_df["DOB"] = to_time(pat_df["DOB"]).normalize()
@@ -168,8 +188,9 @@ def _write_tables(out: Path, rows: _Rows, w: _World) -> None:
     dx_names = {c: t for th in w.themes for c, t in th["common_diag"] + th["rare_diag"]} | dict(cur["background_diag"])
     px_names = {c: t for th in w.themes for c, t in th["proc"]} | dict(cur["background_proc"])
     for fname, d in (("D_ICD_DIAGNOSES", dx_names), ("D_ICD_PROCEDURES", px_names)):
-        titles = pd.DataFrame({"ICD9_CODE": list(d), "SHORT_TITLE": [v[:24] for v in d.values()],
-                               "LONG_TITLE": list(d.values())})
+        titles = pd.DataFrame(
+            {"ICD9_CODE": list(d), "SHORT_TITLE": [v[:24] for v in d.values()], "LONG_TITLE": list(d.values())}
+        )
         titles.to_csv(out / f"{fname}.csv", index=False)
 
 

@@ -44,16 +44,17 @@ class FeatureStoreConfig(BaseModel):
     name: str = Field(ACTOR_NAME, description="Ray actor name of the feature store.")
     namespace: str = Field(NAMESPACE, description="Ray namespace of the feature store actor.")
     budget_bytes: int | None = Field(
-        None, description="Most bytes of feature arrays held at once (LRU eviction beyond). "
-                          "Default: env LEADER_FEATURE_STORE_BUDGET, else half the cluster's object store memory.")
+        None,
+        description="Most bytes of feature arrays held at once (LRU eviction beyond). "
+        "Default: env LEADER_FEATURE_STORE_BUDGET, else half the cluster's object store memory.",
+    )
     max_retries: int = Field(4, description="Times fetch_features re-creates a dead store and retries.")
 
 
 def spilling_system_config(directory: str | Path) -> dict:
     """`_system_config` for ray.init that spills plasma objects to `directory` when the object
     store is full (Ray's default is the session temp dir, often on a small root disk)."""
-    return {"object_spilling_config": json.dumps({"type": "filesystem",
-                                                  "params": {"directory_path": str(directory)}})}
+    return {"object_spilling_config": json.dumps({"type": "filesystem", "params": {"directory_path": str(directory)}})}
 
 
 def _key(path: str | Path) -> str:
@@ -90,25 +91,42 @@ def _make_actor_cls():
             feats = load_features(path)
             size = int(feats.sample_ids.nbytes + feats.hidden.nbytes + feats.probs.nbytes)
             if size > self.budget:
-                raise ConfigError(f"feature set {path} needs {size} bytes, more than the feature store budget "
-                                  f"budget_bytes={self.budget}; raise it (FeatureStoreConfig.budget_bytes or "
-                                  f"LEADER_FEATURE_STORE_BUDGET)")
+                raise ConfigError(
+                    f"feature set {path} needs {size} bytes, more than the feature store budget "
+                    f"budget_bytes={self.budget}; raise it (FeatureStoreConfig.budget_bytes or "
+                    f"LEADER_FEATURE_STORE_BUDGET)"
+                )
             while self.held and self.bytes_held() + size > self.budget:
                 old, e = self.held.popitem(last=False)
-                log.warning("feature store: evicting %s (%.1f MiB, %d hits) to fit %s within budget %.1f MiB",
-                            old, e["bytes"] / 2**20, e["hits"], key, self.budget / 2**20)
+                log.warning(
+                    "feature store: evicting %s (%.1f MiB, %d hits) to fit %s within budget %.1f MiB",
+                    old,
+                    e["bytes"] / 2**20,
+                    e["hits"],
+                    key,
+                    self.budget / 2**20,
+                )
             ref = ray.put({"sample_ids": feats.sample_ids, "hidden": feats.hidden, "probs": feats.probs})
             self.held[key] = {"ref": ref, "meta": feats.meta, "bytes": size, "hits": 0}
-            log.info("feature store: loaded %s (%d rows, %.1f MiB) in %.2fs", key, len(feats.sample_ids),
-                     size / 2**20, time.perf_counter() - t0)
+            log.info(
+                "feature store: loaded %s (%d rows, %.1f MiB) in %.2fs",
+                key,
+                len(feats.sample_ids),
+                size / 2**20,
+                time.perf_counter() - t0,
+            )
             return {"ref": [ref], "meta": feats.meta, "loaded": True}
 
         def bytes_held(self) -> int:
             return sum(e["bytes"] for e in self.held.values())
 
         def info(self) -> dict:
-            return {"pid": os.getpid(), "budget_bytes": self.budget, "bytes_held": self.bytes_held(),
-                    "sets": [{"key": k, "bytes": e["bytes"], "hits": e["hits"]} for k, e in self.held.items()]}
+            return {
+                "pid": os.getpid(),
+                "budget_bytes": self.budget,
+                "bytes_held": self.bytes_held(),
+                "sets": [{"key": k, "bytes": e["bytes"], "hits": e["hits"]} for k, e in self.held.items()],
+            }
 
         def evict(self, path: str | None = None) -> int:
             """Drop one feature set (or all); returns how many were dropped."""
@@ -148,8 +166,9 @@ def get_store(config: FeatureStoreConfig | None = None):
     # Escape the caller's placement group: a store created from inside a Tune trial would
     # otherwise be captured by the trial's group and killed when that trial ends. An explicit
     # "DEFAULT" strategy skips Ray's placement-group capture altogether.
-    return _ACTOR_CLS.options(name=cfg.name, namespace=cfg.namespace, lifetime="detached", get_if_exists=True,
-                              scheduling_strategy="DEFAULT").remote(budget)
+    return _ACTOR_CLS.options(
+        name=cfg.name, namespace=cfg.namespace, lifetime="detached", get_if_exists=True, scheduling_strategy="DEFAULT"
+    ).remote(budget)
 
 
 def kill_store(config: FeatureStoreConfig | None = None) -> bool:
@@ -181,8 +200,9 @@ def fetch_features(path: str | Path, config: FeatureStoreConfig | None = None) -
         try:
             out = ray.get(store.get.remote(path))
             arrays = ray.get(out["ref"][0])
-            return TeacherFeatures(sample_ids=arrays["sample_ids"], hidden=arrays["hidden"],
-                                   probs=arrays["probs"], meta=out["meta"])
+            return TeacherFeatures(
+                sample_ids=arrays["sample_ids"], hidden=arrays["hidden"], probs=arrays["probs"], meta=out["meta"]
+            )
         except ActorUnavailableError as e:
             # The actor is restarting (max_restarts=-1): wait for it rather than kill it, which
             # would cascade into every concurrent trial re-creating the store.

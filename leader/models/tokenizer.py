@@ -10,7 +10,7 @@ The corpus defaults to the prompt template plus every code name in leader/resour
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from leader.paths import resources_dir
 
@@ -49,10 +49,20 @@ def train_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 2000,
     tok = Tokenizer(models.BPE(unk_token=SPECIAL["unk"]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=SPECIAL["pad"], unk_token=SPECIAL["unk"], bos_token=SPECIAL["bos"],
-        eos_token=SPECIAL["eos"], padding_side="right", truncation_side="left", model_max_length=model_max_length,
+        tokenizer_object=tok,
+        pad_token=SPECIAL["pad"],
+        unk_token=SPECIAL["unk"],
+        bos_token=SPECIAL["bos"],
+        eos_token=SPECIAL["eos"],
+        padding_side="right",
+        truncation_side="left",
+        model_max_length=model_max_length,
     )

@@ -14,7 +14,6 @@ from leader.report import tables as T
 from leader.report.findings import findings, findings_frame, findings_markdown
 from leader.report.guard import check_aggregate_only
 from leader.report.load import StudyResults, load_study
-
 from leader.report.names import FIGURE_ALIASES, FIGURES, TABLE_ALIASES, TABLES
 
 ALL_TABLES, ALL_FIGURES = list(TABLES), list(FIGURES)
@@ -94,11 +93,14 @@ def _build_table(name: str, s: StudyResults) -> T.Table:
     if name == "overall":
         return T.overall_table(s.metrics, s.bootstrap, _as_list(_find(s.spec, "report", "models")))
     if name == "ablation":
-        return T.ablation_table(s.metrics, _as_list(_find(s.spec, "ablations", "variants"))
-                                or _as_list(_find(s.spec, "ablation", "variants")))
+        return T.ablation_table(
+            s.metrics,
+            _as_list(_find(s.spec, "ablations", "variants")) or _as_list(_find(s.spec, "ablation", "variants")),
+        )
     if name == "backbone":
-        return T.backbone_table(s.metrics, _as_list(_find(s.spec, "teacher", "backbones"))
-                                or _as_list(s.spec.get("backbones")))
+        return T.backbone_table(
+            s.metrics, _as_list(_find(s.spec, "teacher", "backbones")) or _as_list(s.spec.get("backbones"))
+        )
     if name == "sensitivity":
         return T.sensitivity_table(s.metrics)
     if name == "optuna":
@@ -126,12 +128,18 @@ def findings_html(items) -> str:
     if not items:
         return "<h2>Findings</h2><p>No results yet: no claim can be tested.</p>"
     colour = {"held": "#1a7f37", "not held": "#cf222e", "cannot test": "#6e7781"}
-    rows = "".join(f"<tr><td>{R.html.escape(f.dataset)}</td><td>{R.html.escape(f.claim)}</td>"
-                   f'<td style="color:{colour[f.status]};font-weight:bold">{f.status.upper() if f.status == "not held" else f.status}</td>'
-                   f"<td>{R.html.escape(f.evidence)}</td></tr>" for f in items)
-    return ("<h2>Findings</h2><p class=\"caption\">Each claim of the LEADER paper this study can test (PRAUC; "
-            "'held' needs a paired patient-bootstrap p &lt; 0.05).</p><table><thead><tr><th>Dataset</th><th>Claim</th>"
-            f"<th>Status</th><th>Evidence</th></tr></thead><tbody>{rows}</tbody></table>")
+    rows = "".join(
+        f"<tr><td>{R.html.escape(f.dataset)}</td><td>{R.html.escape(f.claim)}</td>"
+        f'<td style="color:{colour[f.status]};font-weight:bold">'
+        f"{f.status.upper() if f.status == 'not held' else f.status}</td>"
+        f"<td>{R.html.escape(f.evidence)}</td></tr>"
+        for f in items
+    )
+    return (
+        '<h2>Findings</h2><p class="caption">Each claim of the LEADER paper this study can test (PRAUC; '
+        "'held' needs a paired patient-bootstrap p &lt; 0.05).</p><table><thead><tr><th>Dataset</th><th>Claim</th>"
+        f"<th>Status</th><th>Evidence</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -144,11 +152,17 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     (out / "tables").mkdir(parents=True, exist_ok=True)
     tables, figs, unknown = declared_items(s.spec)
 
-    md = [f"# Study report: {s.name}", "",
-          f"Generated {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} from `{s.study_dir}`.", ""]
-    body = [f"<h1>Study report: {R.html.escape(s.name)}</h1>",
-            f'<p class="caption">Generated {_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")} from '
-            f"<code>{R.html.escape(str(s.study_dir))}</code>.</p>"]
+    md = [
+        f"# Study report: {s.name}",
+        "",
+        f"Generated {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} from `{s.study_dir}`.",
+        "",
+    ]
+    body = [
+        f"<h1>Study report: {R.html.escape(s.name)}</h1>",
+        f'<p class="caption">Generated {_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")} from '
+        f"<code>{R.html.escape(str(s.study_dir))}</code>.</p>",
+    ]
     found = findings(s.metrics, s.paired, s.efficiency)
     md.append(findings_markdown(found))
     body.append(findings_html(found))
@@ -183,8 +197,9 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     if "optuna_importance" in figs and not s.optuna.empty:
         for grp, imp in F.param_importances(s.optuna).items():
             for p, v in imp.items():
-                longs.append(pd.DataFrame([dict(table="optuna_importance", dataset=grp, row=p, metric="importance",
-                                                mean=v)]))
+                longs.append(
+                    pd.DataFrame([dict(table="optuna_importance", dataset=grp, row=p, metric="importance", mean=v)])
+                )
     md.append(R.env_md(s.env, s.spec_text))
     body.append(R.env_html(s.env, s.spec_text))
     results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])

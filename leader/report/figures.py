@@ -28,8 +28,12 @@ def sensitivity_figure(metrics: pd.DataFrame, params=("alpha", "beta"), metric: 
     """PRAUC (overall) against alpha and/or beta, one row per dataset, band = ± std."""
     if metrics.empty:
         return "missing: no results in metrics.parquet"
-    sel = metrics[(metrics["stage"] == "sensitivity") & (metrics["group"] == "overall") & (metrics["metric"] == metric)
-                  & metrics["param"].isin(["alpha", "beta"])]
+    sel = metrics[
+        (metrics["stage"] == "sensitivity")
+        & (metrics["group"] == "overall")
+        & (metrics["metric"] == metric)
+        & metrics["param"].isin(["alpha", "beta"])
+    ]
     if sel.empty:
         return "missing: no sensitivity runs (stage 'sensitivity', param alpha/beta) in metrics.parquet"
     sel = sel[sel["param"].isin(list(params))]
@@ -37,25 +41,47 @@ def sensitivity_figure(metrics: pd.DataFrame, params=("alpha", "beta"), metric: 
         return f"missing: no sensitivity runs for {'/'.join(params)} in metrics.parquet"
     datasets = sorted(sel["dataset"].unique())
     params = list(params)
-    fig, axes = plt.subplots(len(datasets), len(params), figsize=(5.2 * len(params), 3.6 * len(datasets)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(datasets), len(params), figsize=(5.2 * len(params), 3.6 * len(datasets)), squeeze=False
+    )
     for i, ds in enumerate(datasets):
         for j, p in enumerate(params):
             ax = axes[i][j]
             d = sel[(sel["dataset"] == ds) & (sel["param"] == p)]
             if d.empty:
-                ax.text(0.5, 0.5, f"missing: no {p} sweep", ha="center", va="center", transform=ax.transAxes,
-                        color="#b00020")
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"missing: no {p} sweep",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="#b00020",
+                )
                 ax.set_axis_off()
                 continue
             # mean of stored means per value (several seeds average), band = mean stored std
             agg = d.groupby("param_value").agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
             sns.lineplot(data=agg, x="param_value", y="mean", marker="o", ax=ax, color="#4C72B0", label="LEADER(S)")
-            ax.fill_between(agg["param_value"], agg["mean"] - agg["std"], agg["mean"] + agg["std"], alpha=0.25,
-                            color="#4C72B0", label="± 1 std (bootstrap)")
+            ax.fill_between(
+                agg["param_value"],
+                agg["mean"] - agg["std"],
+                agg["mean"] + agg["std"],
+                alpha=0.25,
+                color="#4C72B0",
+                label="± 1 std (bootstrap)",
+            )
             best = agg.loc[agg["mean"].idxmax()]
-            ax.scatter([best.param_value], [best["mean"]], s=90, facecolors="none", edgecolors="#C44E52",
-                       linewidths=2, zorder=5, label=f"best {p}={best.param_value:g}")
+            ax.scatter(
+                [best.param_value],
+                [best["mean"]],
+                s=90,
+                facecolors="none",
+                edgecolors="#C44E52",
+                linewidths=2,
+                zorder=5,
+                label=f"best {p}={best.param_value:g}",
+            )
             if agg["param_value"].min() > 0 and agg["param_value"].max() / agg["param_value"].min() >= 50:
                 ax.set_xscale("log")
             ax.set_xlabel(_PARAM_LABEL[p])
@@ -76,11 +102,13 @@ def efficiency_figure(eff: pd.DataFrame):
         d["setting"] = d["setting"] + "\nbatch " + d["batch_size"].astype(str)
     d = d.groupby(["setting", "model"], as_index=False)[["latency_ms_per_patient", "peak_mem_mb"]].mean()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    hue_order = [m for m in ("LEADER(T)", "LEADER(S)") if m in set(d["model"])] + \
-        sorted(set(d["model"]) - {"LEADER(T)", "LEADER(S)"})
+    hue_order = [m for m in ("LEADER(T)", "LEADER(S)") if m in set(d["model"])] + sorted(
+        set(d["model"]) - {"LEADER(T)", "LEADER(S)"}
+    )
     pal = {m: _TS.get(m, "#8C8C8C") for m in hue_order}
-    sns.barplot(data=d, x="setting", y="latency_ms_per_patient", hue="model", hue_order=hue_order, palette=pal,
-                ax=axes[0])
+    sns.barplot(
+        data=d, x="setting", y="latency_ms_per_patient", hue="model", hue_order=hue_order, palette=pal, ax=axes[0]
+    )
     axes[0].set_yscale("log")
     axes[0].set_ylabel("latency per patient (ms, log scale)")
     axes[0].set_xlabel("")
@@ -95,8 +123,16 @@ def efficiency_figure(eff: pd.DataFrame):
         if {"LEADER(T)", "LEADER(S)"} <= set(g.index):
             sp = g.loc["LEADER(T)", "latency_ms_per_patient"] / g.loc["LEADER(S)", "latency_ms_per_patient"]
             top = g["latency_ms_per_patient"].max()
-            axes[0].annotate(f"{sp:.1f}× faster", (k, top), xytext=(0, 6), textcoords="offset points",
-                             ha="center", fontsize=10, fontweight="bold", color="#333333")
+            axes[0].annotate(
+                f"{sp:.1f}× faster",
+                (k, top),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=10,
+                fontweight="bold",
+                color="#333333",
+            )
     lo, hi = axes[0].get_ylim()
     axes[0].set_ylim(lo, hi * 3)
     for c in axes[0].containers:
@@ -113,8 +149,11 @@ def efficiency_figure(eff: pd.DataFrame):
 
 def ablation_figure(metrics: pd.DataFrame, metric: str = "prauc"):
     """Overall PRAUC per ablation variant (± std), one colour per dataset."""
-    sel = metrics[(metrics["stage"] == "ablation") & (metrics["group"] == "overall") & (metrics["metric"] == metric)] \
-        if not metrics.empty else metrics
+    sel = (
+        metrics[(metrics["stage"] == "ablation") & (metrics["group"] == "overall") & (metrics["metric"] == metric)]
+        if not metrics.empty
+        else metrics
+    )
     if sel.empty:
         return "missing: no ablation results in metrics.parquet"
     from leader.report.tables import VARIANTS
@@ -124,9 +163,10 @@ def ablation_figure(metrics: pd.DataFrame, metric: str = "prauc"):
     order = [v for v, _ in VARIANTS if v in set(d["variant"])] + sorted(set(d["variant"]) - set(names))
     d["Variant"] = d["variant"].map(lambda v: names.get(v, v))
     fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(data=d, y="Variant", x="mean", hue="dataset", order=[names.get(v, v) for v in order], ax=ax,
-                palette="deep")
-    for bar_container, (_, g) in zip(ax.containers, d.groupby("dataset", sort=True)):
+    sns.barplot(
+        data=d, y="Variant", x="mean", hue="dataset", order=[names.get(v, v) for v in order], ax=ax, palette="deep"
+    )
+    for bar_container, (_, g) in zip(ax.containers, d.groupby("dataset", sort=True), strict=False):
         g = g.set_index("Variant").reindex([names.get(v, v) for v in order])
         ys = [b.get_y() + b.get_height() / 2 for b in bar_container]
         ax.errorbar(g["mean"].to_numpy(), ys, xerr=g["std"].to_numpy(), fmt="none", ecolor="#333", capsize=3)
@@ -142,17 +182,25 @@ def ablation_figure(metrics: pd.DataFrame, metric: str = "prauc"):
 
 def groups_figure(metrics: pd.DataFrame, metric: str = "prauc"):
     """PRAUC by patient group (single- vs multi-visit) for every model of the main comparison."""
-    sel = metrics[metrics["stage"].isin(["baseline", "teacher", "best"]) & (metrics["metric"] == metric)] \
-        if not metrics.empty else metrics
+    sel = (
+        metrics[metrics["stage"].isin(["baseline", "teacher", "best"]) & (metrics["metric"] == metric)]
+        if not metrics.empty
+        else metrics
+    )
     if sel.empty:
         return "missing: no baseline / teacher / best-student results in metrics.parquet"
     d = sel.groupby(["dataset", "model", "group"], as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
-    labels = {"overall": "overall", "multi": "multi-visit patient", "single": "single-visit patient",
-              "history": "has history", "no_history": "no history (paper: single-visit)"}
+    labels = {
+        "overall": "overall",
+        "multi": "multi-visit patient",
+        "single": "single-visit patient",
+        "history": "has history",
+        "no_history": "no history (paper: single-visit)",
+    }
     d["group"] = d["group"].map(labels).fillna(d["group"])
     datasets = sorted(d["dataset"].unique())
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
+    for ax, ds in zip(axes[0], datasets, strict=False):
         g = d[d["dataset"] == ds]
         hue_order = [h for h in labels.values() if h in set(g["group"])]
         sns.barplot(data=g, x="model", y="mean", hue="group", hue_order=hue_order, ax=ax, palette="muted")
@@ -181,7 +229,7 @@ def rebuild_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.S
     dists = {}
     for c in pcols:
         col = trials[c].dropna()
-        name = c[len("param_"):]
+        name = c[len("param_") :]
         if col.empty or col.astype(str).nunique() < 2:  # fixed config values are not searched parameters
             continue
         if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
@@ -211,11 +259,17 @@ def rebuild_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.S
             params[name], pd_[name] = v, dist
         value = r["value"]
         ok = state == "COMPLETE" and value == value
-        study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState[
-                "PRUNED" if state == "PRUNED" else "FAIL"],
-            value=float(value) if ok else None, params=params, distributions=pd_,
-            user_attrs={"trial_id": str(r["trial_id"])}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE
+                if ok
+                else optuna.trial.TrialState["PRUNED" if state == "PRUNED" else "FAIL"],
+                value=float(value) if ok else None,
+                params=params,
+                distributions=pd_,
+                user_attrs={"trial_id": str(r["trial_id"])},
+            )
+        )
     return study
 
 
@@ -225,7 +279,7 @@ def optuna_history_figure(trials: pd.DataFrame):
         return "missing: optuna_trials.parquet has no rows"
     groups = _groups(trials)
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
-    for ax, (name, g) in zip(axes[0], groups):
+    for ax, (name, g) in zip(axes[0], groups, strict=False):
         study = rebuild_study(g)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not done:
@@ -270,9 +324,10 @@ def optuna_importance_figure(trials: pd.DataFrame):
     imps = {k: v for k, v in param_importances(trials).items() if v}
     if not imps:
         return "missing: too few complete trials with varying parameters to estimate importances"
-    fig, axes = plt.subplots(1, len(imps), figsize=(5.5 * len(imps), 0.5 * max(len(v) for v in imps.values()) + 2),
-                             squeeze=False)
-    for ax, (name, imp) in zip(axes[0], imps.items()):
+    fig, axes = plt.subplots(
+        1, len(imps), figsize=(5.5 * len(imps), 0.5 * max(len(v) for v in imps.values()) + 2), squeeze=False
+    )
+    for ax, (name, imp) in zip(axes[0], imps.items(), strict=False):
         d = pd.DataFrame({"parameter": list(imp), "importance": list(imp.values())})
         sns.barplot(data=d, y="parameter", x="importance", ax=ax, color="#55A868")
         ax.set_xlabel("importance (fANOVA, normalised)")

@@ -35,9 +35,11 @@ def _paired(paired: pd.DataFrame, dataset: str, comparison: str, group: str = "o
 
 
 def _fmt(r: pd.Series) -> str:
-    return (f"diff {r['diff']:+.4f} [95% CI {r['ci_low']:+.4f}, {r['ci_high']:+.4f}], p = {r['p_bootstrap']:.3g} "
-            f"(Wilcoxon {r['p_wilcoxon']:.3g}; {int(r['n_patients'])} patients, {int(r['seeds_a'])} vs "
-            f"{int(r['seeds_b'])} seeds)")
+    return (
+        f"diff {r['diff']:+.4f} [95% CI {r['ci_low']:+.4f}, {r['ci_high']:+.4f}], p = {r['p_bootstrap']:.3g} "
+        f"(Wilcoxon {r['p_wilcoxon']:.3g}; {int(r['n_patients'])} patients, {int(r['seeds_a'])} vs "
+        f"{int(r['seeds_b'])} seeds)"
+    )
 
 
 def _better(paired, dataset, comparison, claim, group="overall", at_least=False) -> Finding:
@@ -52,7 +54,7 @@ def _baseline_names(paired: pd.DataFrame, dataset: str, prefix: str) -> list[str
     if paired.empty:
         return []
     c = paired.loc[(paired["dataset"] == dataset) & paired["comparison"].str.startswith(prefix), "comparison"]
-    return sorted({x[len(prefix):] for x in c})
+    return sorted({x[len(prefix) :] for x in c})
 
 
 def _vs_baselines(paired, dataset, who: str, claim: str, best_only: bool, metrics: pd.DataFrame) -> Finding:
@@ -61,8 +63,12 @@ def _vs_baselines(paired, dataset, who: str, claim: str, best_only: bool, metric
     if not names:
         return Finding(dataset, claim, UNTESTABLE, "no baseline trials declared (or none finished)")
     if best_only:
-        base = metrics[(metrics["dataset"] == dataset) & (metrics["stage"] == "baseline") & (metrics["group"] == "overall")
-                       & (metrics["metric"] == "prauc")]
+        base = metrics[
+            (metrics["dataset"] == dataset)
+            & (metrics["stage"] == "baseline")
+            & (metrics["group"] == "overall")
+            & (metrics["metric"] == "prauc")
+        ]
         base = base[base["model"].isin(names)]
         if base.empty:
             return Finding(dataset, claim, UNTESTABLE, "baseline metrics missing")
@@ -81,11 +87,18 @@ def _vs_baselines(paired, dataset, who: str, claim: str, best_only: bool, metric
 
 def _curve(metrics: pd.DataFrame, dataset: str, param: str) -> Finding:
     claim = f"PRAUC rises then falls along {param} (an interior optimum)"
-    d = metrics[(metrics["dataset"] == dataset) & (metrics["stage"] == "sensitivity") & (metrics["param"] == param)
-                & (metrics["group"] == "overall") & (metrics["metric"] == "prauc")]
+    d = metrics[
+        (metrics["dataset"] == dataset)
+        & (metrics["stage"] == "sensitivity")
+        & (metrics["param"] == param)
+        & (metrics["group"] == "overall")
+        & (metrics["metric"] == "prauc")
+    ]
     curve = d.groupby("param_value")["mean"].mean().sort_index()
     if len(curve) < 3:
-        return Finding(dataset, claim, UNTESTABLE, f"needs >= 3 {param} values in the sensitivity grid, has {len(curve)}")
+        return Finding(
+            dataset, claim, UNTESTABLE, f"needs >= 3 {param} values in the sensitivity grid, has {len(curve)}"
+        )
     best = int(np.argmax(curve.to_numpy()))
     pts = ", ".join(f"{k:g}: {v:.4f}" for k, v in curve.items())
     return Finding(dataset, claim, HELD if 0 < best < len(curve) - 1 else NOT_HELD, pts)
@@ -98,11 +111,18 @@ def _efficiency(eff: pd.DataFrame, dataset: str) -> Finding:
         return Finding(dataset, claim, UNTESTABLE, "efficiency of both models not measured")
     s, t = d[d["model"] == "LEADER(S)"], d[d["model"] == "LEADER(T)"]
     b = int(s["batch_size"].min())
-    ls, lt = float(s.loc[s["batch_size"] == b, "latency_ms_per_patient"].mean()), float(t.loc[t["batch_size"] == b, "latency_ms_per_patient"].mean())
+    ls, lt = (
+        float(s.loc[s["batch_size"] == b, "latency_ms_per_patient"].mean()),
+        float(t.loc[t["batch_size"] == b, "latency_ms_per_patient"].mean()),
+    )
     ms, mt = float(s["peak_mem_mb"].max()), float(t["peak_mem_mb"].max())
     ok = ls < lt and ms < mt
-    return Finding(dataset, claim, HELD if ok else NOT_HELD,
-                   f"batch {b}: {ls:.3g} vs {lt:.3g} ms/patient ({lt / max(ls, 1e-12):.0f}x); memory {ms:.1f} vs {mt:.1f} MB")
+    return Finding(
+        dataset,
+        claim,
+        HELD if ok else NOT_HELD,
+        f"batch {b}: {ls:.3g} vs {lt:.3g} ms/patient ({lt / max(ls, 1e-12):.0f}x); memory {ms:.1f} vs {mt:.1f} MB",
+    )
 
 
 def findings(metrics: pd.DataFrame, paired: pd.DataFrame, efficiency: pd.DataFrame) -> list[Finding]:
@@ -113,16 +133,27 @@ def findings(metrics: pd.DataFrame, paired: pd.DataFrame, efficiency: pd.DataFra
             _vs_baselines(paired, ds, "teacher", "LEADER(T) beats the best baseline", True, metrics),
             _vs_baselines(paired, ds, "student", "LEADER(S) beats every baseline", False, metrics),
             _better(paired, ds, "full_vs_no_kd", "distillation helps: LEADER(S) > LEADER(S) w/o KD"),
-            _better(paired, ds, "full_vs_kd_shuffled",
-                    "the gain is transfer, not regularisation: LEADER(S) > KD to shuffled teacher states"),
+            _better(
+                paired,
+                ds,
+                "full_vs_kd_shuffled",
+                "the gain is transfer, not regularisation: LEADER(S) > KD to shuffled teacher states",
+            ),
             _better(paired, ds, "full_vs_output_kd", "feature-level KD > output-level KD"),
-            _better(paired, ds, "full_vs_no_align", "profile alignment helps patients without history",
-                    group="no_history"),
+            _better(
+                paired, ds, "full_vs_no_align", "profile alignment helps patients without history", group="no_history"
+            ),
             _better(paired, ds, "full_vs_split_visit_encoder", "a shared visit encoder > split encoders"),
             _curve(metrics, ds, "alpha"),
             _curve(metrics, ds, "beta"),
-            _better(paired, ds, "student_vs_teacher", "LEADER(S) >= LEADER(T) on patients without history",
-                    group="no_history", at_least=True),
+            _better(
+                paired,
+                ds,
+                "student_vs_teacher",
+                "LEADER(S) >= LEADER(T) on patients without history",
+                group="no_history",
+                at_least=True,
+            ),
             _efficiency(efficiency, ds),
         ]
     return out
@@ -135,9 +166,15 @@ def findings_frame(items: list[Finding]) -> pd.DataFrame:
 def findings_markdown(items: list[Finding]) -> str:
     if not items:
         return "## Findings\n\nNo results yet: no claim can be tested.\n"
-    lines = ["## Findings", "",
-             f"Each claim of the LEADER paper this study can test (PRAUC; 'held' needs a paired patient-bootstrap "
-             f"p < {ALPHA}).", "", "| Dataset | Claim | Status | Evidence |", "|---|---|---|---|"]
+    lines = [
+        "## Findings",
+        "",
+        f"Each claim of the LEADER paper this study can test (PRAUC; 'held' needs a paired patient-bootstrap "
+        f"p < {ALPHA}).",
+        "",
+        "| Dataset | Claim | Status | Evidence |",
+        "|---|---|---|---|",
+    ]
     for f in items:
         mark = {"held": "**held**", "not held": "**NOT held**", "cannot test": "cannot test"}[f.status]
         lines.append(f"| {f.dataset} | {f.claim} | {mark} | {f.evidence} |")

@@ -26,6 +26,4 @@ def check_aggregate_only(df: pd.DataFrame, where: str) -> None:
     """Raise DataError if `df` has a patient-level key column (patient_id, sample_id, visit_id ...)."""
     bad = forbidden_columns(df.columns)
     if bad:
-        raise DataError(
-            "patient-level column refused: reports hold only aggregates", file=where, field=bad[0]
-        )
+        raise DataError("patient-level column refused: reports hold only aggregates", file=where, field=bad[0])

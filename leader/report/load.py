@@ -16,16 +16,36 @@ import yaml
 from leader.errors import DataError
 from leader.report.guard import check_aggregate_only
 
-METRIC_KEYS = ["run_id", "stage", "dataset", "backbone", "model", "variant", "param", "param_value", "seed",
-               "group", "metric"]
+METRIC_KEYS = [
+    "run_id",
+    "stage",
+    "dataset",
+    "backbone",
+    "model",
+    "variant",
+    "param",
+    "param_value",
+    "seed",
+    "group",
+    "metric",
+]
 _REQUIRED = {
     "metrics.parquet": ["stage", "dataset", "model", "group", "metric", "mean", "std"],
     "bootstrap.parquet": ["stage", "dataset", "model", "group", "metric", "round", "value"],
     "efficiency.parquet": ["dataset", "backbone", "model", "latency_ms_per_patient", "peak_mem_mb"],
     "optuna_trials.parquet": ["trial_id", "state", "value"],
 }
-_DEFAULTS = {"run_id": "", "stage": "", "dataset": "", "backbone": "", "model": "", "variant": "full", "param": "",
-             "param_value": float("nan"), "seed": 0}
+_DEFAULTS = {
+    "run_id": "",
+    "stage": "",
+    "dataset": "",
+    "backbone": "",
+    "model": "",
+    "variant": "full",
+    "param": "",
+    "param_value": float("nan"),
+    "seed": 0,
+}
 
 
 @dataclass

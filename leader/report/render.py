@@ -24,16 +24,35 @@ pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem}.scroll{ove
 
 def latex(t: Table) -> str:
     def esc(s: str) -> str:
-        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                     ("±", r"$\pm$"), ("†", r"$^\dagger$"), ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("α", r"$\alpha$"), ("β", r"$\beta$")):
+        for a, b in (
+            ("\\", r"\textbackslash{}"),
+            ("&", r"\&"),
+            ("%", r"\%"),
+            ("_", r"\_"),
+            ("#", r"\#"),
+            ("±", r"$\pm$"),
+            ("†", r"$^\dagger$"),
+            ("×", r"$\times$"),
+            ("Δ", r"$\Delta$"),
+            ("α", r"$\alpha$"),
+            ("β", r"$\beta$"),
+        ):
             s = s.replace(a, b)
         return s
+
     ncol = len(t.row_header) + len(t.columns)
-    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{esc(t.title)}. {esc(t.caption)}}}",
-             f"\\label{{tab:{t.name}}}", r"\resizebox{\linewidth}{!}{%",
-             r"\begin{tabular}{" + "l" * len(t.row_header) + "r" * len(t.columns) + "}", r"\toprule",
-             " & ".join(esc(h) for h in t.row_header + t.columns) + r" \\", r"\midrule"]
-    for r, cs in zip(t.rows, t.cells):
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{esc(t.title)}. {esc(t.caption)}}}",
+        f"\\label{{tab:{t.name}}}",
+        r"\resizebox{\linewidth}{!}{%",
+        r"\begin{tabular}{" + "l" * len(t.row_header) + "r" * len(t.columns) + "}",
+        r"\toprule",
+        " & ".join(esc(h) for h in t.row_header + t.columns) + r" \\",
+        r"\midrule",
+    ]
+    for r, cs in zip(t.rows, t.cells, strict=False):
         vals = [esc(c.text) if not c.bold else f"\\textbf{{{esc(c.text)}}}" for c in cs]
         lines.append(" & ".join([esc(x) for x in r] + vals) + r" \\")
     if not t.rows:
@@ -49,7 +68,7 @@ def md_table(t: Table) -> str:
         hdr = t.row_header + t.columns
         out.append("| " + " | ".join(hdr) + " |")
         out.append("|" + "|".join([":--"] * len(t.row_header) + ["--:"] * len(t.columns)) + "|")
-        for r, cs in zip(t.rows, t.cells):
+        for r, cs in zip(t.rows, t.cells, strict=False):
             vals = [f"**{c.text}**" if c.bold else (f"_{c.text}_" if c.missing else c.text) for c in cs]
             out.append("| " + " | ".join(r + vals) + " |")
         out.append("")
@@ -64,7 +83,7 @@ def html_table(t: Table) -> str:
         out.append('<div class="scroll"><table><thead><tr>')
         out += [f'<th class="lbl">{e(h)}</th>' for h in t.row_header] + [f"<th>{e(h)}</th>" for h in t.columns]
         out.append("</tr></thead><tbody>")
-        for r, cs in zip(t.rows, t.cells):
+        for r, cs in zip(t.rows, t.cells, strict=False):
             tds = [f'<td class="lbl">{e(x)}</td>' for x in r]
             for c in cs:
                 txt = f"<b>{e(c.text)}</b>" if c.bold else e(c.text)
@@ -89,25 +108,37 @@ def html_figure(name: str, title: str, png_path, note: str | None) -> str:
 
 
 # Marks the DOM after load so a headless browser check (--dump-dom) can see broken images.
-_CHECK_JS = ("window.addEventListener('load',function(){var b=0;document.querySelectorAll('img').forEach("
-             "function(i){if(!i.complete||i.naturalWidth===0)b++;});document.body.dataset.brokenImages=b;"
-             "document.body.dataset.rendered='ok';});")
+_CHECK_JS = (
+    "window.addEventListener('load',function(){var b=0;document.querySelectorAll('img').forEach("
+    "function(i){if(!i.complete||i.naturalWidth===0)b++;});document.body.dataset.brokenImages=b;"
+    "document.body.dataset.rendered='ok';});"
+)
 
 
 def html_page(title: str, body: list[str]) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
-            f'<body>{"".join(body)}<script>{_CHECK_JS}</script></body></html>')
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+        f"<body>{''.join(body)}<script>{_CHECK_JS}</script></body></html>"
+    )
 
 
 def env_md(env: dict, spec_text: str) -> str:
-    return ("## Run configuration and environment\n\n### Study spec (resolved)\n\n```yaml\n" + (spec_text or "missing")
-            + "\n```\n\n### Versions and hardware (env.json)\n\n```json\n"
-            + (json.dumps(env, indent=2, sort_keys=True, default=str) if env else "missing") + "\n```\n")
+    return (
+        "## Run configuration and environment\n\n### Study spec (resolved)\n\n```yaml\n"
+        + (spec_text or "missing")
+        + "\n```\n\n### Versions and hardware (env.json)\n\n```json\n"
+        + (json.dumps(env, indent=2, sort_keys=True, default=str) if env else "missing")
+        + "\n```\n"
+    )
 
 
 def env_html(env: dict, spec_text: str) -> str:
     e = html.escape
-    return ('<h2 id="env">Run configuration and environment</h2><h3>Study spec (resolved)</h3><pre>'
-            + e(spec_text or "missing") + "</pre><h3>Versions and hardware (env.json)</h3><pre>"
-            + e(json.dumps(env, indent=2, sort_keys=True, default=str) if env else "missing") + "</pre>")
+    return (
+        '<h2 id="env">Run configuration and environment</h2><h3>Study spec (resolved)</h3><pre>'
+        + e(spec_text or "missing")
+        + "</pre><h3>Versions and hardware (env.json)</h3><pre>"
+        + e(json.dumps(env, indent=2, sort_keys=True, default=str) if env else "missing")
+        + "</pre>"
+    )

@@ -27,18 +27,32 @@ def _predictions(rng, y_true: np.ndarray, quality: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))  # (N, M)
 
 
-def make_study_dir(root: str | Path, name: str = "synthetic_study", datasets=("demo",),
-                   backbones=("tiny-llama", "tiny-qwen2"), variants=tuple(_VARIANT_QUALITY),
-                   alphas=(0.0, 0.1, 0.5, 1.0, 2.0), betas=(0.0, 0.05, 0.2, 0.5, 1.0), n_samples: int = 160,
-                   n_meds: int = 24, rounds: int = 10, n_trials: int = 12, report: dict | None = None,
-                   seed: int = 0) -> Path:
+def make_study_dir(  # noqa: C901 - one flat writer of every results table a report reads; splitting scatters it
+    root: str | Path,
+    name: str = "synthetic_study",
+    datasets=("demo",),
+    backbones=("tiny-llama", "tiny-qwen2"),
+    variants=tuple(_VARIANT_QUALITY),
+    alphas=(0.0, 0.1, 0.5, 1.0, 2.0),
+    betas=(0.0, 0.05, 0.2, 0.5, 1.0),
+    n_samples: int = 160,
+    n_meds: int = 24,
+    rounds: int = 10,
+    n_trials: int = 12,
+    report: dict | None = None,
+    seed: int = 0,
+) -> Path:
     """Write <root>/<name>/{spec.yaml, results/*.parquet, results/env.json}; returns the study dir."""
     rng = np.random.default_rng(seed)
     d = Path(root) / name
     (d / "results").mkdir(parents=True, exist_ok=True)
-    spec = {"name": name, "datasets": [{"name": ds, "source": "synthetic"} for ds in datasets],
-            "teacher": {"backbones": list(backbones)}, "ablations": {"variants": list(variants)},
-            "sensitivity": {"alpha": list(alphas), "beta": list(betas)}}
+    spec = {
+        "name": name,
+        "datasets": [{"name": ds, "source": "synthetic"} for ds in datasets],
+        "teacher": {"backbones": list(backbones)},
+        "ablations": {"variants": list(variants)},
+        "sensitivity": {"alpha": list(alphas), "beta": list(betas)},
+    }
     if report is not None:
         spec["report"] = report
     (d / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -49,15 +63,26 @@ def make_study_dir(root: str | Path, name: str = "synthetic_study", datasets=("d
         nonlocal run
         run += 1
         history = np.where((groups == "single") | (np.arange(len(groups)) % 3 == 0), "no_history", "history")
-        boot = bootstrap_metrics(y_true, _predictions(rng, y_true, quality), groups, rounds=rounds, seed=run,
-                                 history=history)
-        keys = dict(run_id=f"r{run:03d}", stage=stage, dataset=ds, backbone=bb, model=model, variant=variant,
-                    param=param, param_value=pval, seed=0)
+        boot = bootstrap_metrics(
+            y_true, _predictions(rng, y_true, quality), groups, rounds=rounds, seed=run, history=history
+        )
+        keys = dict(
+            run_id=f"r{run:03d}",
+            stage=stage,
+            dataset=ds,
+            backbone=bb,
+            model=model,
+            variant=variant,
+            param=param,
+            param_value=pval,
+            seed=0,
+        )
         for _, r in summarize(boot).iterrows():
             metric_rows.append({**keys, "group": r["group"], "metric": r["metric"], "mean": r["mean"], "std": r["std"]})
         for _, r in boot.iterrows():
-            boot_rows.append({**keys, "group": r["group"], "metric": r["metric"], "round": int(r["round"]),
-                              "value": r["value"]})
+            boot_rows.append(
+                {**keys, "group": r["group"], "metric": r["metric"], "round": int(r["round"]), "value": r["value"]}
+            )
 
     nan = float("nan")
     for ds in datasets:
@@ -71,19 +96,50 @@ def make_study_dir(root: str | Path, name: str = "synthetic_study", datasets=("d
         for v in variants:
             add("ablation", ds, bb0, "LEADER(S)", v, "", nan, 1.1 * _VARIANT_QUALITY.get(v, 0.9), y_true, groups)
         for a in alphas:
-            add("sensitivity", ds, bb0, "LEADER(S)", "full", "alpha", float(a), 1.1 - 0.12 * abs(a - 0.5), y_true, groups)
+            add(
+                "sensitivity",
+                ds,
+                bb0,
+                "LEADER(S)",
+                "full",
+                "alpha",
+                float(a),
+                1.1 - 0.12 * abs(a - 0.5),
+                y_true,
+                groups,
+            )
         for b in betas:
-            add("sensitivity", ds, bb0, "LEADER(S)", "full", "beta", float(b), 1.1 - 0.15 * abs(b - 0.2), y_true, groups)
+            add(
+                "sensitivity", ds, bb0, "LEADER(S)", "full", "beta", float(b), 1.1 - 0.15 * abs(b - 0.2), y_true, groups
+            )
     pd.DataFrame(metric_rows).to_parquet(d / "results" / "metrics.parquet", index=False)
     pd.DataFrame(boot_rows).to_parquet(d / "results" / "bootstrap.parquet", index=False)
 
     eff = []
     for ds in datasets:
         for i, bb in enumerate(backbones):
-            eff.append(dict(dataset=ds, backbone=bb, model="LEADER(T)", latency_ms_per_patient=40.0 + 15 * i,
-                            peak_mem_mb=900.0 + 200 * i, batch_size=64, device="cpu"))
-            eff.append(dict(dataset=ds, backbone=bb, model="LEADER(S)", latency_ms_per_patient=0.8 + 0.1 * i,
-                            peak_mem_mb=35.0, batch_size=64, device="cpu"))
+            eff.append(
+                dict(
+                    dataset=ds,
+                    backbone=bb,
+                    model="LEADER(T)",
+                    latency_ms_per_patient=40.0 + 15 * i,
+                    peak_mem_mb=900.0 + 200 * i,
+                    batch_size=64,
+                    device="cpu",
+                )
+            )
+            eff.append(
+                dict(
+                    dataset=ds,
+                    backbone=bb,
+                    model="LEADER(S)",
+                    latency_ms_per_patient=0.8 + 0.1 * i,
+                    peak_mem_mb=35.0,
+                    batch_size=64,
+                    device="cpu",
+                )
+            )
     pd.DataFrame(eff).to_parquet(d / "results" / "efficiency.parquet", index=False)
 
     trials = []
@@ -94,11 +150,28 @@ def make_study_dir(root: str | Path, name: str = "synthetic_study", datasets=("d
             beta = float(rng.uniform(0, 1))
             dropout = float(rng.uniform(0, 0.5))
             value = 0.6 - 0.05 * abs(np.log10(lr) + 3) - 0.03 * abs(alpha - 0.5) + rng.normal(0, 0.005)
-            trials.append(dict(dataset=ds, backbone=backbones[0], trial_id=f"t{t:03d}",
-                               state="PRUNED" if t % 5 == 4 else "COMPLETE", value=float(value), epochs=3,
-                               param_lr=lr, param_alpha=alpha, param_beta=beta, param_dropout=dropout))
+            trials.append(
+                dict(
+                    dataset=ds,
+                    backbone=backbones[0],
+                    trial_id=f"t{t:03d}",
+                    state="PRUNED" if t % 5 == 4 else "COMPLETE",
+                    value=float(value),
+                    epochs=3,
+                    param_lr=lr,
+                    param_alpha=alpha,
+                    param_beta=beta,
+                    param_dropout=dropout,
+                )
+            )
     pd.DataFrame(trials).to_parquet(d / "results" / "optuna_trials.parquet", index=False)
-    env = {"synthetic_predictions": True, "python": platform.python_version(), "platform": platform.platform(),
-           "machine": platform.machine(), "numpy": np.__version__, "pandas": pd.__version__}
+    env = {
+        "synthetic_predictions": True,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
     (d / "results" / "env.json").write_text(json.dumps(env, indent=2))
     return d

@@ -56,7 +56,7 @@ class Table:
 
     def display_frame(self) -> pd.DataFrame:
         """Plain-text frame (CSV face): row labels then the formatted cells."""
-        data = [r + [c.text for c in cs] for r, cs in zip(self.rows, self.cells)]
+        data = [r + [c.text for c in cs] for r, cs in zip(self.rows, self.cells, strict=False)]
         return pd.DataFrame(data, columns=self.row_header + self.columns)
 
 
@@ -95,13 +95,15 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
     better than the runner-up (two-sided Welch t-test on bootstrap rounds, p < 0.05)."""
     cols = [(g, m) for g, _ in GROUPS for m, _ in METRICS]
     t = Table(
-        "overall", "Overall performance",
+        "overall",
+        "Overall performance",
         "Mean ± std over bootstrap rounds. Single-visit = test samples with no earlier visit (the paper's "
         "definition); multi-visit = samples with history. Bold: best per dataset and column; † best significantly "
         "better than the best other model (two-sided Welch t-test on bootstrap rounds, p < 0.05; the Findings use "
         "paired patient-bootstrap tests instead). '-': not applicable (a multi-visit-only model such as MICRON or "
         "COGNet scores only samples with history, so it has no single-visit or overall number).",
-        ["Dataset", "Model"], [f"{gl} {ml}" for g, gl in GROUPS for m, ml in METRICS],
+        ["Dataset", "Model"],
+        [f"{gl} {ml}" for g, gl in GROUPS for m, ml in METRICS],
     )
     sel = metrics[metrics["stage"].isin(["baseline", "teacher", "best"])] if not metrics.empty else metrics
     if sel.empty:
@@ -118,8 +120,13 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
         for _, k in keys.iterrows():
             vals = {}
             for g, m in cols:
-                sub = dsel[(dsel["stage"] == k.stage) & (dsel["model"] == k.model) & (dsel["backbone"] == k.backbone)
-                           & (dsel["group"] == g) & (dsel["metric"] == m)]
+                sub = dsel[
+                    (dsel["stage"] == k.stage)
+                    & (dsel["model"] == k.model)
+                    & (dsel["backbone"] == k.backbone)
+                    & (dsel["group"] == g)
+                    & (dsel["metric"] == m)
+                ]
                 mean, std, n = _agg(sub)
                 b = _boot(boot, stage=k.stage, dataset=ds, model=k.model, backbone=k.backbone, group=g, metric=m)
                 vals[(g, m)] = (mean, std, n, b)
@@ -148,10 +155,22 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
                 na = has_history and math.isnan(mean)
                 text = NOT_APPLICABLE if na else fmt(mean, std) + (sig_mark(p) if is_best else "")
                 cells.append(Cell(text, bold=is_best, missing=math.isnan(mean) and not na))
-                records.append(dict(table="overall", dataset=labels[0], row=labels[1], group=c[0], metric=c[1],
-                                    mean=mean, std=std, n_runs=n, best=is_best, p_value_vs_runner_up=p,
-                                    delta=float("nan"), note=(NOT_APPLICABLE_NOTE if na else
-                                                              MISSING if math.isnan(mean) else "")))
+                records.append(
+                    dict(
+                        table="overall",
+                        dataset=labels[0],
+                        row=labels[1],
+                        group=c[0],
+                        metric=c[1],
+                        mean=mean,
+                        std=std,
+                        n_runs=n,
+                        best=is_best,
+                        p_value_vs_runner_up=p,
+                        delta=float("nan"),
+                        note=(NOT_APPLICABLE_NOTE if na else MISSING if math.isnan(mean) else ""),
+                    )
+                )
             t.rows.append(labels)
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -163,9 +182,11 @@ def ablation_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
     variants = declared or [v for v, _ in VARIANTS]
     names = dict(VARIANTS)
     t = Table(
-        "ablation", "Ablation study",
+        "ablation",
+        "Ablation study",
         "Overall group, mean ± std; (Δ) = variant − full. 'missing' = declared variant without results.",
-        ["Dataset", "Variant"], [ml for _, ml in METRICS],
+        ["Dataset", "Variant"],
+        [ml for _, ml in METRICS],
     )
     sel = metrics[metrics["stage"] == "ablation"] if not metrics.empty else metrics
     if sel.empty:
@@ -177,8 +198,17 @@ def ablation_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
     for ds in datasets:
         dsel = sel[(sel["dataset"] == ds) & (sel["group"] == "overall")]
         if "full" not in set(dsel["variant"]):  # the best run is the full model when ablation did not re-run it
-            dsel = pd.concat([dsel, metrics[(metrics["stage"] == "best") & (metrics["dataset"] == ds)
-                                            & (metrics["group"] == "overall") & (metrics["variant"] == "full")]])
+            dsel = pd.concat(
+                [
+                    dsel,
+                    metrics[
+                        (metrics["stage"] == "best")
+                        & (metrics["dataset"] == ds)
+                        & (metrics["group"] == "overall")
+                        & (metrics["variant"] == "full")
+                    ],
+                ]
+            )
         full = {m: _agg(dsel[(dsel["variant"] == "full") & (dsel["metric"] == m)])[0] for m, _ in METRICS}
         for v in variants:
             cells = []
@@ -189,9 +219,22 @@ def ablation_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
                 if not math.isnan(delta):
                     text += f" ({delta:+.4f})"
                 cells.append(Cell(text, missing=math.isnan(mean)))
-                records.append(dict(table="ablation", dataset=ds, row=v, group="overall", metric=m, mean=mean,
-                                    std=std, n_runs=n, best=False, p_value_vs_runner_up=float("nan"),
-                                    delta=delta, note=MISSING if math.isnan(mean) else ""))
+                records.append(
+                    dict(
+                        table="ablation",
+                        dataset=ds,
+                        row=v,
+                        group="overall",
+                        metric=m,
+                        mean=mean,
+                        std=std,
+                        n_runs=n,
+                        best=False,
+                        p_value_vs_runner_up=float("nan"),
+                        delta=delta,
+                        note=MISSING if math.isnan(mean) else "",
+                    )
+                )
             t.rows.append([ds, names.get(v, v)])
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -201,9 +244,11 @@ def ablation_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
 def backbone_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> Table:
     """Teacher and student per LLM backbone (overall group, PRAUC/Jaccard/F1)."""
     t = Table(
-        "backbone", "Backbones",
+        "backbone",
+        "Backbones",
         "Overall group, mean ± std, teacher LEADER(T) and student LEADER(S) per LLM backbone.",
-        ["Dataset", "Backbone"], [f"{who} {ml}" for who in ("LEADER(T)", "LEADER(S)") for _, ml in METRICS],
+        ["Dataset", "Backbone"],
+        [f"{who} {ml}" for who in ("LEADER(T)", "LEADER(S)") for _, ml in METRICS],
     )
     if metrics.empty:
         t.notes.append("missing: no results in metrics.parquet")
@@ -226,10 +271,22 @@ def backbone_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
                 for m, _ in METRICS:
                     mean, std, n = _agg(dsel[(dsel["backbone"] == bb) & (dsel["model"] == who) & (dsel["metric"] == m)])
                     cells.append(Cell(fmt(mean, std), missing=math.isnan(mean)))
-                    records.append(dict(table="backbone", dataset=ds, row=f"{who} [{bb}]", group="overall", metric=m,
-                                        mean=mean, std=std, n_runs=n, best=False,
-                                        p_value_vs_runner_up=float("nan"), delta=float("nan"),
-                                        note=MISSING if math.isnan(mean) else ""))
+                    records.append(
+                        dict(
+                            table="backbone",
+                            dataset=ds,
+                            row=f"{who} [{bb}]",
+                            group="overall",
+                            metric=m,
+                            mean=mean,
+                            std=std,
+                            n_runs=n,
+                            best=False,
+                            p_value_vs_runner_up=float("nan"),
+                            delta=float("nan"),
+                            note=MISSING if math.isnan(mean) else "",
+                        )
+                    )
             t.rows.append([ds, bb])
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -239,11 +296,18 @@ def backbone_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
 def efficiency_table(eff: pd.DataFrame) -> Table:
     """Latency per patient and peak memory, teacher vs student, and the speed-up ratio T/S."""
     t = Table(
-        "efficiency", "Inference efficiency",
+        "efficiency",
+        "Inference efficiency",
         "Latency in ms per patient, peak memory in MB; speed-up = teacher latency / student latency.",
         ["Dataset", "Backbone", "Batch"],
-        ["LEADER(T) latency (ms/patient)", "LEADER(S) latency (ms/patient)", "Speed-up (×)",
-         "LEADER(T) peak mem (MB)", "LEADER(S) peak mem (MB)", "Device"],
+        [
+            "LEADER(T) latency (ms/patient)",
+            "LEADER(S) latency (ms/patient)",
+            "Speed-up (×)",
+            "LEADER(T) peak mem (MB)",
+            "LEADER(S) peak mem (MB)",
+            "Device",
+        ],
     )
     if eff.empty:
         t.notes.append("missing: efficiency.parquet has no rows")
@@ -251,9 +315,11 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
     records = []
     eff = eff.assign(batch_size=eff["batch_size"] if "batch_size" in eff.columns else "")
     for (ds, bb, bs), g in eff.groupby(["dataset", "backbone", "batch_size"], sort=True, dropna=False):
-        def get(model, col):
+
+        def get(model, col, g=g):
             v = g.loc[g["model"] == model, col]
             return float(v.mean()) if len(v) else float("nan")
+
         lt, ls = get("LEADER(T)", "latency_ms_per_patient"), get("LEADER(S)", "latency_ms_per_patient")
         mt, ms = get("LEADER(T)", "peak_mem_mb"), get("LEADER(S)", "peak_mem_mb")
         sp = lt / ls if ls and not math.isnan(ls) and not math.isnan(lt) else float("nan")
@@ -261,38 +327,83 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
         vals = [fmt(lt, digits=3), fmt(ls, digits=3), fmt(sp, digits=1), fmt(mt, digits=1), fmt(ms, digits=1)]
         t.rows.append([ds, bb, str(bs)])
         t.cells.append([Cell(v, missing=v == MISSING) for v in vals] + [Cell(dev or MISSING, missing=not dev)])
-        for name, v in (("latency_teacher_ms", lt), ("latency_student_ms", ls), ("speedup", sp),
-                        ("peak_mem_teacher_mb", mt), ("peak_mem_student_mb", ms)):
-            records.append(dict(table="efficiency", dataset=ds, row=f"{bb} batch={bs}", group="", metric=name, mean=v,
-                                std=float("nan"), n_runs=len(g), best=False, p_value_vs_runner_up=float("nan"),
-                                delta=float("nan"), note=MISSING if math.isnan(v) else ""))
+        for name, v in (
+            ("latency_teacher_ms", lt),
+            ("latency_student_ms", ls),
+            ("speedup", sp),
+            ("peak_mem_teacher_mb", mt),
+            ("peak_mem_student_mb", ms),
+        ):
+            records.append(
+                dict(
+                    table="efficiency",
+                    dataset=ds,
+                    row=f"{bb} batch={bs}",
+                    group="",
+                    metric=name,
+                    mean=v,
+                    std=float("nan"),
+                    n_runs=len(g),
+                    best=False,
+                    p_value_vs_runner_up=float("nan"),
+                    delta=float("nan"),
+                    note=MISSING if math.isnan(v) else "",
+                )
+            )
     t.long = pd.DataFrame(records)
     return t
 
 
 def sensitivity_table(metrics: pd.DataFrame) -> Table:
     """Overall PRAUC/Jaccard/F1 for every alpha / beta value swept."""
-    t = Table("sensitivity", "Sensitivity to α and β", "Overall group, mean ± std; bold = best value per sweep.",
-              ["Dataset", "Parameter", "Value"], [ml for _, ml in METRICS])
-    sel = metrics[(metrics["stage"] == "sensitivity") & (metrics["group"] == "overall")] if not metrics.empty else metrics
+    t = Table(
+        "sensitivity",
+        "Sensitivity to α and β",
+        "Overall group, mean ± std; bold = best value per sweep.",
+        ["Dataset", "Parameter", "Value"],
+        [ml for _, ml in METRICS],
+    )
+    sel = (
+        metrics[(metrics["stage"] == "sensitivity") & (metrics["group"] == "overall")] if not metrics.empty else metrics
+    )
     if sel.empty:
         t.notes.append("missing: no sensitivity results in metrics.parquet")
         return t
     records = []
     for (ds, p), g in sel.groupby(["dataset", "param"], sort=True):
         values = sorted(g["param_value"].dropna().unique())
-        best = {m: max(values, key=lambda v: _agg(g[(g["param_value"] == v) & (g["metric"] == m)])[0]
-                       if not math.isnan(_agg(g[(g["param_value"] == v) & (g["metric"] == m)])[0]) else -1)
-                for m, _ in METRICS}
+        best = {
+            m: max(
+                values,
+                key=lambda v: (
+                    _agg(g[(g["param_value"] == v) & (g["metric"] == m)])[0]
+                    if not math.isnan(_agg(g[(g["param_value"] == v) & (g["metric"] == m)])[0])
+                    else -1
+                ),
+            )
+            for m, _ in METRICS
+        }
         for v in values:
             cells = []
             for m, _ in METRICS:
                 mean, std, n = _agg(g[(g["param_value"] == v) & (g["metric"] == m)])
                 cells.append(Cell(fmt(mean, std), bold=best[m] == v, missing=math.isnan(mean)))
-                records.append(dict(table="sensitivity", dataset=ds, row=f"{p}={v:g}", group="overall", metric=m,
-                                    mean=mean, std=std, n_runs=n, best=best[m] == v,
-                                    p_value_vs_runner_up=float("nan"), delta=float("nan"),
-                                    note=MISSING if math.isnan(mean) else ""))
+                records.append(
+                    dict(
+                        table="sensitivity",
+                        dataset=ds,
+                        row=f"{p}={v:g}",
+                        group="overall",
+                        metric=m,
+                        mean=mean,
+                        std=std,
+                        n_runs=n,
+                        best=best[m] == v,
+                        p_value_vs_runner_up=float("nan"),
+                        delta=float("nan"),
+                        note=MISSING if math.isnan(mean) else "",
+                    )
+                )
             t.rows.append([ds, p, f"{v:g}"])
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -301,9 +412,13 @@ def sensitivity_table(metrics: pd.DataFrame) -> Table:
 
 def optuna_table(trials: pd.DataFrame, importances: dict[str, dict[str, float]]) -> Table:
     """Per search (dataset / backbone): trial counts, best objective, best params, top parameter."""
-    t = Table("optuna", "Optuna search summary",
-              "Objective = validation PRAUC; importances from optuna.importance (fANOVA).",
-              ["Search"], ["Trials", "Complete", "Pruned", "Best objective", "Best parameters", "Most important"])
+    t = Table(
+        "optuna",
+        "Optuna search summary",
+        "Objective = validation PRAUC; importances from optuna.importance (fANOVA).",
+        ["Search"],
+        ["Trials", "Complete", "Pruned", "Best objective", "Best parameters", "Most important"],
+    )
     if trials.empty:
         t.notes.append("missing: optuna_trials.parquet has no rows")
         return t
@@ -324,12 +439,32 @@ def optuna_table(trials: pd.DataFrame, importances: dict[str, dict[str, float]])
         imp = importances.get(name) or {}
         top = max(imp, key=imp.get) if imp else ""
         t.rows.append([name])
-        t.cells.append([Cell(str(len(g))), Cell(str(int((state == "COMPLETE").sum()))),
-                        Cell(str(int((state == "PRUNED").sum()))), Cell(fmt(best_v), missing=math.isnan(best_v)),
-                        Cell(best_p), Cell(f"{top} ({imp[top]:.2f})" if top else MISSING, missing=not top)])
-        records.append(dict(table="optuna", dataset=name, row="best", group="", metric="objective", mean=best_v,
-                            std=float("nan"), n_runs=len(g), best=True, p_value_vs_runner_up=float("nan"),
-                            delta=float("nan"), note=best_p))
+        t.cells.append(
+            [
+                Cell(str(len(g))),
+                Cell(str(int((state == "COMPLETE").sum()))),
+                Cell(str(int((state == "PRUNED").sum()))),
+                Cell(fmt(best_v), missing=math.isnan(best_v)),
+                Cell(best_p),
+                Cell(f"{top} ({imp[top]:.2f})" if top else MISSING, missing=not top),
+            ]
+        )
+        records.append(
+            dict(
+                table="optuna",
+                dataset=name,
+                row="best",
+                group="",
+                metric="objective",
+                mean=best_v,
+                std=float("nan"),
+                n_runs=len(g),
+                best=True,
+                p_value_vs_runner_up=float("nan"),
+                delta=float("nan"),
+                note=best_p,
+            )
+        )
     t.long = pd.DataFrame(records)
     return t
 
@@ -345,7 +480,17 @@ def dataset_stats_table(stats: pd.DataFrame) -> Table:
     for stat, row in wide.iterrows():
         t.rows.append([str(stat)])
         t.cells.append([Cell(f"{v:,.2f}" if isinstance(v, float) else str(v)) for v in row])
-    t.long = pd.DataFrame([dict(table="dataset_stats", dataset=str(c), row=str(s), metric=str(s),
-                                mean=pd.to_numeric(wide.loc[s, c], errors="coerce"))
-                           for s in wide.index for c in wide.columns])
+    t.long = pd.DataFrame(
+        [
+            dict(
+                table="dataset_stats",
+                dataset=str(c),
+                row=str(s),
+                metric=str(s),
+                mean=pd.to_numeric(wide.loc[s, c], errors="coerce"),
+            )
+            for s in wide.index
+            for c in wide.columns
+        ]
+    )
     return t

@@ -38,20 +38,41 @@ def build(root: Path) -> dict:
         pref = tuple(t["diag_prefixes"])
         common = dx[dx.icd9_code.str.startswith(pref)].head(N_COMMON)
         kw = re.compile(t["keyword"], re.I)
-        rare = dx[~dx.icd9_code.str.startswith(pref) & dx.long_title.str.contains(kw) & ~dx.icd9_code.isin(used_dx)
-              & ~dx.long_title.str.contains(RARE_EXCLUDE, case=False, regex=True)]
-        rare = rare[~rare.icd9_code.isin(common.icd9_code)].sample(min(N_RARE, len(rare)), random_state=0) if len(rare) else rare
-        procs = px[px.icd9_code.str.startswith(tuple(t.get("proc_prefixes", ())))].head(4) if t.get("proc_prefixes") else px.head(0)
+        rare = dx[
+            ~dx.icd9_code.str.startswith(pref)
+            & dx.long_title.str.contains(kw)
+            & ~dx.icd9_code.isin(used_dx)
+            & ~dx.long_title.str.contains(RARE_EXCLUDE, case=False, regex=True)
+        ]
+        rare = (
+            rare[~rare.icd9_code.isin(common.icd9_code)].sample(min(N_RARE, len(rare)), random_state=0)
+            if len(rare)
+            else rare
+        )
+        procs = (
+            px[px.icd9_code.str.startswith(tuple(t.get("proc_prefixes", ())))].head(4)
+            if t.get("proc_prefixes")
+            else px.head(0)
+        )
         used_dx |= set(common.icd9_code) | set(rare.icd9_code)
         used_px |= set(procs.icd9_code)
-        themes.append({
-            "name": t["name"], "prevalence": t["prevalence"], "chronic": t["chronic"], "atc": t["atc"],
-            "common_diag": common.values.tolist(), "rare_diag": rare.values.tolist(), "proc": procs.values.tolist(),
-        })
-    bg_dx = dx[~dx.icd9_code.isin(used_dx) & dx.icd9_code.str.match(r"^(V|7[89]|[0-9])")].sample(N_BG_DIAG, random_state=1)
+        themes.append(
+            {
+                "name": t["name"],
+                "prevalence": t["prevalence"],
+                "chronic": t["chronic"],
+                "atc": t["atc"],
+                "common_diag": common.values.tolist(),
+                "rare_diag": rare.values.tolist(),
+                "proc": procs.values.tolist(),
+            }
+        )
+    bg_dx = dx[~dx.icd9_code.isin(used_dx) & dx.icd9_code.str.match(r"^(V|7[89]|[0-9])")].sample(
+        N_BG_DIAG, random_state=1
+    )
     bg_px = px[~px.icd9_code.isin(used_px)].sample(N_BG_PROC, random_state=2)
     return {
-        "source": "MIMIC-III D_ICD_DIAGNOSES / D_ICD_PROCEDURES (ODbL), rows selected by leader/resources/_build_curated.py",
+        "source": "MIMIC-III D_ICD_DIAGNOSES / D_ICD_PROCEDURES (ODbL), rows selected by leader/resources/_build_curated.py",  # noqa: E501
         "atc3": ATC3_NAMES,
         "themes": themes,
         "background_diag": bg_dx.values.tolist(),

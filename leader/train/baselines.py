@@ -21,8 +21,8 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -66,20 +66,33 @@ def _seed_all(seed: int) -> None:
 
 
 def _row(epoch: int, train_loss: float, vm: dict, best: float) -> dict:
-    return {"epoch": epoch, "train_loss": float(train_loss), **{f"val_{k}": float(v) for k, v in vm.items()},
-            "best_val_prauc": float(best)}
+    return {
+        "epoch": epoch,
+        "train_loss": float(train_loss),
+        **{f"val_{k}": float(v) for k, v in vm.items()},
+        "best_val_prauc": float(best),
+    }
 
 
 def _mask_note(info: BaselineInfo, n_kept: int, n_all: int) -> str:
     if not info.needs_history:
         return f"all {n_all} test samples"
-    return (f"{n_kept} of {n_all} test samples: {info.name} is multi-visit only, so samples without an earlier visit "
-            f"(every single-visit patient and each patient's first visit) are excluded from its training and evaluation")
+    return (
+        f"{n_kept} of {n_all} test samples: {info.name} is multi-visit only, so samples without an earlier visit "
+        f"(every single-visit patient and each patient's first visit) are excluded from its training and evaluation"
+    )
 
 
-def train_baseline(ds: EHRDataset, name: str, params: dict | None = None, seed: int = 0,
-                   report: Callable[[dict], None] | None = None, *, ddi: np.ndarray | None = None,
-                   num_threads: int = 1) -> BaselineResult:
+def train_baseline(
+    ds: EHRDataset,
+    name: str,
+    params: dict | None = None,
+    seed: int = 0,
+    report: Callable[[dict], None] | None = None,
+    *,
+    ddi: np.ndarray | None = None,
+    num_threads: int = 1,
+) -> BaselineResult:
     info = get_baseline(name)
     p = resolve_params(info, params)
     torch.set_num_threads(num_threads)
@@ -103,9 +116,19 @@ def _fit_trivial(ds, info, p, seed, report) -> BaselineResult:
     row = _row(0, bce, vm, vm["prauc"])
     if report is not None:
         report(dict(row))
-    return BaselineResult(name=info.name, sample_ids=te, probs=fitted.predict(te).astype(np.float32), val_prauc=vm["prauc"],
-                          history=[row], n_params=fitted.n_params, train_s=train_s,
-                          eval_mask_note=_mask_note(info, len(te), len(te)), best_epoch=0, params=p, model=fitted)
+    return BaselineResult(
+        name=info.name,
+        sample_ids=te,
+        probs=fitted.predict(te).astype(np.float32),
+        val_prauc=vm["prauc"],
+        history=[row],
+        n_params=fitted.n_params,
+        train_s=train_s,
+        eval_mask_note=_mask_note(info, len(te), len(te)),
+        best_epoch=0,
+        params=p,
+        model=fitted,
+    )
 
 
 def _margin_targets(target_med: np.ndarray, n_med: int) -> torch.Tensor:
@@ -116,19 +139,35 @@ def _margin_targets(target_med: np.ndarray, n_med: int) -> torch.Tensor:
     return torch.from_numpy(t)
 
 
+def _batch_loss(out: dict, y: torch.Tensor, target_med: np.ndarray, tp: dict, n_meds: int) -> torch.Tensor:
+    """BCE (+ the model's multi-label margin term, + its auxiliary loss such as GAMENet's DDI)."""
+    loss = F.binary_cross_entropy_with_logits(out["logits"], y)
+    if tp["margin_weight"] > 0:
+        loss = loss + tp["margin_weight"] * F.multilabel_margin_loss(
+            torch.sigmoid(out["logits"]), _margin_targets(target_med, n_meds)
+        )
+    if "aux_loss" in out:
+        loss = loss + out["aux_loss"]
+    return loss
+
+
 def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
     tp = {k: p[k] for k in TRAIN_DEFAULTS}
     mp = {k: p[k] for k in info.model_keys}
     if info.needs_history and tp["max_visits"] < 2:
-        raise ConfigError(f"baseline {info.name!r} is multi-visit only: max_visits must be >= 2 (got {tp['max_visits']})")
+        raise ConfigError(
+            f"baseline {info.name!r} is multi-visit only: max_visits must be >= 2 (got {tp['max_visits']})"
+        )
     t0 = time.perf_counter()
     enc = encode_dataset(ds, StudentConfig(max_visits=tp["max_visits"], max_codes=tp["max_codes"]))
     keep = (enc.visit_mask.sum(1) >= 2) if info.needs_history else np.ones(len(enc.sample_ids), bool)
     idx = {s: np.flatnonzero((enc.split == s) & keep) for s in ("train", "val", "test")}
     n_test_all = int((enc.split == "test").sum())
     if len(idx["train"]) < 2 or len(idx["val"]) == 0:
-        raise ConfigError(f"baseline {info.name!r} on {ds.name!r}: needs >=2 train and >=1 val samples"
-                          f"{' with history' if info.needs_history else ''} (has {len(idx['train'])}, {len(idx['val'])})")
+        raise ConfigError(
+            f"baseline {info.name!r} on {ds.name!r}: needs >=2 train and >=1 val samples"
+            f"{' with history' if info.needs_history else ''} (has {len(idx['train'])}, {len(idx['val'])})"
+        )
     all_train = enc.indices("train")  # graphs / neighbours / prior use every train visit
     model = info.impl.build(ds, enc, all_train, mp, ddi)
     model.init_embeddings()
@@ -145,7 +184,7 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
     @torch.no_grad()
     def predict(rows: np.ndarray, bs: int = 512) -> np.ndarray:
         model.eval()
-        out = [torch.sigmoid(model(batch(rows[i:i + bs]))["logits"]).numpy() for i in range(0, len(rows), bs)]
+        out = [torch.sigmoid(model(batch(rows[i : i + bs]))["logits"]).numpy() for i in range(0, len(rows), bs)]
         return np.concatenate(out) if out else np.zeros((0, ds.n_meds), np.float32)
 
     opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], weight_decay=tp["weight_decay"])
@@ -158,15 +197,8 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
         perm = gen.permutation(len(tr))
         tot, n = 0.0, 0
         for i in range(0, len(perm), int(tp["batch_size"])):
-            bi = perm[i:i + int(tp["batch_size"])]
-            out = model(batch(tr[bi]))
-            logits, y = out["logits"], y_tr[bi]
-            loss = F.binary_cross_entropy_with_logits(logits, y)
-            if tp["margin_weight"] > 0:
-                loss = loss + tp["margin_weight"] * F.multilabel_margin_loss(torch.sigmoid(logits),
-                                                                             _margin_targets(enc.target_med[tr[bi]], ds.n_meds))
-            if "aux_loss" in out:
-                loss = loss + out["aux_loss"]
+            bi = perm[i : i + int(tp["batch_size"])]
+            loss = _batch_loss(model(batch(tr[bi])), y_tr[bi], enc.target_med[tr[bi]], tp, ds.n_meds)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -188,10 +220,19 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
     model.eval()
     train_s = time.perf_counter() - t0
     te = idx["test"]
-    return BaselineResult(name=info.name, sample_ids=enc.sample_ids[te].astype(np.int64), probs=predict(te).astype(np.float32),
-                          val_prauc=float(best), history=history, n_params=int(sum(q.numel() for q in model.parameters())),
-                          train_s=train_s, eval_mask_note=_mask_note(info, len(te), n_test_all), best_epoch=best_epoch,
-                          params=p, model=model)
+    return BaselineResult(
+        name=info.name,
+        sample_ids=enc.sample_ids[te].astype(np.int64),
+        probs=predict(te).astype(np.float32),
+        val_prauc=float(best),
+        history=history,
+        n_params=int(sum(q.numel() for q in model.parameters())),
+        train_s=train_s,
+        eval_mask_note=_mask_note(info, len(te), n_test_all),
+        best_epoch=best_epoch,
+        params=p,
+        model=model,
+    )
 
 
 __all__ = ["BASELINES", "BaselineResult", "resolve_params", "train_baseline"]

@@ -48,8 +48,19 @@ class ProbeResult:
     head_state: dict = field(default_factory=dict)
 
 
-def fit_probe(model, H_tr: np.ndarray, Y_tr: np.ndarray, H_va: np.ndarray, Y_va: np.ndarray, *, epochs: int,
-              lr: float = 1e-2, weight_decay: float = 0.0, batch_size: int = 64, seed: int = 0) -> ProbeResult:
+def fit_probe(
+    model,
+    H_tr: np.ndarray,
+    Y_tr: np.ndarray,
+    H_va: np.ndarray,
+    Y_va: np.ndarray,
+    *,
+    epochs: int,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> ProbeResult:
     """Head-only Adam epochs on cached features (standardised by the model's fixed buffers);
     the best validation-PRAUC head is kept (epoch -1 = the head as it came in)."""
     head = model.head
@@ -67,7 +78,7 @@ def fit_probe(model, H_tr: np.ndarray, Y_tr: np.ndarray, H_va: np.ndarray, Y_va:
         perm = torch.randperm(len(h_tr), generator=gen)
         tot = 0.0
         for i in range(0, len(perm), batch_size):
-            b = perm[i:i + batch_size]
+            b = perm[i : i + batch_size]
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model.head_logits(h_tr[b]), y_tr[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -23,9 +23,9 @@ import json
 import random
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,6 @@ from leader.errors import CheckpointError, ConfigError, read_json
 from leader.losses import LossConfig, total_loss
 from leader.metrics import bootstrap_metrics, mean_metrics
 from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
-
 
 LOSS_FIELDS = frozenset(LossConfig.model_fields)
 
@@ -94,11 +93,16 @@ def _seed_all(seed: int) -> None:
 @torch.no_grad()
 def _predict_idx(model: LeaderStudent, enc, idx: np.ndarray, batch_size: int = 512) -> np.ndarray:
     model.eval()
-    out = [torch.sigmoid(model(enc.batch(idx[i:i + batch_size]))["logits"]).numpy() for i in range(0, len(idx), batch_size)]
+    out = [
+        torch.sigmoid(model(enc.batch(idx[i : i + batch_size]))["logits"]).numpy()
+        for i in range(0, len(idx), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0, model.n_med), np.float32)
 
 
-def predict_proba(model: LeaderStudent, ds: EHRDataset, split: str | None = None, sample_ids=None) -> tuple[np.ndarray, np.ndarray]:
+def predict_proba(
+    model: LeaderStudent, ds: EHRDataset, split: str | None = None, sample_ids=None
+) -> tuple[np.ndarray, np.ndarray]:
     enc = encode_dataset(ds, model.cfg)
     if sample_ids is not None:
         pos = {int(s): i for i, s in enumerate(enc.sample_ids)}
@@ -121,6 +125,11 @@ def kd_targets(features, sample_ids: np.ndarray, shuffle: bool, seed: int) -> tu
     return h, p
 
 
+def standardize_rows(h: np.ndarray) -> np.ndarray:
+    """(N, d) -> each column z-scored over the N rows (constant columns map to 0)."""
+    return ((h - h.mean(0)) / (h.std(0) + 1e-6)).astype(np.float32)
+
+
 def _kd_inputs(features, enc, tr: np.ndarray, ds: EHRDataset, cfg: StudentTrainConfig):
     """(teacher hidden states (N_tr, d_h), teacher probs (N_tr, |meds|), projection to the teacher's
     width or None) for the train samples; all None without KD."""
@@ -128,7 +137,10 @@ def _kd_inputs(features, enc, tr: np.ndarray, ds: EHRDataset, cfg: StudentTrainC
     if features is None or lcfg.kd == "none":
         return None, None, None
     h_all, p_all = kd_targets(features, enc.sample_ids[tr], lcfg.kd_shuffle, cfg.seed)
-    h_all = torch.from_numpy(np.asarray(h_all, dtype=np.float32))  # (N_tr, d_h)
+    h_all = np.asarray(h_all, dtype=np.float32)  # (N_tr, d_h)
+    if lcfg.kd_target == "standardized":  # a permutation (kd_shuffle) leaves these statistics unchanged
+        h_all = standardize_rows(h_all)
+    h_all = torch.from_numpy(h_all)
     p_all = torch.from_numpy(np.asarray(p_all, dtype=np.float32))  # (N_tr, |meds|)
     if p_all.shape[1] != ds.n_meds:
         raise CheckpointError(f"teacher probs have {p_all.shape[1]} drugs, dataset {ds.name!r} has {ds.n_meds}")
@@ -136,8 +148,9 @@ def _kd_inputs(features, enc, tr: np.ndarray, ds: EHRDataset, cfg: StudentTrainC
     return h_all, p_all, proj
 
 
-def _train_epoch(model, proj, opt, enc, tr: np.ndarray, y_tr, perm: np.ndarray, cfg: StudentTrainConfig,
-                 h_all, p_all) -> tuple[float, int, dict[str, float]]:
+def _train_epoch(
+    model, proj, opt, enc, tr: np.ndarray, y_tr, perm: np.ndarray, cfg: StudentTrainConfig, h_all, p_all
+) -> tuple[float, int, dict[str, float]]:
     """One pass over the train samples in `perm` order: (summed loss, samples seen, summed loss parts)."""
     lcfg = cfg.loss
     want_align = lcfg.align and lcfg.beta > 0
@@ -147,12 +160,18 @@ def _train_epoch(model, proj, opt, enc, tr: np.ndarray, y_tr, perm: np.ndarray, 
     tot, n = 0.0, 0
     parts_sum: dict[str, float] = {}
     for i in range(0, len(perm), cfg.batch_size):
-        bi = perm[i:i + cfg.batch_size]
+        bi = perm[i : i + cfg.batch_size]
         if len(bi) < 2:
             continue
         out = model(enc.batch(tr[bi], with_target=want_align))
-        loss, parts = total_loss(out, y_tr[bi], lcfg, proj,
-                                 h_all[bi] if h_all is not None else None, p_all[bi] if p_all is not None else None)
+        loss, parts = total_loss(
+            out,
+            y_tr[bi],
+            lcfg,
+            proj,
+            h_all[bi] if h_all is not None else None,
+            p_all[bi] if p_all is not None else None,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -163,8 +182,13 @@ def _train_epoch(model, proj, opt, enc, tr: np.ndarray, y_tr, perm: np.ndarray, 
     return tot, n, parts_sum
 
 
-def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report: Callable[[dict], None] | None = None,
-                  checkpoint_dir: str | Path | None = None) -> StudentTrainResult:
+def train_student(
+    ds: EHRDataset,
+    cfg: StudentTrainConfig,
+    features=None,
+    report: Callable[[dict], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> StudentTrainResult:
     lcfg = cfg.loss
     if lcfg.kd != "none" and lcfg.alpha > 0 and features is None:
         raise ConfigError(f"kd={lcfg.kd!r} needs teacher features (pass --features DIR), or set kd='none'")
@@ -188,9 +212,13 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
         tot, n, parts_sum = _train_epoch(model, proj, opt, enc, tr, y_tr, gen.permutation(len(tr)), cfg, h_all, p_all)
         dt = time.perf_counter() - t0
         vm = mean_metrics(enc.labels[va], _predict_idx(model, enc, va), cfg.threshold)
-        row = {"epoch": epoch, "train_loss": tot / max(n, 1),
-               **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
-               **{f"val_{k}": v for k, v in vm.items()}, "samples_per_s": n / max(dt, 1e-9)}
+        row = {
+            "epoch": epoch,
+            "train_loss": tot / max(n, 1),
+            **{f"train_{k}": v / max(n, 1) for k, v in parts_sum.items()},
+            **{f"val_{k}": v for k, v in vm.items()},
+            "samples_per_s": n / max(dt, 1e-9),
+        }
         if vm["prauc"] > best:
             best, best_epoch, bad = vm["prauc"], epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -211,14 +239,24 @@ def train_student(ds: EHRDataset, cfg: StudentTrainConfig, features=None, report
     return StudentTrainResult(model=model, best_epoch=best_epoch, history=history, best_val=best_val, checkpoint_dir=ck)
 
 
-def save_student(model: LeaderStudent, cfg: StudentTrainConfig, ds: EHRDataset, folder: str | Path, extra: dict | None = None) -> Path:
+def save_student(
+    model: LeaderStudent, cfg: StudentTrainConfig, ds: EHRDataset, folder: str | Path, extra: dict | None = None
+) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(folder / "model.pt") as tmp:
         torch.save(model.state_dict(), tmp)
-    meta = {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "n_diag": len(ds.vocabs["diag"]),
-            "n_proc": len(ds.vocabs["proc"]), "n_med": ds.n_meds, "profile_sizes": [len(c) for c in ds.profile_vocabs.values()],
-            "med_names": list(ds.vocabs["med"].names), "med_codes": list(ds.vocabs["med"].codes), **(extra or {})}
+    meta = {
+        "dataset": ds.name,
+        "dataset_fingerprint": ds.fingerprint,
+        "n_diag": len(ds.vocabs["diag"]),
+        "n_proc": len(ds.vocabs["proc"]),
+        "n_med": ds.n_meds,
+        "profile_sizes": [len(c) for c in ds.profile_vocabs.values()],
+        "med_names": list(ds.vocabs["med"].names),
+        "med_codes": list(ds.vocabs["med"].codes),
+        **(extra or {}),
+    }
     atomic.write_text(folder / "config.json", cfg.model_dump_json(indent=1))
     atomic.write_text(folder / "meta.json", json.dumps(meta, indent=1, default=float))  # last: marks a complete save
     return folder
@@ -230,22 +268,36 @@ def load_student(checkpoint_dir: str | Path) -> StudentCheckpoint:
         if not (folder / f).exists():
             raise CheckpointError(f"student checkpoint incomplete: {folder / f} missing")
     cfg = StudentTrainConfig.model_validate_json((folder / "config.json").read_text())
-    meta = read_json(folder / "meta.json", CheckpointError, what="student checkpoint",
-                     required=("n_diag", "n_proc", "n_med", "profile_sizes"))
+    meta = read_json(
+        folder / "meta.json",
+        CheckpointError,
+        what="student checkpoint",
+        required=("n_diag", "n_proc", "n_med", "profile_sizes"),
+    )
     model = LeaderStudent(cfg.student, meta["n_diag"], meta["n_proc"], meta["n_med"], meta["profile_sizes"])
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()
     return StudentCheckpoint(model=model, config=cfg, meta=meta)
 
 
-def evaluate_student(model: LeaderStudent, ds: EHRDataset, split: str = "test", features=None, threshold: float = 0.5,
-                     rounds: int = 10, frac: float = 0.8, seed: int = 0) -> pd.DataFrame:
+def evaluate_student(
+    model: LeaderStudent,
+    ds: EHRDataset,
+    split: str = "test",
+    features=None,
+    threshold: float = 0.5,
+    rounds: int = 10,
+    frac: float = 0.8,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Bootstrap metrics by group. `features` is accepted for a uniform call signature; the
     student needs no teacher at inference."""
     enc = encode_dataset(ds, model.cfg)
     idx = enc.indices(split)
     probs = _predict_idx(model, enc, idx)
-    return bootstrap_metrics(enc.labels[idx], probs, enc.group[idx], threshold=threshold, rounds=rounds, frac=frac, seed=seed)
+    return bootstrap_metrics(
+        enc.labels[idx], probs, enc.group[idx], threshold=threshold, rounds=rounds, frac=frac, seed=seed
+    )
 
 
 @torch.no_grad()

@@ -37,55 +37,105 @@ from leader.paths import repo_root
 
 
 class TeacherTrainConfig(BaseModel):
-    backbone: str = Field("tiny-llama", description="Registry name (llama-7b, qwen-7b, qwen-1.8b, tiny-llama, tiny-qwen2, minilm) or a local checkpoint folder.")
-    backbone_path: str | None = Field(None, description="Explicit local folder for a large backbone (else its $LEADER_*_PATH env var).")
+    backbone: str = Field(
+        "tiny-llama",
+        description="Registry name (llama-7b, qwen-7b, qwen-1.8b, tiny-llama, tiny-qwen2, minilm, smollm2-135m) "
+        "or a local checkpoint folder.",
+    )
+    backbone_path: str | None = Field(
+        None, description="Explicit local folder for a large backbone (else its $LEADER_*_PATH env var)."
+    )
     workers: int = Field(2, ge=1, description="Ray Train workers (one process each; one GPU each when use_gpu).")
     use_gpu: bool = Field(False, description="Give each worker a GPU (NCCL); False = CPU/gloo.")
     zero_stage: Literal[2, 3] = Field(2, description="DeepSpeed ZeRO stage.")
-    deepspeed_config: str | None = Field(None, description="DeepSpeed JSON (default cluster/deepspeed/zero{2,3}_cpu.json); batch sizes and grad accumulation are filled from this config.")
+    deepspeed_config: str | None = Field(
+        None,
+        description="DeepSpeed JSON (default cluster/deepspeed/zero{2,3}_cpu.json); batch sizes and grad "
+        "accumulation are filled from this config.",
+    )
     fp16: bool = Field(False, description="fp16 mixed precision with loss scaling (GPU only).")
     cpu_offload: bool = Field(False, description="Offload optimizer state (and ZeRO-3 params) to CPU memory.")
     epochs: int = Field(1, ge=1, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (across epochs).")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW) of the LoRA weights.")
-    head_lr_mult: float = Field(10.0, gt=0, description="The head's LR = lr x this (own parameter group): a fresh head "
-                                                         "must grow far faster than LoRA's small updates.")
-    head_init: Literal["prior", "default"] = Field("prior", description="prior: head bias = logit(train frequency of each "
-                                                   "drug), weights 0; default: nn.Linear's init (p ~ 0.5 everywhere).")
-    lp_epochs: int = Field(0, ge=0, description="LP-FT: epochs of a linear probe on cached frozen features before "
-                                                "LoRA fine-tuning (0 = off). Costs one forward pass over train + val.")
+    head_lr_mult: float = Field(
+        10.0,
+        gt=0,
+        description="The head's LR = lr x this (own parameter group): a fresh head "
+        "must grow far faster than LoRA's small updates.",
+    )
+    head_init: Literal["prior", "default"] = Field(
+        "prior",
+        description="prior: head bias = logit(train frequency of each "
+        "drug), weights 0; default: nn.Linear's init (p ~ 0.5 everywhere).",
+    )
+    lp_epochs: int = Field(
+        0,
+        ge=0,
+        description="LP-FT: epochs of a linear probe on cached frozen features before "
+        "LoRA fine-tuning (0 = off). Costs one forward pass over train + val.",
+    )
     lp_lr: float = Field(1e-2, gt=0, description="Adam LR of the linear-probe stage.")
     lp_weight_decay: float = Field(0.0, ge=0, description="Weight decay of the linear-probe stage.")
-    standardize: bool | None = Field(None, description="Fixed standardisation of the pooled state before the head, from "
-                                                        "frozen train features (default: on when lp_epochs > 0).")
-    keep_best: bool = Field(True, description="Save the best-validation-PRAUC state (the probe included), not the last.")
+    standardize: bool | None = Field(
+        None,
+        description="Fixed standardisation of the pooled state before the head, from "
+        "frozen train features (default: on when lp_epochs > 0).",
+    )
+    keep_best: bool = Field(
+        True, description="Save the best-validation-PRAUC state (the probe included), not the last."
+    )
     eval_every: int = Field(0, ge=0, description="Also validate every N optimizer steps (0 = epoch ends only).")
-    require_learning: bool = Field(True, description="Fail the run when the final training loss is not below the "
-                                                      "prior-level BCE (the teacher learned nothing about patients).")
-    fit_prompts: bool = Field(True, description="Drop the OLDEST whole past visits until a prompt fits max_length "
-                                                "tokens (else the tokenizer cuts mid-visit on the left).")
+    require_learning: bool = Field(
+        True,
+        description="Fail the run when the final training loss is not below the "
+        "prior-level BCE (the teacher learned nothing about patients).",
+    )
+    fit_prompts: bool = Field(
+        True,
+        description="Drop the OLDEST whole past visits until a prompt fits max_length "
+        "tokens (else the tokenizer cuts mid-visit on the left).",
+    )
     progress_every_s: float = Field(15.0, ge=0, description="Worker 0 prints a progress line at most this often.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(4, ge=1, description="Micro batch per worker.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     grad_clip: float = Field(1.0, ge=0, description="Global gradient norm clip (0 = off).")
     max_length: int = Field(256, ge=8, description="Max prompt tokens (see fit_prompts; the rest is cut on the LEFT).")
-    token_budget: int | None = Field(None, description="Word budget passed to build_prompts (drops oldest past visits first).")
+    token_budget: int | None = Field(
+        None, description="Word budget passed to build_prompts (drops oldest past visits first)."
+    )
     schedule: Literal["cosine", "linear"] = Field("cosine", description="LR decay after warmup.")
     warmup: float = Field(0.0, ge=0, description="Warmup: fraction of total steps if < 1, else a step count.")
-    checkpoint_every: int = Field(0, ge=0, description="Report a Ray Train checkpoint every N optimizer steps (0 = only at epoch ends).")
+    checkpoint_every: int = Field(
+        0, ge=0, description="Report a Ray Train checkpoint every N optimizer steps (0 = only at epoch ends)."
+    )
     num_to_keep: int = Field(2, ge=1, description="Checkpoints kept by Ray Train.")
     seed: int = Field(0, description="Seed of init, LoRA, head and data order.")
     lora_rank: int = Field(8, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA alpha.")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch (the authors' release uses 0.1).")
-    gradient_checkpointing: bool = Field(False, description="Recompute backbone activations in backward: needed for 7B models with long prompts on 32 GB V100s.")
-    max_failures: int = Field(1, ge=0, description="Ray Train worker-group restarts after a failure (resume from the latest checkpoint).")
-    max_train_samples: int | None = Field(None, ge=1, description="Use only the first N training samples (smoke tests).")
+    lora_dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on the LoRA branch (the authors' release uses 0.1)."
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute backbone activations in backward: needed for 7B models with long prompts on "
+        "32 GB V100s.",
+    )
+    max_failures: int = Field(
+        1, ge=0, description="Ray Train worker-group restarts after a failure (resume from the latest checkpoint)."
+    )
+    max_train_samples: int | None = Field(
+        None, ge=1, description="Use only the first N training samples (smoke tests)."
+    )
     max_eval_samples: int | None = Field(None, ge=1, description="Use only the first N val/test samples.")
     eval_batch_size: int = Field(16, ge=1, description="Batch size of validation/test inference.")
     eval_test: bool = Field(True, description="Compute final test metrics by group.")
-    fail_at_step: int | None = Field(None, description="Fault injection for tests: the last worker exits at this step on the first attempt (no checkpoint yet restored).")
+    fail_at_step: int | None = Field(
+        None,
+        description="Fault injection for tests: the last worker exits at this step on the first attempt "
+        "(no checkpoint yet restored).",
+    )
 
     @property
     def uses_standardization(self) -> bool:
@@ -133,8 +183,16 @@ def _build_model(cfg: TeacherTrainConfig, n_meds: int, backbone_path: str | None
     single-process reference run."""
     from leader.models.teacher import build_teacher, enable_gradient_checkpointing
 
-    model = build_teacher(cfg.backbone, n_meds, cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          seed=cfg.seed, backbone_path=backbone_path, corpus=corpus)
+    model = build_teacher(
+        cfg.backbone,
+        n_meds,
+        cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        seed=cfg.seed,
+        backbone_path=backbone_path,
+        corpus=corpus,
+    )
     if train and cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     return model
@@ -155,13 +213,15 @@ def lr_lambda(cfg: TeacherTrainConfig, total_steps: int):
 def global_batches(n: int, global_batch: int, seed: int, epoch: int) -> list[np.ndarray]:
     """Seeded order of one epoch, cut into full global batches (the remainder is dropped)."""
     perm = np.random.default_rng(seed + 1000 * epoch).permutation(n)
-    return [perm[i * global_batch:(i + 1) * global_batch] for i in range(n // global_batch)]
+    return [perm[i * global_batch : (i + 1) * global_batch] for i in range(n // global_batch)]
 
 
 def total_steps(cfg: TeacherTrainConfig, n_train: int, world: int) -> int:
     per_epoch = n_train // (cfg.batch_size * cfg.grad_accum * world)
     if per_epoch == 0:
-        raise ConfigError(f"batch_size: {n_train} training samples < one global batch ({cfg.batch_size}x{cfg.grad_accum}x{world})")
+        raise ConfigError(
+            f"batch_size: {n_train} training samples < one global batch ({cfg.batch_size}x{cfg.grad_accum}x{world})"
+        )
     t = per_epoch * cfg.epochs
     return min(t, cfg.max_steps) if cfg.max_steps else t
 
@@ -191,8 +251,13 @@ def _prepare_inputs(ds, cfg: TeacherTrainConfig, tokenizer=None) -> dict:
             s = s.iloc[:lim]
         ids = s["sample_id"].to_numpy()
         prompts, dropped = teacher_prompts(ds, ids, tokenizer, **opts)
-        out[split] = {"ids": ids.tolist(), "prompts": prompts, "dropped": dropped,
-                      "labels": ds.labels(ids), "groups": s["group"].astype(str).tolist()}
+        out[split] = {
+            "ids": ids.tolist(),
+            "prompts": prompts,
+            "dropped": dropped,
+            "labels": ds.labels(ids),
+            "groups": s["group"].astype(str).tolist(),
+        }
     if not out["train"]["ids"]:
         raise ConfigError(f"dataset {ds.name}: empty training split")
     return out
@@ -206,15 +271,17 @@ def prompt_options(cfg: TeacherTrainConfig) -> dict:
 def prompt_stats(data: dict) -> dict:
     """How much history the length limit cost (the study results show it)."""
     d = [x for v in data.values() for x in v["dropped"]]
-    return {"prompts": len(d), "prompts_with_dropped_visits": int(sum(x > 0 for x in d)),
-            "visits_dropped": int(sum(d))}
+    return {"prompts": len(d), "prompts_with_dropped_visits": int(sum(x > 0 for x in d)), "visits_dropped": int(sum(d))}
 
 
 def optimizer_groups(model, cfg: TeacherTrainConfig) -> list[dict]:
     """LoRA at `lr`, the head in its own group at `lr * head_lr_mult`."""
     head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
     lora = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
-    return [{"params": lora, "lr": cfg.lr, "name": "lora"}, {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "name": "head"}]
+    return [
+        {"params": lora, "lr": cfg.lr, "name": "lora"},
+        {"params": head, "lr": cfg.lr * cfg.head_lr_mult, "name": "head"},
+    ]
 
 
 def init_head(model, cfg: TeacherTrainConfig, y_train: np.ndarray) -> None:
@@ -234,7 +301,8 @@ def check_learning(metrics: dict, cfg: TeacherTrainConfig) -> None:
         raise LearnedNothingError(
             f"teacher {cfg.backbone}: final training loss {final:.4f} is not below the prior-level BCE {prior:.4f} "
             f"(predicting each drug at its training frequency): it learned nothing about the patients. Try a higher "
-            f"lr / head_lr_mult, more steps, or lp_epochs > 0 (set require_learning: false to keep it anyway).")
+            f"lr / head_lr_mult, more steps, or lp_epochs > 0 (set require_learning: false to keep it anyway)."
+        )
 
 
 def final_train_loss(losses: list[float]) -> float | None:
@@ -308,8 +376,15 @@ def _probe_stage(model, cfg: TeacherTrainConfig, data: dict, rank: int, world: i
     feats = lambda ps: frozen_features(model, ps, cfg.max_length, cfg.eval_batch_size)  # noqa: E731
     t0 = time.perf_counter()
     if rank == 0:
-        n_all = n_norm + (len(va["prompts"]) if cfg.lp_epochs else 0) + (len(te["prompts"]) if cfg.lp_epochs and cfg.eval_test else 0)
-        print(f"[teacher] frozen pass over {n_all} prompts on {world} worker(s) (linear probe: {cfg.lp_epochs} epochs)", flush=True)
+        n_all = (
+            n_norm
+            + (len(va["prompts"]) if cfg.lp_epochs else 0)
+            + (len(te["prompts"]) if cfg.lp_epochs and cfg.eval_test else 0)
+        )
+        print(
+            f"[teacher] frozen pass over {n_all} prompts on {world} worker(s) (linear probe: {cfg.lp_epochs} epochs)",
+            flush=True,
+        )
     H_tr = np.stack(_shard_gather(feats, tr["prompts"][:n_norm], rank, world, dist))
     H_va = np.stack(_shard_gather(feats, va["prompts"], rank, world, dist)) if cfg.lp_epochs and va["prompts"] else None
     want_test = cfg.lp_epochs and cfg.eval_test and te["prompts"]
@@ -323,20 +398,40 @@ def _probe_stage(model, cfg: TeacherTrainConfig, data: dict, rank: int, world: i
         model.set_standardization(mean, std)
         res = None
         if cfg.lp_epochs and H_va is not None:
-            res = fit_probe(model, H_tr, np.asarray(tr["labels"])[:n_norm], H_va, np.asarray(va["labels"]),
-                            epochs=cfg.lp_epochs, lr=cfg.lp_lr, weight_decay=cfg.lp_weight_decay, seed=cfg.seed)
-        payload = [{"mean": mean, "std": std, "head": res.head_state if res else None,
-                    "probe_val_prauc": res.best_val_prauc if res else None, "probe_epoch": res.best_epoch if res else None,
-                    "probe_history": res.history if res else []}]
+            res = fit_probe(
+                model,
+                H_tr,
+                np.asarray(tr["labels"])[:n_norm],
+                H_va,
+                np.asarray(va["labels"]),
+                epochs=cfg.lp_epochs,
+                lr=cfg.lp_lr,
+                weight_decay=cfg.lp_weight_decay,
+                seed=cfg.seed,
+            )
+        payload = [
+            {
+                "mean": mean,
+                "std": std,
+                "head": res.head_state if res else None,
+                "probe_val_prauc": res.best_val_prauc if res else None,
+                "probe_epoch": res.best_epoch if res else None,
+                "probe_history": res.history if res else [],
+            }
+        ]
     if world > 1:
         dist.broadcast_object_list(payload, src=0)
     got = payload[0]
     if rank == 0 and got["probe_val_prauc"] is not None:
-        print(f"[teacher] linear probe: val PRAUC {got['probe_val_prauc']:.3f} (epoch {got['probe_epoch']})", flush=True)
+        print(
+            f"[teacher] linear probe: val PRAUC {got['probe_val_prauc']:.3f} (epoch {got['probe_epoch']})", flush=True
+        )
     model.set_standardization(got["mean"], got["std"])
     if got["head"] is not None:
         model.head.load_state_dict(got["head"])
-    out.update(probe_val_prauc=got["probe_val_prauc"], probe_epoch=got["probe_epoch"], probe_history=got["probe_history"])
+    out.update(
+        probe_val_prauc=got["probe_val_prauc"], probe_epoch=got["probe_epoch"], probe_history=got["probe_history"]
+    )
     if H_te is not None:
         import torch
 
@@ -366,8 +461,11 @@ class _Progress:
         rate = done * samples_per_step / max(now - self.t0, 1e-9)
         eta = (self.total - step) * samples_per_step / max(rate, 1e-9)
         vtxt = f" | val PRAUC {val:.3f}" if val is not None else ""
-        print(f"[teacher] step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} samples/s | ETA {eta / 60:.1f} min{vtxt}",
-              flush=True)
+        print(
+            f"[teacher] step {step}/{self.total} | loss {loss:.4f} | {rate:.2f} samples/s | "
+            f"ETA {eta / 60:.1f} min{vtxt}",
+            flush=True,
+        )
 
 
 def _trainable_state(engine) -> dict:
@@ -377,7 +475,7 @@ def _trainable_state(engine) -> dict:
     names = [n for n, p in engine.module.named_parameters() if p.requires_grad]
     tparams = [p for p in engine.module.parameters() if p.requires_grad]
     with deepspeed.zero.GatheredParameters(tparams, modifier_rank=None):
-        return {n: p.detach().float().cpu().clone() for n, p in zip(names, tparams)}
+        return {n: p.detach().float().cpu().clone() for n, p in zip(names, tparams, strict=False)}
 
 
 def _load_trainable(engine, state: dict, rank: int) -> None:
@@ -437,8 +535,12 @@ class _TeacherRun:
                 self.st["best_val"], self.st["best_step"] = probe["probe_val_prauc"], 0
         opt = torch.optim.AdamW(optimizer_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, self.T))
-        self.engine, _, _, _ = deepspeed.initialize(model=self.model, optimizer=opt, lr_scheduler=sched,
-                                                    config=build_ds_config(cfg, self.world, cfg.use_gpu and torch.cuda.is_available()))
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=self.model,
+            optimizer=opt,
+            lr_scheduler=sched,
+            config=build_ds_config(cfg, self.world, cfg.use_gpu and torch.cuda.is_available()),
+        )
         if self.st["best_step"] == 0 and cfg.keep_best:
             self.best_state = _trainable_state(self.engine)  # the probe: LoRA at its zero init + fitted head
         if ckpt is not None:
@@ -448,15 +550,18 @@ class _TeacherRun:
         from safetensors.torch import load_file
 
         with ckpt.as_directory() as d:
-            self.engine.load_checkpoint(d, tag="ds", load_module_strict=False, load_optimizer_states=True,
-                                        load_lr_scheduler_states=True)
+            self.engine.load_checkpoint(
+                d, tag="ds", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+            )
             self.st = json.loads((Path(d) / "state.json").read_text())
             if (Path(d) / "best.safetensors").exists():
                 self.best_state = load_file(str(Path(d) / "best.safetensors"))
             if (Path(d) / "probe_test_probs.npy").exists():
                 self.probe_test_probs = np.load(Path(d) / "probe_test_probs.npy")
         if self.st.get("norm"):
-            self.engine.module.set_standardization(np.asarray(self.st["norm"]["mean"]), np.asarray(self.st["norm"]["std"]))
+            self.engine.module.set_standardization(
+                np.asarray(self.st["norm"]["mean"]), np.asarray(self.st["norm"]["std"])
+            )
         self.resumed_from = self.st["step"]
 
     def checkpoint(self, metrics: dict, name: str) -> None:
@@ -469,7 +574,9 @@ class _TeacherRun:
             if self.rank == 0:
                 (Path(tmp) / "state.json").write_text(json.dumps(self.st))
                 if self.best_state is not None:
-                    save_file({k: v.contiguous() for k, v in self.best_state.items()}, str(Path(tmp) / "best.safetensors"))
+                    save_file(
+                        {k: v.contiguous() for k, v in self.best_state.items()}, str(Path(tmp) / "best.safetensors")
+                    )
                 if self.probe_test_probs is not None:  # the Probe baseline row survives a restart
                     np.save(Path(tmp) / "probe_test_probs.npy", self.probe_test_probs)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
@@ -478,7 +585,9 @@ class _TeacherRun:
         from leader.metrics import mean_metrics
 
         va, cfg = self.data["val"], self.cfg
-        p = _eval_sharded(self.engine, va["prompts"], cfg.max_length, cfg.eval_batch_size, self.rank, self.world, self.dist)
+        p = _eval_sharded(
+            self.engine, va["prompts"], cfg.max_length, cfg.eval_batch_size, self.rank, self.world, self.dist
+        )
         v = mean_metrics(np.asarray(va["labels"]), p)["prauc"] if len(p) else float("nan")
         self.st["history"].append({"epoch": epoch, "step": self.st["step"], "val_prauc": v})
         if cfg.keep_best and len(p) and (self.st["best_val"] is None or v > self.st["best_val"]):
@@ -486,14 +595,14 @@ class _TeacherRun:
             self.best_state = _trainable_state(self.engine)
         return v
 
-    def train_step(self, gb: np.ndarray, y: "torch.Tensor") -> float:  # noqa: F821
+    def train_step(self, gb: np.ndarray, y: torch.Tensor) -> float:  # noqa: F821
         """One optimizer step over the global batch `gb` (this rank's micro batches)."""
         import torch
 
         cfg, tot = self.cfg, 0.0
         for m in range(cfg.grad_accum):
             lo = (m * self.world + self.rank) * cfg.batch_size
-            idx = gb[lo:lo + cfg.batch_size]
+            idx = gb[lo : lo + cfg.batch_size]
             ii, mm = _tok(self.model.tokenizer, [self.tr["prompts"][i] for i in idx], cfg.max_length)
             logits, _ = self.engine(ii, mm)
             loss = self.model.loss(logits, y[idx].to(logits.device))
@@ -510,7 +619,9 @@ class _TeacherRun:
 
         cfg, st, n = self.cfg, self.st, len(self.tr["prompts"])
         G = cfg.batch_size * cfg.grad_accum * self.world
-        lens = np.array([len(x) for x in self.model.tokenizer(self.tr["prompts"], add_special_tokens=True)["input_ids"]])
+        lens = np.array(
+            [len(x) for x in self.model.tokenizer(self.tr["prompts"], add_special_tokens=True)["input_ids"]]
+        )
         y = torch.from_numpy(np.array(self.tr["labels"], dtype=np.float32))  # writable copy
         spe = n // G
         t_train, n_timed, peak = 0.0, 0, _rss_mb()
@@ -540,13 +651,20 @@ class _TeacherRun:
                 if end_epoch or (cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0):
                     self.checkpoint(metrics, f"checkpoint_{st['step']:06d}")
         per_s = (n_timed / t_train) if t_train > 0 else float("nan")
-        return {"steps_per_s_per_worker": per_s, "samples_per_s_per_worker": per_s * cfg.batch_size * cfg.grad_accum,
-                "rss_mb_peak_worker": peak}
+        return {
+            "steps_per_s_per_worker": per_s,
+            "samples_per_s_per_worker": per_s * cfg.batch_size * cfg.grad_accum,
+            "rss_mb_peak_worker": peak,
+        }
 
     def _maybe_fail(self) -> None:
         cfg = self.cfg
-        if cfg.fail_at_step is not None and self.st["step"] == cfg.fail_at_step and self.resumed_from is None \
-                and self.rank == self.world - 1:
+        if (
+            cfg.fail_at_step is not None
+            and self.st["step"] == cfg.fail_at_step
+            and self.resumed_from is None
+            and self.rank == self.world - 1
+        ):
             # Ray Train's controller polls worker reports every ~2 s: dying right after the
             # last report would lose that checkpoint (restart from scratch, then crash again).
             time.sleep(5)
@@ -562,13 +680,24 @@ class _TeacherRun:
         cfg, st, te = self.cfg, self.st, self.data["test"]
         if self.best_state is not None and st["best_step"] != st["step"]:
             _load_trainable(self.engine, self.best_state, self.rank)
-        final = {"step": st["step"], "losses": st["losses"], "history": st["history"], "resumed_from": self.resumed_from,
-                 **speed, "world_size": self.world, "zero_stage": self.engine.zero_optimization_stage(),
-                 "prior_bce": prior_bce(np.asarray(self.tr["labels"])), "final_train_loss": final_train_loss(st["losses"]),
-                 "best_val_prauc": st["best_val"], "best_step": st["best_step"],
-                 **{k: v for k, v in st["probe"].items() if k != "probe_history"}}
+        final = {
+            "step": st["step"],
+            "losses": st["losses"],
+            "history": st["history"],
+            "resumed_from": self.resumed_from,
+            **speed,
+            "world_size": self.world,
+            "zero_stage": self.engine.zero_optimization_stage(),
+            "prior_bce": prior_bce(np.asarray(self.tr["labels"])),
+            "final_train_loss": final_train_loss(st["losses"]),
+            "best_val_prauc": st["best_val"],
+            "best_step": st["best_step"],
+            **{k: v for k, v in st["probe"].items() if k != "probe_history"},
+        }
         if cfg.eval_test and te["prompts"]:
-            p = _eval_sharded(self.engine, te["prompts"], cfg.max_length, cfg.eval_batch_size, self.rank, self.world, self.dist)
+            p = _eval_sharded(
+                self.engine, te["prompts"], cfg.max_length, cfg.eval_batch_size, self.rank, self.world, self.dist
+            )
             final.update(_group_metrics(np.asarray(te["labels"]), p, te["groups"], "test"))
         if st["history"]:
             final["val_prauc"] = st["history"][-1]["val_prauc"]
@@ -576,15 +705,23 @@ class _TeacherRun:
         with tempfile.TemporaryDirectory() as tmp:
             if self.rank == 0:
                 self._save(Path(tmp) / "teacher", final, state)
-            ray.train.report(final, checkpoint=Checkpoint.from_directory(tmp) if self.rank == 0 else None,
-                             checkpoint_dir_name="final")
+            ray.train.report(
+                final,
+                checkpoint=Checkpoint.from_directory(tmp) if self.rank == 0 else None,
+                checkpoint_dir_name="final",
+            )
 
     def _save(self, out: Path, final: dict, state: dict) -> None:
         from leader.models.teacher import save_teacher
 
         cfg, config = self.cfg, self.config
-        meta = {**config["meta"], "max_length": cfg.max_length, "probe_history": self.st["probe"].get("probe_history", []),
-                "metrics": {k: v for k, v in final.items() if k not in ("losses",)}, "train_config": cfg.model_dump(mode="json")}
+        meta = {
+            **config["meta"],
+            "max_length": cfg.max_length,
+            "probe_history": self.st["probe"].get("probe_history", []),
+            "metrics": {k: v for k, v in final.items() if k not in ("losses",)},
+            "train_config": cfg.model_dump(mode="json"),
+        }
         # ZeRO-3 leaves the engine's module partitioned (empty tensors), so peft's
         # save_pretrained would write nothing: save through a fresh unpartitioned copy.
         target = self.engine.module
@@ -593,8 +730,11 @@ class _TeacherRun:
             target.set_standardization(self.engine.module.feat_mean.numpy(), self.engine.module.feat_scale.numpy())
         save_teacher(target, out, meta, trainable_state=state)
         if self.probe_test_probs is not None:
-            np.savez(out / "probe_test.npz", sample_ids=np.asarray(self.data["test"]["ids"], np.int64),
-                     probs=np.asarray(self.probe_test_probs, np.float32))
+            np.savez(
+                out / "probe_test.npz",
+                sample_ids=np.asarray(self.data["test"]["ids"], np.int64),
+                probs=np.asarray(self.probe_test_probs, np.float32),
+            )
 
 
 def _train_loop(config: dict) -> None:
@@ -614,7 +754,7 @@ def _inputs_and_spec(ds, cfg: TeacherTrainConfig):
     corpus = None
     if spec.is_tiny:
         ids = ds.samples("train")["sample_id"].to_numpy()
-        corpus = build_prompts(ds, ids[:cfg.max_train_samples] if cfg.max_train_samples else ids)[:2000]
+        corpus = build_prompts(ds, ids[: cfg.max_train_samples] if cfg.max_train_samples else ids)[:2000]
     path = spec.materialize(corpus)  # build the tiny model once, before workers race for it
     data = _prepare_inputs(ds, cfg, load_tokenizer(path) if cfg.fit_prompts else None)
     return data, spec, corpus
@@ -631,8 +771,9 @@ def prebuild_comm_op(use_gpu: bool) -> None:
     build_shm_op()
 
 
-def train_teacher(ds, cfg: TeacherTrainConfig, storage_path: str | Path, name: str | None = None,
-                  out_dir: str | Path | None = None) -> TeacherTrainResult:
+def train_teacher(
+    ds, cfg: TeacherTrainConfig, storage_path: str | Path, name: str | None = None, out_dir: str | Path | None = None
+) -> TeacherTrainResult:
     """Run Ray Train; copy the final adapter + head to `out_dir` (default <storage>/<name>/teacher).
     Raises LearnedNothingError when the teacher ends at the prior-level loss (see check_learning)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -651,17 +792,33 @@ def train_teacher(ds, cfg: TeacherTrainConfig, storage_path: str | Path, name: s
     cpus = ray.cluster_resources().get("CPU", 1)
     threads = max(1, int(cpus // cfg.workers)) if not cfg.use_gpu else 4
     stats = prompt_stats(data)
-    loop_cfg = {"cfg": cfg.model_dump(mode="json"), "data": data,
-                "n_meds": ds.n_meds, "backbone_path": str(spec.path) if not spec.is_tiny else cfg.backbone_path,
-                "corpus": corpus, "threads": threads,
-                "meta": {"dataset": ds.name, "dataset_fingerprint": ds.fingerprint, "prompt_options": prompt_options(cfg),
-                         "prompt_stats": stats}}
+    loop_cfg = {
+        "cfg": cfg.model_dump(mode="json"),
+        "data": data,
+        "n_meds": ds.n_meds,
+        "backbone_path": str(spec.path) if not spec.is_tiny else cfg.backbone_path,
+        "corpus": corpus,
+        "threads": threads,
+        "meta": {
+            "dataset": ds.name,
+            "dataset_fingerprint": ds.fingerprint,
+            "prompt_options": prompt_options(cfg),
+            "prompt_stats": stats,
+        },
+    }
     trainer = TorchTrainer(
-        _train_loop, train_loop_config=loop_cfg,
-        scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": 1} if not cfg.use_gpu else None),
+        _train_loop,
+        train_loop_config=loop_cfg,
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": 1} if not cfg.use_gpu else None
+        ),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        run_config=RunConfig(name=name, storage_path=str(storage), failure_config=FailureConfig(max_failures=cfg.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_to_keep)),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_to_keep),
+        ),
     )
     result = trainer.fit()
     if result.error:
@@ -699,7 +856,7 @@ def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -
     losses, step, spe = [], 0, n // G
     model.train()
     while step < T:
-        for gb in global_batches(n, G, cfg.seed, step // spe)[step % spe:]:
+        for gb in global_batches(n, G, cfg.seed, step // spe)[step % spe :]:
             if step >= T:
                 break
             opt.zero_grad()

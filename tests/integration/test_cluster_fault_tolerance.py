@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # ---- a small real trainable: logistic regression on a fixed synthetic task ---------------------
 
+
 def _task(seed: int = 0):
     import torch
 
@@ -70,8 +71,11 @@ def _sweep_trainable(config: dict) -> None:
         opt.load_state_dict(state["opt"])
         start = state["epoch"] + 1
     trial_id = tune.get_context().get_trial_id()
-    _log_start(config["log_dir"], trial_id, {
-        "node": ray.get_runtime_context().get_node_id(), "start_epoch": start, "t": time.time()})
+    _log_start(
+        config["log_dir"],
+        trial_id,
+        {"node": ray.get_runtime_context().get_node_id(), "start_epoch": start, "t": time.time()},
+    )
     for epoch in range(start, config["epochs"]):
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
         opt.zero_grad()
@@ -134,7 +138,6 @@ def _kill_when(cluster, workers, log_dir: Path, ready, done: threading.Event, ou
 def test_sweep_survives_worker_node_loss(sim_cluster, tmp_path):
     """Four Optuna-proposed trials, two at a time on two 1-CPU worker nodes."""
     from ray import tune
-
     from ray.tune.search.optuna import OptunaSearch
 
     from leader.security import trial_dirname, trial_name
@@ -169,16 +172,24 @@ def test_sweep_survives_worker_node_loss(sim_cluster, tmp_path):
     try:
         tuner = tune.Tuner(
             _sweep_trainable,
-            param_space={"lr": tune.loguniform(0.02, 0.5), "epochs": epochs,
-                         "epoch_s": 0.6, "log_dir": str(log_dir)},
+            param_space={"lr": tune.loguniform(0.02, 0.5), "epochs": epochs, "epoch_s": 0.6, "log_dir": str(log_dir)},
             # the study runner's search path: OptunaSearch proposing, Tune retrying failed trials
-            tune_config=tune.TuneConfig(metric="loss", mode="min", max_concurrent_trials=2,
-                                        num_samples=4, search_alg=OptunaSearch(seed=0),
-                                        trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+            tune_config=tune.TuneConfig(
+                metric="loss",
+                mode="min",
+                max_concurrent_trials=2,
+                num_samples=4,
+                search_alg=OptunaSearch(seed=0),
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_dirname,
+            ),
             run_config=tune.RunConfig(
-                name="sweep", storage_path=str(tmp_path / "tune"), callbacks=[Record()],
+                name="sweep",
+                storage_path=str(tmp_path / "tune"),
+                callbacks=[Record()],
                 failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
         )
         results = tuner.fit()
     finally:
@@ -196,12 +207,20 @@ def test_sweep_survives_worker_node_loss(sim_cluster, tmp_path):
         assert len(starts[tid]) == 1, f"finished trial {tid} was re-run"
     restarted = {tid: recs for tid, recs in starts.items() if len(recs) > 1}
     assert restarted, f"no trial was interrupted by the node loss: {killed} {starts} {completed}"
-    for tid, recs in restarted.items():
+    for recs in restarted.values():
         assert recs[0]["node"] == killed["killed_node"]
         assert recs[-1]["node"] != killed["killed_node"]
         assert recs[-1]["start_epoch"] > 0, "the retried trial started from scratch, not its checkpoint"
-    print("FT-SWEEP", json.dumps({"finished_before_loss": len(done_before), "retried": {
-        t: [r["start_epoch"] for r in recs] for t, recs in restarted.items()}, "trials": len(results)}))
+    print(
+        "FT-SWEEP",
+        json.dumps(
+            {
+                "finished_before_loss": len(done_before),
+                "retried": {t: [r["start_epoch"] for r in recs] for t, recs in restarted.items()},
+                "trials": len(results),
+            }
+        ),
+    )
     # trial folders on shared storage carry no config values (leader.security naming)
     trial_dirs = [p.name for p in (tmp_path / "tune" / "sweep").iterdir() if p.is_dir()]
     assert len(trial_dirs) == 4 and not any("=" in n or "lr" in n for n in trial_dirs), trial_dirs
@@ -211,6 +230,7 @@ def test_sweep_survives_worker_node_loss(sim_cluster, tmp_path):
 
 
 # ---- Ray Train: a node loss restarts the teacher's worker group from the last checkpoint -------
+
 
 def _train_worker_nodes() -> tuple[set[str], set[str]]:
     """(nodes running a live Ray Train worker, nodes running the Train controller), from the GCS."""
@@ -242,9 +262,21 @@ def test_teacher_training_resumes_after_node_loss(sim_cluster, teacher_ds, tmp_p
 
     cluster, workers = sim_cluster
     storage = tmp_path / "train"
-    cfg = TeacherTrainConfig(backbone="tiny-llama", workers=2, zero_stage=2, epochs=3, max_steps=60, batch_size=2,
-                             max_length=48, lr=1e-2, checkpoint_every=3, num_to_keep=2, max_eval_samples=8,
-                             max_failures=2, eval_test=False)
+    cfg = TeacherTrainConfig(
+        backbone="tiny-llama",
+        workers=2,
+        zero_stage=2,
+        epochs=3,
+        max_steps=60,
+        batch_size=2,
+        max_length=48,
+        lr=1e-2,
+        checkpoint_every=3,
+        num_to_keep=2,
+        max_eval_samples=8,
+        max_failures=2,
+        eval_test=False,
+    )
     killed: dict = {}
     done = threading.Event()
 
@@ -277,8 +309,9 @@ def test_teacher_training_resumes_after_node_loss(sim_cluster, teacher_ds, tmp_p
     assert killed, "no training-worker node was removed: the injected failure did not happen"
     m = res.metrics
     assert m["step"] == cfg.max_steps and len(m["losses"]) == cfg.max_steps
-    assert m["resumed_from"] is not None and 0 < m["resumed_from"] <= killed["step"] + cfg.checkpoint_every, \
+    assert m["resumed_from"] is not None and 0 < m["resumed_from"] <= killed["step"] + cfg.checkpoint_every, (
         f"restarted from scratch or from a checkpoint newer than the kill: {m['resumed_from']} vs {killed}"
+    )
     assert m["resumed_from"] % cfg.checkpoint_every == 0
     nodes, _ = _train_worker_nodes()
     assert killed["node"] not in nodes
@@ -286,11 +319,14 @@ def test_teacher_training_resumes_after_node_loss(sim_cluster, teacher_ds, tmp_p
     ref = train_teacher_local(teacher_ds, cfg, world=2)
     np.testing.assert_allclose(m["losses"], ref, rtol=1e-4, atol=1e-5)
     assert load_teacher(res.checkpoint_dir).meta["dataset_fingerprint"] == teacher_ds.fingerprint
-    print("FT-TEACHER", json.dumps({"killed_at_step": killed["step"], "resumed_from": m["resumed_from"],
-                                    "steps": m["step"]}))
+    print(
+        "FT-TEACHER",
+        json.dumps({"killed_at_step": killed["step"], "resumed_from": m["resumed_from"], "steps": m["step"]}),
+    )
 
 
 # ---- the feature store actor: node loss -> re-created and re-loaded from the durable copy ------
+
 
 def _fetch_on_node(path: str) -> dict:
     """Runs as a task pinned to a worker node: fetching there creates the store actor there."""
@@ -328,11 +364,22 @@ def test_feature_store_survives_node_loss(sim_cluster, tmp_path):
     cluster, workers = sim_cluster
     rng = np.random.default_rng(0)
     n = 300
-    feats = TeacherFeatures(sample_ids=np.arange(1000, 1000 + n, dtype=np.int64),
-                            hidden=rng.standard_normal((n, 32)).astype(np.float16),  # (N, d_h)
-                            probs=rng.random((n, 12), dtype=np.float32))  # (N, |meds|)
-    path = str(save_features(tmp_path / "features", feats, shard_size=128, dataset="random",
-                             dataset_fingerprint="fp", teacher_hash="th", backbone="tiny"))
+    feats = TeacherFeatures(
+        sample_ids=np.arange(1000, 1000 + n, dtype=np.int64),
+        hidden=rng.standard_normal((n, 32)).astype(np.float16),  # (N, d_h)
+        probs=rng.random((n, 12), dtype=np.float32),
+    )  # (N, |meds|)
+    path = str(
+        save_features(
+            tmp_path / "features",
+            feats,
+            shard_size=128,
+            dataset="random",
+            dataset_fingerprint="fp",
+            teacher_hash="th",
+            backbone="tiny",
+        )
+    )
     want = features_digest(feats)
     victim = workers[1]
     kill_store()
@@ -342,13 +389,23 @@ def test_feature_store_survives_node_loss(sim_cluster, tmp_path):
     # that node's loss takes the store and its plasma objects with it.
     from leader.features.actor import ACTOR_NAME, NAMESPACE, _make_actor_cls
 
-    placed = _make_actor_cls().options(
-        name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached",
-        scheduling_strategy=NodeAffinitySchedulingStrategy(victim.node_id, soft=False)).remote(64 * 2**20)
+    placed = (
+        _make_actor_cls()
+        .options(
+            name=ACTOR_NAME,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(victim.node_id, soft=False),
+        )
+        .remote(64 * 2**20)
+    )
     try:
         ray.get(placed.info.remote())  # registered and running before anyone looks it up
-        first = ray.get(ray.remote(num_cpus=0)(_fetch_on_node).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(victim.node_id, soft=False)).remote(path))
+        first = ray.get(
+            ray.remote(num_cpus=0)(_fetch_on_node)
+            .options(scheduling_strategy=NodeAffinitySchedulingStrategy(victim.node_id, soft=False))
+            .remote(path)
+        )
         assert first["digest"] == want
         store_node, store_pid = _store_node()
         assert store_node == victim.node_id
@@ -357,8 +414,11 @@ def test_feature_store_survives_node_loss(sim_cluster, tmp_path):
         again = fetch_features(path)  # the driver, as the next trial would
         assert features_digest(again) == want
         survivor = next(w for w in workers if w is not victim)
-        other = ray.get(ray.remote(num_cpus=0)(_fetch_on_node).options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(survivor.node_id, soft=False)).remote(path))
+        other = ray.get(
+            ray.remote(num_cpus=0)(_fetch_on_node)
+            .options(scheduling_strategy=NodeAffinitySchedulingStrategy(survivor.node_id, soft=False))
+            .remote(path)
+        )
         assert other["digest"] == want
         new_node, new_pid = _store_node()
         assert new_node != victim.node_id and new_pid != store_pid

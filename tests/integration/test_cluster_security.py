@@ -20,8 +20,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 def _status(url: str, headers: dict | None = None, body: dict | None = None) -> int:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})},
-                                 method="POST" if body is not None else "GET")
+    req = urllib.request.Request(
+        url,
+        data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST" if body is not None else "GET",
+    )
     try:
         with urllib.request.urlopen(req, timeout=15) as r:
             return r.status
@@ -101,7 +105,7 @@ def test_study_files_cannot_run_code(tmp_path):
 
     marker = tmp_path / "pwned"
     study = tmp_path / "evil.yaml"
-    study.write_text(f"name: evil\nstudy: !!python/object/apply:os.system [\"touch {marker}\"]\n")
+    study.write_text(f'name: evil\nstudy: !!python/object/apply:os.system ["touch {marker}"]\n')
     with pytest.raises(LeaderError) as exc:
         spec.load_study(study)
     assert not marker.exists(), "the YAML tag ran code"

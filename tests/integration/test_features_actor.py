@@ -20,8 +20,11 @@ pytestmark = pytest.mark.slow
 
 def _save(path, n=300, d=16, m=12, seed=0, backbone="tiny"):
     rng = np.random.default_rng(seed)
-    f = TeacherFeatures(np.arange(5000, 5000 + n, dtype=np.int64), rng.standard_normal((n, d)).astype(np.float16),
-                        rng.random((n, m)).astype(np.float32))
+    f = TeacherFeatures(
+        np.arange(5000, 5000 + n, dtype=np.int64),
+        rng.standard_normal((n, d)).astype(np.float16),
+        rng.random((n, m)).astype(np.float32),
+    )
     save_features(path, f, shard_size=128, dataset="t", dataset_fingerprint="f", teacher_hash="h", backbone=backbone)
     return f
 
@@ -53,15 +56,22 @@ def test_two_processes_zero_copy_and_restart(ray_local, tmp_path):
 
     # a separate driver process connecting to the same cluster
     addr = ray.get_runtime_context().gcs_address
-    code = ("import sys; from leader.ray_utils import ensure_ray; ensure_ray(address=sys.argv[1]);"
-            "from leader.features.actor import fetch_features, FeatureStoreConfig;"
-            "from leader.features.store import features_digest;"
-            "f=fetch_features(sys.argv[2], FeatureStoreConfig.model_validate_json(sys.argv[3]));"
-            "print('DIGEST', features_digest(f))")
+    code = (
+        "import sys; from leader.ray_utils import ensure_ray; ensure_ray(address=sys.argv[1]);"
+        "from leader.features.actor import fetch_features, FeatureStoreConfig;"
+        "from leader.features.store import features_digest;"
+        "f=fetch_features(sys.argv[2], FeatureStoreConfig.model_validate_json(sys.argv[3]));"
+        "print('DIGEST', features_digest(f))"
+    )
     env = {**os.environ}
     env.pop("RAY_ADDRESS", None)
-    p = subprocess.run([sys.executable, "-c", code, addr, str(tmp_path / "fs"), cfg.model_dump_json()],
-                       capture_output=True, text=True, timeout=120, env=env)
+    p = subprocess.run(
+        [sys.executable, "-c", code, addr, str(tmp_path / "fs"), cfg.model_dump_json()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"DIGEST {_digest(f)}" in p.stdout
 
@@ -94,8 +104,9 @@ def test_store_created_inside_a_trial_outlives_its_placement_group(ray_local, tm
         return features_digest(out)
 
     strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
-    assert ray.get(trial.options(scheduling_strategy=strategy).remote(str(tmp_path / "fs"), cfg.model_dump_json())) \
-        == _digest(f)
+    assert ray.get(
+        trial.options(scheduling_strategy=strategy).remote(str(tmp_path / "fs"), cfg.model_dump_json())
+    ) == _digest(f)
     pid = ray.get(get_store(cfg).info.remote())["pid"]
     remove_placement_group(pg)  # the trial ended
     import time

@@ -67,11 +67,19 @@ def test_runner_built_report_matches_stored_results(real_study):
     ov = res[res["table"] == "overall"]
     assert {"Frequency", "LEADER(S)"} <= set(ov["row"])
     for _, r in ov.dropna(subset=["mean"]).iterrows():
-        src = met[met["stage"].isin(["baseline", "best"]) & (met["model"] == r["row"]) & (met["group"] == r["group"])
-                  & (met["metric"] == r["metric"])]
+        src = met[
+            met["stage"].isin(["baseline", "best"])
+            & (met["model"] == r["row"])
+            & (met["group"] == r["group"])
+            & (met["metric"] == r["metric"])
+        ]
         assert r["mean"] == pytest.approx(src["mean"].mean())
-        b = boot[boot["run_id"].isin(src["run_id"]) & (boot["stage"].isin(["baseline", "best"]))
-                 & (boot["group"] == r["group"]) & (boot["metric"] == r["metric"])]
+        b = boot[
+            boot["run_id"].isin(src["run_id"])
+            & (boot["stage"].isin(["baseline", "best"]))
+            & (boot["group"] == r["group"])
+            & (boot["metric"] == r["metric"])
+        ]
         if len(src) == 1:
             assert r["mean"] == pytest.approx(b["value"].mean()) and r["std"] == pytest.approx(b["value"].std())
     ab = res[(res["table"] == "ablation") & (res["metric"] == "prauc")].set_index("row")

@@ -14,8 +14,16 @@ from leader.train.student import StudentTrainConfig, evaluate_student, load_stud
 @pytest.mark.timeout(300)
 def test_student_beats_frequency_baseline(small_synthetic, tmp_path):
     ds = small_synthetic
-    cfg = StudentTrainConfig(student=StudentConfig(d_embed=32, d_model=32, max_visits=5, dropout=0.1),
-                             kd="none", epochs=20, patience=4, lr=3e-3, batch_size=32, num_threads=2, seed=0)
+    cfg = StudentTrainConfig(
+        student=StudentConfig(d_embed=32, d_model=32, max_visits=5, dropout=0.1),
+        kd="none",
+        epochs=20,
+        patience=4,
+        lr=3e-3,
+        batch_size=32,
+        num_threads=2,
+        seed=0,
+    )
     res = train_student(ds, cfg, checkpoint_dir=tmp_path / "ck")
     ids, p = frequency_baseline(ds, "val")
     base = mean_metrics(ds.labels(ids), p)["prauc"]

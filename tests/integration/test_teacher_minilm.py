@@ -19,8 +19,19 @@ def test_minilm_teacher_beats_untrained_head_and_prior(ray_local, small_syntheti
     from leader.train.teacher import init_head
 
     ds, n_eval = small_synthetic, 64
-    cfg = TeacherTrainConfig(backbone="minilm", workers=1, zero_stage=2, max_steps=8, batch_size=16, max_length=96,
-                             lr=1e-3, lp_epochs=20, max_train_samples=400, max_eval_samples=n_eval, eval_every=4)
+    cfg = TeacherTrainConfig(
+        backbone="minilm",
+        workers=1,
+        zero_stage=2,
+        max_steps=8,
+        batch_size=16,
+        max_length=96,
+        lr=1e-3,
+        lp_epochs=20,
+        max_train_samples=400,
+        max_eval_samples=n_eval,
+        eval_every=4,
+    )
     train_ids = ds.samples("train")["sample_id"].to_numpy()[:400]
     val_ids = ds.samples("val")["sample_id"].to_numpy()[:n_eval]
     y_val = ds.labels(val_ids)

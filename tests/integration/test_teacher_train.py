@@ -11,19 +11,32 @@ pytestmark = pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("backbone,stage,fail_at", [("tiny-llama", 2, None), ("tiny-qwen2", 3, 3)])
 def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, tmp_path, backbone, stage, fail_at):
-    from leader.metrics import mean_metrics
     from leader.data.prompts import build_prompts
+    from leader.metrics import mean_metrics
     from leader.models.teacher import load_teacher
 
-    cfg = TeacherTrainConfig(backbone=backbone, workers=2, zero_stage=stage, max_steps=5, batch_size=4, max_length=64,
-                             lr=1e-2, checkpoint_every=2, max_eval_samples=16, fail_at_step=fail_at, max_failures=1)
+    cfg = TeacherTrainConfig(
+        backbone=backbone,
+        workers=2,
+        zero_stage=stage,
+        max_steps=5,
+        batch_size=4,
+        max_length=64,
+        lr=1e-2,
+        checkpoint_every=2,
+        max_eval_samples=16,
+        fail_at_step=fail_at,
+        max_failures=1,
+    )
     res = train_teacher(teacher_ds, cfg, tmp_path / "store")
     m = res.metrics
     losses = m["losses"]
     assert len(losses) == 5 and losses[-1] < losses[0] - 0.1
     assert m["zero_stage"] == stage and m["world_size"] == 2
-    print(f"[teacher-train] {backbone} zero={stage} steps/s/worker={m['steps_per_s_per_worker']:.3f} "
-          f"peak_rss_mb/worker={m['rss_mb_peak_worker']:.0f}")
+    print(
+        f"[teacher-train] {backbone} zero={stage} steps/s/worker={m['steps_per_s_per_worker']:.3f} "
+        f"peak_rss_mb/worker={m['rss_mb_peak_worker']:.0f}"
+    )
     if fail_at is not None:
         assert m["resumed_from"] == 2  # latest checkpoint before the crash at step 3
     else:

@@ -37,10 +37,22 @@ def planted_ds():
         for k in range(int(rng.choice([1, 2, 3, 3]))):
             vid += 1
             d = rng.choice(8, int(rng.integers(1, 4)), replace=False)
-            rows.append({"patient_id": f"P{p:04d}", "visit_id": vid, "admittime": pd.Timestamp("2100-01-01") + pd.Timedelta(days=30 * k),
-                         "diag": [f"D{x}" for x in d], "proc": [f"R{int(rng.integers(3))}"], "med": [f"M{x}" for x in d], "sex": "F"})
-    names = {"diag": {f"D{i}": f"d{i}" for i in range(8)}, "proc": {f"R{i}": f"r{i}" for i in range(3)},
-             "med": {f"M{i}": f"m{i}" for i in range(8)}}
+            rows.append(
+                {
+                    "patient_id": f"P{p:04d}",
+                    "visit_id": vid,
+                    "admittime": pd.Timestamp("2100-01-01") + pd.Timedelta(days=30 * k),
+                    "diag": [f"D{x}" for x in d],
+                    "proc": [f"R{int(rng.integers(3))}"],
+                    "med": [f"M{x}" for x in d],
+                    "sex": "F",
+                }
+            )
+    names = {
+        "diag": {f"D{i}": f"d{i}" for i in range(8)},
+        "proc": {f"R{i}": f"r{i}" for i in range(3)},
+        "med": {f"M{i}": f"m{i}" for i in range(8)},
+    }
     return assemble("planted", pd.DataFrame(rows), names, ["sex"], split_ratios=(0.6, 0.2, 0.2), seed=0)
 
 
@@ -90,8 +102,12 @@ def test_unknown_param_is_config_error(rand_ds):
 @pytest.mark.parametrize("name", list(BASELINES))
 def test_result_shapes_history_and_report(rand_ds, name):
     rows = []
-    r = train_baseline(rand_ds, name, {k: v for k, v in (SMALL | {"epochs": 2}).items() if k in BASELINES[name].defaults},
-                       report=rows.append)
+    r = train_baseline(
+        rand_ds,
+        name,
+        {k: v for k, v in (SMALL | {"epochs": 2}).items() if k in BASELINES[name].defaults},
+        report=rows.append,
+    )
     test = rand_ds.samples("test")
     assert r.probs.dtype == np.float32 and r.probs.shape == (len(r.sample_ids), rand_ds.n_meds)
     assert np.isfinite(r.probs).all() and (r.probs >= 0).all() and (r.probs <= 1).all()
@@ -138,7 +154,9 @@ def test_padding_does_not_change_output(rand_ds, name):
 # ----------------------------------------------------------------------------- learning
 @pytest.mark.parametrize("name", TORCH)
 def test_learned_model_beats_prior_on_planted_rule(planted_ds, name):
-    r = train_baseline(planted_ds, name, {"emb_dim": 16, "lr": 1e-2, "epochs": 12, "batch_size": 32, "patience": 12, "dropout": 0.0})
+    r = train_baseline(
+        planted_ds, name, {"emb_dim": 16, "lr": 1e-2, "epochs": 12, "batch_size": 32, "patience": 12, "dropout": 0.0}
+    )
     got, prior = _prauc_vs_prior(planted_ds, r)
     assert got > prior + 0.2, (name, got, prior)
 
@@ -166,7 +184,7 @@ def test_logreg_features_use_last_earlier_visit(rand_ds):
     ids = s["sample_id"].to_numpy()
     X = logreg_features(rand_ds, ids).toarray()
     nd, npr = len(rand_ds.vocabs["diag"]), len(rand_ds.vocabs["proc"])
-    meds = X[:, nd + npr:]
+    meds = X[:, nd + npr :]
     first = s["visit_index"].to_numpy() == 0
     assert (meds[first] == 0).all()
     i = int(np.flatnonzero(~first)[0])
@@ -218,12 +236,27 @@ def test_overall_table_shows_dash_for_multi_visit_only_model():
     for model, groups in (("Prior", [g for g, _ in GROUPS]), ("MICRON", ["history"])):
         for g in groups:
             for m, _ in METRICS:
-                rows.append(dict(run_id=model, stage="baseline", dataset="syn", backbone="", model=model, variant="full",
-                                 param="", param_value=float("nan"), seed=0, group=g, metric=m, mean=0.5, std=0.01))
+                rows.append(
+                    dict(
+                        run_id=model,
+                        stage="baseline",
+                        dataset="syn",
+                        backbone="",
+                        model=model,
+                        variant="full",
+                        param="",
+                        param_value=float("nan"),
+                        seed=0,
+                        group=g,
+                        metric=m,
+                        mean=0.5,
+                        std=0.01,
+                    )
+                )
     t = overall_table(pd.DataFrame(rows), pd.DataFrame(), declared_models=["COGNet"])
-    cells = {r[1]: [c.text for c in cs] for r, cs in zip(t.rows, t.cells)}
+    cells = {r[1]: [c.text for c in cs] for r, cs in zip(t.rows, t.cells, strict=False)}
     cols = [g for g, _ in GROUPS for _ in METRICS]
-    micron = dict(zip(range(len(cols)), cells["MICRON"]))
+    micron = dict(zip(range(len(cols)), cells["MICRON"], strict=False))
     assert all(micron[i] == "-" for i, g in enumerate(cols) if g != "history"), cells["MICRON"]
     assert all(micron[i].startswith("0.5") for i, g in enumerate(cols) if g == "history")
     assert all(c == "missing" for c in cells["COGNet"]) and all(c.startswith("0.5") for c in cells["Prior"])
@@ -240,12 +273,18 @@ def test_tuned_baseline_keeps_trials_that_train_every_epoch(tmp_path):
     from leader.study.runner import StudyRunner
     from leader.study.spec import StudySpec
 
-    spec = StudySpec.model_validate({
-        "name": "tb", "storage_path": str(tmp_path), "datasets": [{"name": "syn", "source": "synthetic"}],
-        "student": {"kd": "none", "epochs": 2}, "ablations": {"variants": ["full"]},
-        "search": {"num_samples": 2, "sampler": "random", "scheduler": {"type": "asha", "grace_period": 1}},
-        "baselines": {"trivial": [], "tuned": {"micron": {"params": {"epochs": 2, "patience": 5, "emb_dim": 16}}}},
-        "evaluation": {"bootstrap_rounds": 2}})
+    spec = StudySpec.model_validate(
+        {
+            "name": "tb",
+            "storage_path": str(tmp_path),
+            "datasets": [{"name": "syn", "source": "synthetic"}],
+            "student": {"kd": "none", "epochs": 2},
+            "ablations": {"variants": ["full"]},
+            "search": {"num_samples": 2, "sampler": "random", "scheduler": {"type": "asha", "grace_period": 1}},
+            "baselines": {"trivial": [], "tuned": {"micron": {"params": {"epochs": 2, "patience": 5, "emb_dim": 16}}}},
+            "evaluation": {"bootstrap_rounds": 2},
+        }
+    )
     ds = random_dataset(n_patients=60, seed=1)
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:

@@ -42,14 +42,22 @@ def test_pydantic_error_from_any_command_is_one_line(tmp_path):
     assert len(p.stderr.strip().splitlines()) == 2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["data", "prepare", "--dataset", "synthetic", "--set", "n_patiens=50"], "--set n_patiens: unknown config key "
-                                                                            "(did you mean 'n_patients'?)"),
-    (["student", "train", "--set", "loss.alpah=0.2"], "--set loss.alpah: unknown config key (did you mean 'alpha'?)"),
-    (["teacher", "train", "--set", "lora_rnk=4"], "did you mean 'lora_rank'?"),
-    (["data", "prepare", "--dataset", "synthetic", "--set", "n_patients"], "expected key=value"),
-    (["data", "prepare", "--dataset", "synthetic", "--set", "n_patients=5"], "--set n_patients=5: Input should be"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["data", "prepare", "--dataset", "synthetic", "--set", "n_patiens=50"],
+            "--set n_patiens: unknown config key (did you mean 'n_patients'?)",
+        ),
+        (
+            ["student", "train", "--set", "loss.alpah=0.2"],
+            "--set loss.alpah: unknown config key (did you mean 'alpha'?)",
+        ),
+        (["teacher", "train", "--set", "lora_rnk=4"], "did you mean 'lora_rank'?"),
+        (["data", "prepare", "--dataset", "synthetic", "--set", "n_patients"], "expected key=value"),
+        (["data", "prepare", "--dataset", "synthetic", "--set", "n_patients=5"], "--set n_patients=5: Input should be"),
+    ],
+)
 def test_set_is_checked_against_the_config(argv, message, tmp_path, monkeypatch):
     monkeypatch.setenv("LEADER_CACHE", str(tmp_path))
     r = CliRunner().invoke(app, argv)
@@ -61,8 +69,9 @@ def test_set_overrides_reach_the_config():
     from leader.train.student import LOSS_FIELDS, StudentTrainConfig
 
     options = {"epochs": 3, "loss": {"alpha": 0.5, "kd": "none"}}
-    cfg = build_config(StudentTrainConfig, options, ["alpha=0.2", "student.dropout=0.3", "epochs=4"],
-                       extra_keys=LOSS_FIELDS)
+    cfg = build_config(
+        StudentTrainConfig, options, ["alpha=0.2", "student.dropout=0.3", "epochs=4"], extra_keys=LOSS_FIELDS
+    )
     assert (cfg.loss.alpha, cfg.student.dropout, cfg.epochs, cfg.loss.kd) == (0.2, 0.3, 4, "none")
 
 

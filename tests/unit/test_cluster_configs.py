@@ -33,6 +33,7 @@ def runtime_env() -> dict:
 
 # ---- Ray cluster launcher ----------------------------------------------------------------------
 
+
 def test_launcher_yaml_matches_ray_schema(launcher):
     """The raw file against the schema inside the ray package, then as `ray up` sees it
     (merged with the AWS defaults, validated again with Ray's own checks)."""
@@ -102,6 +103,7 @@ def test_launcher_installs_package_and_mounts_shared_storage(launcher):
 
 # ---- runtime_env -------------------------------------------------------------------------------
 
+
 def test_runtime_env_parses_with_ray(runtime_env):
     from ray.runtime_env import RuntimeEnv
 
@@ -117,11 +119,21 @@ def test_runtime_env_excludes_data_but_ships_code(runtime_env, tmp_path):
 
     repo = tmp_path / "repo"
     files = [
-        "leader/__init__.py", "leader/data/dataset.py", "leader/report/tables.py",
-        "studies/mimic3_paper.yaml", "cluster/runtime_env.yaml", "pyproject.toml",
-        ".git/HEAD", ".venv/lib/site.py", "data/raw/ADMISSIONS.csv", "reports/r1/report.md",
-        "runs/x/state.json", "leader/data/__pycache__/dataset.cpython-311.pyc", "features.parquet",
-        "sub/dir/metrics.parquet", "notes/patients.csv",
+        "leader/__init__.py",
+        "leader/data/dataset.py",
+        "leader/report/tables.py",
+        "studies/mimic3_paper.yaml",
+        "cluster/runtime_env.yaml",
+        "pyproject.toml",
+        ".git/HEAD",
+        ".venv/lib/site.py",
+        "data/raw/ADMISSIONS.csv",
+        "reports/r1/report.md",
+        "runs/x/state.json",
+        "leader/data/__pycache__/dataset.cpython-311.pyc",
+        "features.parquet",
+        "sub/dir/metrics.parquet",
+        "notes/patients.csv",
     ]
     for f in files:
         (repo / f).parent.mkdir(parents=True, exist_ok=True)
@@ -129,14 +141,23 @@ def test_runtime_env_excludes_data_but_ships_code(runtime_env, tmp_path):
     zpath = tmp_path / "pkg.zip"
     create_package(str(repo), zpath, include_gitignore=False, excludes=runtime_env["excludes"])
     shipped = set(zipfile.ZipFile(zpath).namelist())
-    assert {"leader/__init__.py", "leader/data/dataset.py", "leader/report/tables.py",
-            "studies/mimic3_paper.yaml", "pyproject.toml"} <= shipped
-    leaked = [n for n in shipped if n.startswith((".git", ".venv", "data/", "reports/", "runs/"))
-              or n.endswith((".parquet", ".csv", ".pyc"))]
+    assert {
+        "leader/__init__.py",
+        "leader/data/dataset.py",
+        "leader/report/tables.py",
+        "studies/mimic3_paper.yaml",
+        "pyproject.toml",
+    } <= shipped
+    leaked = [
+        n
+        for n in shipped
+        if n.startswith((".git", ".venv", "data/", "reports/", "runs/")) or n.endswith((".parquet", ".csv", ".pyc"))
+    ]
     assert leaked == []
 
 
 # ---- DeepSpeed ---------------------------------------------------------------------------------
+
 
 class _DataParallel:
     """The minimal mpu DeepSpeedConfig asks for: the data-parallel world size."""
@@ -170,8 +191,7 @@ def test_deepspeed_config_parses(name, world_size, _ds_cpu):
     # V100: fp16 with dynamic loss scaling, never bf16
     assert cfg.float16_config.enabled and cfg.float16_config.loss_scale == 0
     assert not cfg.bfloat16_config.enabled
-    assert cfg.train_batch_size == (cfg.train_micro_batch_size_per_gpu
-                                    * cfg.gradient_accumulation_steps * world_size)
+    assert cfg.train_batch_size == (cfg.train_micro_batch_size_per_gpu * cfg.gradient_accumulation_steps * world_size)
     assert cfg.zero_optimization_stage == (2 if "zero2" in name else 3)
     offload = "offload" in name
     assert (cfg.zero_config.offload_param is not None) == offload
@@ -209,6 +229,7 @@ def test_deepspeed_memory_budget_fits_v100_32gb():
 
 
 # ---- KubeRay -----------------------------------------------------------------------------------
+
 
 def test_kuberay_manifest_shape_and_security(kuberay, launcher):
     kinds = {d["kind"]: d for d in kuberay}

@@ -8,8 +8,7 @@ from leader.security import find_identifiers, scan_tree, trial_dirname, trial_na
 
 
 def test_trial_names_carry_no_config_values():
-    trial = SimpleNamespace(trainable_name="student", trial_id="a1b2c_00003",
-                            config={"patient": 10006, "alpha": 0.1})
+    trial = SimpleNamespace(trainable_name="student", trial_id="a1b2c_00003", config={"patient": 10006, "alpha": 0.1})
     assert trial_name(trial) == trial_dirname(trial) == "student_a1b2c_00003"
     assert find_identifiers([trial_name(trial)], [10006]) == []
 

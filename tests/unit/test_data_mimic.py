@@ -23,7 +23,9 @@ def _hadm(root: Path, table: str) -> set[int]:
 def test_demo_raw_join_matches_readme(demo_root):
     adm = _hadm(demo_root, "ADMISSIONS")
     assert len(adm) == 129
-    all_three = adm & _hadm(demo_root, "DIAGNOSES_ICD") & _hadm(demo_root, "PROCEDURES_ICD") & _hadm(demo_root, "PRESCRIPTIONS")
+    all_three = (
+        adm & _hadm(demo_root, "DIAGNOSES_ICD") & _hadm(demo_root, "PROCEDURES_ICD") & _hadm(demo_root, "PRESCRIPTIONS")
+    )
     assert len(all_three) == 107
 
 
@@ -42,7 +44,7 @@ def test_demo_pipeline_end_to_end(demo_root):
     d = ds.vocabs["diag"]
     assert d.names[d.index()["4019"]] == "Unspecified essential hypertension"
     m = ds.vocabs["med"]
-    assert all(len(n) > 3 and n != c for c, n in zip(m.codes, m.names))
+    assert all(len(n) > 3 and n != c for c, n in zip(m.codes, m.names, strict=False))
     assert all(len(c) == 4 for c in m.codes)
     assert set(ds.profile_features) == {"age", "gender", "insurance", "ethnicity", "admission_type"}
 
@@ -62,13 +64,13 @@ def test_first_24h_filter_removes_late_prescriptions(tmp_path):
     from leader.data.synthetic import SyntheticConfig, generate
 
     root = generate(tmp_path / "syn", SyntheticConfig(n_patients=40, seed=3))
-    all_v, *_ , w_all = read_mimic3(root)
-    early, *_ , w24 = read_mimic3(root, first_24h=True)
+    all_v, *_, w_all = read_mimic3(root)
+    early, *_, w24 = read_mimic3(root, first_24h=True)
     assert w24["prescription_rows_after_24h"] > 0 and "prescription_rows_after_24h" not in w_all
     n_all = all_v["med"].map(len).sum()
     n_24 = early["med"].map(len).sum()
     assert 0 < n_24 < n_all
-    for a, b in zip(all_v["med"], early["med"]):
+    for a, b in zip(all_v["med"], early["med"], strict=False):
         assert set(b) <= set(a)
 
 
@@ -106,6 +108,7 @@ def test_unparseable_date(tmp_path, demo_root):
     def bad(d):
         d.loc[3, "admittime"] = "not-a-date"
         return d
+
     _rewrite(root / "ADMISSIONS.csv.gz", bad)
     with pytest.raises(DataError) as e:
         read_mimic3(root)
@@ -154,40 +157,120 @@ def _write(path: Path, rows: list[dict], gz: bool = False) -> None:
 def _mimic4(root: Path) -> Path:
     hosp = root / "hosp"
     hosp.mkdir(parents=True)
-    _write(hosp / "patients.csv", [
-        {"subject_id": 1, "gender": "F", "anchor_age": 70, "anchor_year": 2150, "anchor_year_group": "2014 - 2016", "dod": ""},
-        {"subject_id": 2, "gender": "M", "anchor_age": 30, "anchor_year": 2160, "anchor_year_group": "2017 - 2019", "dod": ""},
-    ], gz=True)
-    _write(hosp / "admissions.csv", [
-        {"subject_id": 1, "hadm_id": 11, "admittime": "2150-01-01 10:00:00", "admission_type": "EW EMER.", "insurance": "Medicare", "race": "WHITE"},
-        {"subject_id": 1, "hadm_id": 12, "admittime": "2152-03-01 08:00:00", "admission_type": "ELECTIVE", "insurance": "Medicare", "race": "WHITE"},
-        {"subject_id": 2, "hadm_id": 21, "admittime": "2160-05-05 12:00:00", "admission_type": "URGENT", "insurance": "Other", "race": "ASIAN - CHINESE"},
-    ])
-    _write(hosp / "diagnoses_icd.csv", [
-        {"subject_id": 1, "hadm_id": 11, "seq_num": 1, "icd_code": "4019", "icd_version": 9},
-        {"subject_id": 1, "hadm_id": 11, "seq_num": 2, "icd_code": "25000", "icd_version": 9},
-        {"subject_id": 1, "hadm_id": 12, "seq_num": 1, "icd_code": "I10", "icd_version": 10},
-        {"subject_id": 2, "hadm_id": 21, "seq_num": 1, "icd_code": "E119", "icd_version": 10},
-    ])
-    _write(hosp / "procedures_icd.csv", [
-        {"subject_id": 1, "hadm_id": 11, "seq_num": 1, "icd_code": "3995", "icd_version": 9},
-        {"subject_id": 1, "hadm_id": 12, "seq_num": 1, "icd_code": "02HV33Z", "icd_version": 10},
-        {"subject_id": 2, "hadm_id": 21, "seq_num": 1, "icd_code": "0DJ08ZZ", "icd_version": 10},
-    ])
-    _write(hosp / "prescriptions.csv", [
-        {"subject_id": 1, "hadm_id": 11, "starttime": "2150-01-01 12:00:00", "drug": "Lisinopril", "ndc": "00000000001"},
-        {"subject_id": 1, "hadm_id": 11, "starttime": "2150-01-04 12:00:00", "drug": "Insulin", "ndc": "00000000002"},
-        {"subject_id": 1, "hadm_id": 12, "starttime": "2152-03-01 09:00:00", "drug": "Lisinopril", "ndc": "1"},
-        {"subject_id": 2, "hadm_id": 21, "starttime": "2160-05-05 13:00:00", "drug": "Metformin", "ndc": "00000000003"},
-        {"subject_id": 2, "hadm_id": 21, "starttime": "2160-05-05 13:00:00", "drug": "Mystery", "ndc": "12345678901"},
-    ])
-    _write(hosp / "d_icd_diagnoses.csv", [
-        {"icd_code": "4019", "icd_version": 9, "long_title": "Unspecified essential hypertension"},
-        {"icd_code": "I10", "icd_version": 10, "long_title": "Essential (primary) hypertension"},
-        {"icd_code": "E119", "icd_version": 10, "long_title": "Type 2 diabetes mellitus without complications"},
-    ])
+    _write(
+        hosp / "patients.csv",
+        [
+            {
+                "subject_id": 1,
+                "gender": "F",
+                "anchor_age": 70,
+                "anchor_year": 2150,
+                "anchor_year_group": "2014 - 2016",
+                "dod": "",
+            },
+            {
+                "subject_id": 2,
+                "gender": "M",
+                "anchor_age": 30,
+                "anchor_year": 2160,
+                "anchor_year_group": "2017 - 2019",
+                "dod": "",
+            },
+        ],
+        gz=True,
+    )
+    _write(
+        hosp / "admissions.csv",
+        [
+            {
+                "subject_id": 1,
+                "hadm_id": 11,
+                "admittime": "2150-01-01 10:00:00",
+                "admission_type": "EW EMER.",
+                "insurance": "Medicare",
+                "race": "WHITE",
+            },
+            {
+                "subject_id": 1,
+                "hadm_id": 12,
+                "admittime": "2152-03-01 08:00:00",
+                "admission_type": "ELECTIVE",
+                "insurance": "Medicare",
+                "race": "WHITE",
+            },
+            {
+                "subject_id": 2,
+                "hadm_id": 21,
+                "admittime": "2160-05-05 12:00:00",
+                "admission_type": "URGENT",
+                "insurance": "Other",
+                "race": "ASIAN - CHINESE",
+            },
+        ],
+    )
+    _write(
+        hosp / "diagnoses_icd.csv",
+        [
+            {"subject_id": 1, "hadm_id": 11, "seq_num": 1, "icd_code": "4019", "icd_version": 9},
+            {"subject_id": 1, "hadm_id": 11, "seq_num": 2, "icd_code": "25000", "icd_version": 9},
+            {"subject_id": 1, "hadm_id": 12, "seq_num": 1, "icd_code": "I10", "icd_version": 10},
+            {"subject_id": 2, "hadm_id": 21, "seq_num": 1, "icd_code": "E119", "icd_version": 10},
+        ],
+    )
+    _write(
+        hosp / "procedures_icd.csv",
+        [
+            {"subject_id": 1, "hadm_id": 11, "seq_num": 1, "icd_code": "3995", "icd_version": 9},
+            {"subject_id": 1, "hadm_id": 12, "seq_num": 1, "icd_code": "02HV33Z", "icd_version": 10},
+            {"subject_id": 2, "hadm_id": 21, "seq_num": 1, "icd_code": "0DJ08ZZ", "icd_version": 10},
+        ],
+    )
+    _write(
+        hosp / "prescriptions.csv",
+        [
+            {
+                "subject_id": 1,
+                "hadm_id": 11,
+                "starttime": "2150-01-01 12:00:00",
+                "drug": "Lisinopril",
+                "ndc": "00000000001",
+            },
+            {
+                "subject_id": 1,
+                "hadm_id": 11,
+                "starttime": "2150-01-04 12:00:00",
+                "drug": "Insulin",
+                "ndc": "00000000002",
+            },
+            {"subject_id": 1, "hadm_id": 12, "starttime": "2152-03-01 09:00:00", "drug": "Lisinopril", "ndc": "1"},
+            {
+                "subject_id": 2,
+                "hadm_id": 21,
+                "starttime": "2160-05-05 13:00:00",
+                "drug": "Metformin",
+                "ndc": "00000000003",
+            },
+            {
+                "subject_id": 2,
+                "hadm_id": 21,
+                "starttime": "2160-05-05 13:00:00",
+                "drug": "Mystery",
+                "ndc": "12345678901",
+            },
+        ],
+    )
+    _write(
+        hosp / "d_icd_diagnoses.csv",
+        [
+            {"icd_code": "4019", "icd_version": 9, "long_title": "Unspecified essential hypertension"},
+            {"icd_code": "I10", "icd_version": 10, "long_title": "Essential (primary) hypertension"},
+            {"icd_code": "E119", "icd_version": 10, "long_title": "Type 2 diabetes mellitus without complications"},
+        ],
+    )
     _write(hosp / "d_icd_procedures.csv", [{"icd_code": "3995", "icd_version": 9, "long_title": "Hemodialysis"}])
-    (hosp / "atc4_to_ndc.json").write_text(json.dumps({"C09A": ["00000000001"], "A10A": ["00000000002"], "A10B": ["00000000003"]}))
+    (hosp / "atc4_to_ndc.json").write_text(
+        json.dumps({"C09A": ["00000000001"], "A10A": ["00000000002"], "A10B": ["00000000003"]})
+    )
     return root
 
 

@@ -62,7 +62,11 @@ def test_structure_strength_zero_removes_signal(tmp_path):
 
     ds = assemble("s0", *read_mimic3(root)[:3])
     th = _theme("diabetes")
-    p_with, p_without, _ = _cooccurrence(ds, {c for c, _ in th["common_diag"]}, "A10A") if "A10A" in ds.vocabs["med"].index() else (0, 0, 0)
+    p_with, p_without, _ = (
+        _cooccurrence(ds, {c for c, _ in th["common_diag"]}, "A10A")
+        if "A10A" in ds.vocabs["med"].index()
+        else (0, 0, 0)
+    )
     assert abs(p_with - p_without) < 0.15
 
 

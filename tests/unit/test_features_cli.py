@@ -14,9 +14,14 @@ from leader.features.types import TeacherFeatures
 
 def test_info_and_verify(tmp_path):
     rng = np.random.default_rng(0)
-    f = TeacherFeatures(np.arange(30, dtype=np.int64), rng.standard_normal((30, 4)).astype(np.float16),
-                        rng.random((30, 3)).astype(np.float32))
-    save_features(tmp_path, f, shard_size=10, dataset="t", dataset_fingerprint="abc", teacher_hash="h", backbone="minilm")
+    f = TeacherFeatures(
+        np.arange(30, dtype=np.int64),
+        rng.standard_normal((30, 4)).astype(np.float16),
+        rng.random((30, 3)).astype(np.float32),
+    )
+    save_features(
+        tmp_path, f, shard_size=10, dataset="t", dataset_fingerprint="abc", teacher_hash="h", backbone="minilm"
+    )
     r = CliRunner().invoke(app, ["features", "info", str(tmp_path), "--json", "--verify"])
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from leader.errors import CheckpointError
-from leader.features.store import (FeatureManifest, check_shard, load_features, manifest_digest, read_manifest,
-                                   save_features, write_manifest, write_shard)
+from leader.features.store import (
+    FeatureManifest,
+    check_shard,
+    load_features,
+    manifest_digest,
+    read_manifest,
+    save_features,
+    write_manifest,
+    write_shard,
+)
 from leader.features.types import TeacherFeatures
 
 
@@ -86,7 +94,9 @@ def test_align_after_shuffling_store_rows(tmp_path):
     f = _feats(n=40)
     save_features(tmp_path / "a", f, shard_size=7, **MF)
     perm = np.random.default_rng(1).permutation(40)
-    save_features(tmp_path / "b", TeacherFeatures(f.sample_ids[perm], f.hidden[perm], f.probs[perm]), shard_size=7, **MF)
+    save_features(
+        tmp_path / "b", TeacherFeatures(f.sample_ids[perm], f.hidden[perm], f.probs[perm]), shard_size=7, **MF
+    )
     a, b = load_features(tmp_path / "a"), load_features(tmp_path / "b")
     assert not np.array_equal(a.sample_ids, b.sample_ids)
     split = np.sort(f.sample_ids)[::3]

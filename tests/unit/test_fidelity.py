@@ -49,6 +49,32 @@ def test_kd_shuffled_features_are_a_permutation_of_the_real_ones():
     np.testing.assert_array_equal(h2, hs)  # seeded
 
 
+def test_standardized_kd_targets_are_z_scored_and_shuffling_keeps_their_statistics():
+    from leader.features.types import TeacherFeatures
+    from leader.train.student import kd_targets, standardize_rows
+
+    rng = np.random.default_rng(3)
+    ids = np.arange(80, dtype=np.int64)
+    hidden = (rng.normal(0.2, 0.05, size=(80, 5)) * np.array([1, 2, 3, 4, 0])).astype(np.float32)  # last: constant
+    f = TeacherFeatures(ids, hidden, rng.uniform(size=(80, 3)).astype(np.float32))
+    z = standardize_rows(np.asarray(kd_targets(f, ids, shuffle=False, seed=0)[0]))
+    np.testing.assert_allclose(z[:, :4].mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(z[:, :4].std(0), 1, atol=1e-3)
+    assert np.all(z[:, 4] == 0)  # a constant dimension carries nothing: no division blow-up
+    zs = standardize_rows(np.asarray(kd_targets(f, ids, shuffle=True, seed=0)[0]))
+    np.testing.assert_allclose(np.sort(zs, 0), np.sort(z, 0), atol=1e-5)  # the control keeps the same values
+    assert (zs != z).any(1).mean() > 0.9
+
+
+def test_kd_target_option_reaches_the_loss_config():
+    from leader.train.student import StudentTrainConfig
+
+    assert StudentTrainConfig().loss.kd_target == "standardized"
+    assert StudentTrainConfig(kd_target="raw").loss.kd_target == "raw"  # flat, as study files write it
+    with pytest.raises(ValueError):
+        StudentTrainConfig(kd_target="scaled")
+
+
 def test_both_group_definitions_count_what_they_should():
     from helpers import random_dataset
 
@@ -77,6 +103,7 @@ def test_threshold_is_strict_as_in_the_authors_code():
 
 def test_student_output_starts_at_the_drug_prior():
     from helpers import random_dataset
+
     from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
 
     ds = random_dataset(n_patients=30, seed=0)
@@ -97,23 +124,55 @@ def test_student_output_starts_at_the_drug_prior():
 def _metrics_rows(student_prauc: float, baseline_prauc: float) -> pd.DataFrame:
     rows = []
     for model, stage, v in (("LEADER(S)", "ablation", student_prauc), ("Prior", "baseline", baseline_prauc)):
-        rows.append({"dataset": "syn", "stage": stage, "model": model, "variant": "full", "param": "",
-                     "param_value": np.nan, "group": "overall", "metric": "prauc", "mean": v, "std": 0.0})
+        rows.append(
+            {
+                "dataset": "syn",
+                "stage": stage,
+                "model": model,
+                "variant": "full",
+                "param": "",
+                "param_value": np.nan,
+                "group": "overall",
+                "metric": "prauc",
+                "mean": v,
+                "std": 0.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _paired_row(comparison: str, diff: float, p: float, group: str = "overall") -> dict:
-    return {"dataset": "syn", "backbone": "minilm", "comparison": comparison, "a": "", "b": "", "group": group,
-            "metric": "prauc", "diff": diff, "ci_low": diff - 0.01, "ci_high": diff + 0.01, "p_bootstrap": p,
-            "p_wilcoxon": p, "n_samples": 100, "n_patients": 50, "seeds_a": 3, "seeds_b": 3}
+    return {
+        "dataset": "syn",
+        "backbone": "minilm",
+        "comparison": comparison,
+        "a": "",
+        "b": "",
+        "group": group,
+        "metric": "prauc",
+        "diff": diff,
+        "ci_low": diff - 0.01,
+        "ci_high": diff + 0.01,
+        "p_bootstrap": p,
+        "p_wilcoxon": p,
+        "n_samples": 100,
+        "n_patients": 50,
+        "seeds_a": 3,
+        "seeds_b": 3,
+    }
 
 
 def test_findings_say_not_held_when_a_claim_fails():
     from leader.report.findings import findings, findings_markdown
 
     metrics = _metrics_rows(0.60, 0.55)
-    paired = pd.DataFrame([_paired_row("full_vs_no_kd", -0.004, 0.40), _paired_row("student_vs_Prior", 0.05, 0.001),
-                           _paired_row("full_vs_kd_shuffled", 0.02, 0.01)])
+    paired = pd.DataFrame(
+        [
+            _paired_row("full_vs_no_kd", -0.004, 0.40),
+            _paired_row("student_vs_Prior", 0.05, 0.001),
+            _paired_row("full_vs_kd_shuffled", 0.02, 0.01),
+        ]
+    )
     out = {f.claim: f for f in findings(metrics, paired, pd.DataFrame())}
     assert out["distillation helps: LEADER(S) > LEADER(S) w/o KD"].status == "not held"
     assert out["LEADER(S) beats every baseline"].status == "held"

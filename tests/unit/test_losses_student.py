@@ -11,6 +11,7 @@ def test_bce_hand():
 
 def pytest_approx(x):
     import pytest
+
     return pytest.approx(x, rel=1e-5)
 
 

@@ -42,7 +42,8 @@ def test_bootstrap_seeded_and_grouped():
 
 
 def test_ddi_rate_hand_case():
-    ddi = np.zeros((3, 3)); ddi[0, 1] = ddi[1, 0] = 1
+    ddi = np.zeros((3, 3))
+    ddi[0, 1] = ddi[1, 0] = 1
     y = np.array([[1, 1, 1], [1, 0, 1]])
     # pairs: sample0 -> (0,1),(0,2),(1,2); sample1 -> (0,2); one bad pair of four
     assert ddi_rate(y, ddi) == pytest.approx(0.25)

@@ -30,12 +30,14 @@ def test_multi_visit_prompt_matches_template_and_has_no_leakage(random_ds):
     rows = ds.visits[ds.visits.patient_id == pid].sort_values("visit_index")
     v0, v1, v2 = (rows.iloc[i] for i in range(3))
     dv, pv, mv = ds.vocabs["diag"], ds.vocabs["proc"], ds.vocabs["med"]
-    want = "\n".join([
-        "The patient has 3 times ICU visits.",
-        f"In the 1-th visit, the patient had diagnosis: {_names(dv, v0.diag)}; procedures: {_names(pv, v0.proc)}. The patient was prescribed drugs: {_names(mv, v0.med)}.",
-        f"In the 2-th visit, the patient had diagnosis: {_names(dv, v1.diag)}; procedures: {_names(pv, v1.proc)}. The patient was prescribed drugs: {_names(mv, v1.med)}.",
-        f"In this visit, the patient has diagnosis: {_names(dv, v2.diag)}; procedures: {_names(pv, v2.proc)}. Then, the patient should be prescribed:",
-    ])
+    want = "\n".join(
+        [
+            "The patient has 3 times ICU visits.",
+            f"In the 1-th visit, the patient had diagnosis: {_names(dv, v0.diag)}; procedures: {_names(pv, v0.proc)}. The patient was prescribed drugs: {_names(mv, v0.med)}.",  # noqa: E501
+            f"In the 2-th visit, the patient had diagnosis: {_names(dv, v1.diag)}; procedures: {_names(pv, v1.proc)}. The patient was prescribed drugs: {_names(mv, v1.med)}.",  # noqa: E501
+            f"In this visit, the patient has diagnosis: {_names(dv, v2.diag)}; procedures: {_names(pv, v2.proc)}. Then, the patient should be prescribed:",  # noqa: E501
+        ]
+    )
     got = build_prompt(ds, sid)
     assert got == want
     # the current visit's medications (the label) never appear in its own prompt line

@@ -39,13 +39,19 @@ def test_overall_numbers_match_stored_metrics_and_bootstrap(report):
     for _, r in ov.iterrows():
         model, _, bb = r["row"].partition(" [")
         bb = bb.rstrip("]")
-        m = met[(met["model"] == model) & (met["backbone"] == bb) & (met["group"] == r["group"])
-                & (met["metric"] == r["metric"]) & met["stage"].isin(["baseline", "teacher", "best"])]
+        m = met[
+            (met["model"] == model)
+            & (met["backbone"] == bb)
+            & (met["group"] == r["group"])
+            & (met["metric"] == r["metric"])
+            & met["stage"].isin(["baseline", "teacher", "best"])
+        ]
         assert len(m) == 1
         assert r["mean"] == pytest.approx(m["mean"].iloc[0], abs=1e-12)
         assert r["std"] == pytest.approx(m["std"].iloc[0], abs=1e-12)
-        b = boot[(boot["run_id"] == m["run_id"].iloc[0]) & (boot["group"] == r["group"])
-                 & (boot["metric"] == r["metric"])]["value"]
+        b = boot[
+            (boot["run_id"] == m["run_id"].iloc[0]) & (boot["group"] == r["group"]) & (boot["metric"] == r["metric"])
+        ]["value"]
         assert r["mean"] == pytest.approx(b.mean(), abs=1e-12) and r["std"] == pytest.approx(b.std(), abs=1e-12)
     # best in bold = max mean per column, and its p-value is the Welch test against the runner-up
     for (g, metric), col in ov.groupby(["group", "metric"]):
@@ -54,8 +60,13 @@ def test_overall_numbers_match_stored_metrics_and_bootstrap(report):
         ids = []
         for row in ranked["row"].iloc[:2]:
             model, _, bb = row.partition(" [")
-            ids.append(met[(met["model"] == model) & (met["backbone"] == bb.rstrip("]"))
-                           & met["stage"].isin(["baseline", "teacher", "best"])]["run_id"].iloc[0])
+            ids.append(
+                met[
+                    (met["model"] == model)
+                    & (met["backbone"] == bb.rstrip("]"))
+                    & met["stage"].isin(["baseline", "teacher", "best"])
+                ]["run_id"].iloc[0]
+            )
         a, b = (boot[(boot["run_id"] == i) & (boot["group"] == g) & (boot["metric"] == metric)]["value"] for i in ids)
         p = stats.ttest_ind(a, b, equal_var=False).pvalue
         assert ranked["p_value_vs_runner_up"].iloc[0] == pytest.approx(p)
@@ -113,8 +124,13 @@ def test_efficiency_and_optuna_numbers(report):
 
 
 def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
-    study = make_study_dir(tmp_path, name="gappy", n_samples=60, n_trials=4,
-                           report={"tables": ["main", "ablation", "efficiency"], "figures": ["sensitivity_beta"]})
+    study = make_study_dir(
+        tmp_path,
+        name="gappy",
+        n_samples=60,
+        n_trials=4,
+        report={"tables": ["main", "ablation", "efficiency"], "figures": ["sensitivity_beta"]},
+    )
     met = pd.read_parquet(study / "results" / "metrics.parquet")
     met = met[~((met["variant"] == "no_align") | (met["param"] == "beta"))]
     met.to_parquet(study / "results" / "metrics.parquet")
@@ -132,7 +148,13 @@ def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
     assert not (out / "figures" / "sensitivity_beta.png").exists()
     # only what the spec declared (the backbone table comes with 'main' when there are 2+ backbones;
     # the Findings open every report)
-    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == ["ablation", "backbone", "efficiency", "findings", "overall"]
+    assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == [
+        "ablation",
+        "backbone",
+        "efficiency",
+        "findings",
+        "overall",
+    ]
     assert sorted(p.name for p in (out / "figures").iterdir()) == []
 
 
@@ -148,9 +170,12 @@ def test_patient_level_columns_are_refused(tmp_path):
 
 
 def test_declared_items_accepts_study_spec_names():
-    t, f, unknown = declared_items({"report": {"tables": ["main", "optuna"], "figures": ["sensitivity_alpha",
-                                                                                        "optuna_history"]},
-                                    "teacher": {"backbones": ["qwen-7b", "qwen-1.8b"]}})
+    t, f, unknown = declared_items(
+        {
+            "report": {"tables": ["main", "optuna"], "figures": ["sensitivity_alpha", "optuna_history"]},
+            "teacher": {"backbones": ["qwen-7b", "qwen-1.8b"]},
+        }
+    )
     assert t == ["overall", "backbone", "optuna"]
     assert f == ["sensitivity_alpha", "optuna_history", "optuna_importance"] and unknown == []
     t, f, unknown = declared_items({"report": ["ablation", "efficiency", "bogus"]})

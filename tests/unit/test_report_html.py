@@ -10,14 +10,22 @@ from leader.report.build import build_report
 from leader.report.chromium import check_html, find_chromium
 from leader.report.synthetic import make_study_dir
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="headless Chromium not installed (Debian package 'chromium')")
+pytestmark = pytest.mark.skipif(
+    find_chromium() is None, reason="headless Chromium not installed (Debian package 'chromium')"
+)
 
 
 def test_html_renders_in_headless_chromium(tmp_path):
-    study = make_study_dir(tmp_path, name="html", n_samples=60, n_trials=6,
-                           report={"tables": ["main", "ablation", "efficiency", "dataset_stats"],
-                                   "figures": ["ablation", "efficiency", "sensitivity_alpha"]})
+    study = make_study_dir(
+        tmp_path,
+        name="html",
+        n_samples=60,
+        n_trials=6,
+        report={
+            "tables": ["main", "ablation", "efficiency", "dataset_stats"],
+            "figures": ["ablation", "efficiency", "sensitivity_alpha"],
+        },
+    )
     out = build_report(study, tmp_path / "out")
     shot = tmp_path / "page.png"
     r = check_html(out / "index.html", screenshot=shot)

@@ -5,8 +5,14 @@ import torch
 from leader.errors import ConfigError
 from leader.features.types import TeacherFeatures
 from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
-from leader.train.student import (StudentTrainConfig, evaluate_student, load_student, measure_student_latency,
-                                  predict_proba, train_student)
+from leader.train.student import (
+    StudentTrainConfig,
+    evaluate_student,
+    load_student,
+    measure_student_latency,
+    predict_proba,
+    train_student,
+)
 
 CFG = StudentConfig(d_embed=16, d_model=16, n_heads=2, dropout=0.0, max_visits=3)
 
@@ -102,8 +108,11 @@ def test_train_with_teacher_features_aligned_by_id(random_ds, kd):
     s = random_ds.samples()
     rng = np.random.default_rng(0)
     ids = s["sample_id"].to_numpy()[rng.permutation(len(s))]  # shuffled: alignment must be by id
-    feats = TeacherFeatures(ids, rng.standard_normal((len(ids), 24)).astype(np.float16),
-                            rng.random((len(ids), random_ds.n_meds)).astype(np.float32))
+    feats = TeacherFeatures(
+        ids,
+        rng.standard_normal((len(ids), 24)).astype(np.float16),
+        rng.random((len(ids), random_ds.n_meds)).astype(np.float32),
+    )
     r = train_student(random_ds, _tcfg(kd=kd, alpha=1.0), features=feats)
     assert "train_kd" in r.history[0] and np.isfinite(r.history[-1]["train_loss"])
 

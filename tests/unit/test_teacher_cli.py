@@ -11,10 +11,23 @@ def test_teacher_train_help_lists_options():
     r = CliRunner().invoke(app, ["teacher", "train", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
     assert r.exit_code == 0, r.output
     text = re.sub(r"\x1b\[[0-9;]*m", "", r.output)
-    for opt in ("--backbone", "--dataset", "--root", "--workers", "--zero", "--epochs", "--max-steps", "--batch-size",
-                "--max-length", "--deepspeed-config", "--set", "--out", "--export", "--address"):
+    for opt in (
+        "--backbone",
+        "--dataset",
+        "--root",
+        "--workers",
+        "--zero",
+        "--epochs",
+        "--max-steps",
+        "--batch-size",
+        "--max-length",
+        "--deepspeed-config",
+        "--set",
+        "--out",
+        "--export",
+        "--address",
+    ):
         assert opt in text, opt
-
 
     assert "--storage-path" not in text  # the deprecated spelling of --out stays hidden
 

@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from leader.train.probe import fit_probe, prior_bce
-from leader.train.teacher import (LearnedNothingError, TeacherTrainConfig, check_learning, final_train_loss, init_head,
-                                  optimizer_groups)
+from leader.train.teacher import (
+    LearnedNothingError,
+    TeacherTrainConfig,
+    check_learning,
+    final_train_loss,
+    init_head,
+    optimizer_groups,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +107,7 @@ def test_fitted_prompts_fit_and_keep_the_current_visit(small_synthetic):
         prompts, dropped = fit_prompts(small_synthetic, multi, tok, max_length)
         lens = [len(x) for x in tok(prompts, add_special_tokens=True)["input_ids"]]
         cur_tail = CURRENT.rsplit("}", 1)[-1]
-        for p, f, n, k in zip(prompts, full, dropped, lens):
+        for p, f, n, k in zip(prompts, full, dropped, lens, strict=False):
             assert p.endswith(cur_tail) and p.split("\n")[-1] == f.split("\n")[-1]  # current visit whole
             assert p.split("\n")[0] == f.split("\n")[0]  # header kept
             assert len(f.split("\n")) - len(p.split("\n")) == n  # dropped = whole visits removed

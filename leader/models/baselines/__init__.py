@@ -54,42 +54,99 @@ class BaselineInfo:
 
 
 # Shared by every torch baseline (the trainer's own keys).
-TRAIN_DEFAULTS = {"lr": 1e-3, "weight_decay": 1e-5, "epochs": 30, "batch_size": 64, "patience": 5,
-                  "max_visits": 10, "max_codes": 64, "margin_weight": 0.0}
+TRAIN_DEFAULTS = {
+    "lr": 1e-3,
+    "weight_decay": 1e-5,
+    "epochs": 30,
+    "batch_size": 64,
+    "patience": 5,
+    "max_visits": 10,
+    "max_codes": 64,
+    "margin_weight": 0.0,
+}
 TRAIN_SPACE = {"lr": ("loguniform", 1e-4, 1e-2), "weight_decay": ("loguniform", 1e-7, 1e-3)}
 
 
 def _torch(name, cls, model_defaults: dict, space: dict, citation: str, **train) -> BaselineInfo:
-    return BaselineInfo(name=name, kind="torch", impl=cls, needs_history=cls.needs_history, learned=True,
-                        defaults={**TRAIN_DEFAULTS, **train, **model_defaults}, search_space={**TRAIN_SPACE, **space},
-                        citation=citation)
+    return BaselineInfo(
+        name=name,
+        kind="torch",
+        impl=cls,
+        needs_history=cls.needs_history,
+        learned=True,
+        defaults={**TRAIN_DEFAULTS, **train, **model_defaults},
+        search_space={**TRAIN_SPACE, **space},
+        citation=citation,
+    )
 
 
 BASELINES: dict[str, BaselineInfo] = {
-    "prior": BaselineInfo("prior", "fit", fit_prior, needs_history=False, learned=False,
-                          citation="Drug-frequency prior (train split).", ),
-    "cooccurrence": BaselineInfo("cooccurrence", "fit", fit_cooccurrence, needs_history=False, learned=False,
-                                 citation="P(drug | diagnosis) from train co-occurrence counts, averaged over the visit's diagnoses."),
-    "logreg": BaselineInfo("logreg", "fit", fit_logreg, needs_history=False, learned=True,
-                           defaults={"C": 1.0, "max_iter": 200}, search_space={"C": ("loguniform", 1e-3, 1e2)},
-                           citation="One-vs-rest L2 logistic regression (scikit-learn) on current diag/proc + last drugs."),
-    "retain": _torch("retain", RETAIN, {"emb_dim": 64, "dropout": 0.5},
-                     {"emb_dim": ("choice", [32, 64, 128]), "dropout": ("uniform", 0.0, 0.6)},
-                     "Choi et al. RETAIN: An Interpretable Predictive Model for Healthcare using Reverse Time Attention "
-                     "Mechanism. NeurIPS 2016."),
-    "gamenet": _torch("gamenet", GAMENet, {"emb_dim": 64, "dropout": 0.4, "n_neighbors": 3},
-                      {"emb_dim": ("choice", [32, 64, 128]), "dropout": ("uniform", 0.0, 0.6),
-                       "n_neighbors": ("choice", [1, 3, 5]), "margin_weight": ("choice", [0.0, 0.01, 0.1])},
-                      "Shang et al. GAMENet: Graph Augmented MEmory Networks for Recommending Medication Combination. "
-                      "AAAI 2019.", margin_weight=0.01),
-    "micron": _torch("micron", MICRON, {"emb_dim": 64, "dropout": 0.5, "last_weight": 1 / 3, "rec_weight": 1.0},
-                     {"emb_dim": ("choice", [32, 64, 128]), "dropout": ("uniform", 0.0, 0.6),
-                      "rec_weight": ("loguniform", 0.1, 10.0)},
-                     "Yang et al. Change Matters: Medication Change Prediction with Recurrent Residual Networks. "
-                     "IJCAI 2021.", margin_weight=0.05),
-    "cognet": _torch("cognet", COGNet, {"emb_dim": 64, "n_heads": 4, "dropout": 0.3},
-                     {"emb_dim": ("choice", [32, 64, 128]), "dropout": ("uniform", 0.0, 0.5)},
-                     "Wu et al. Conditional Generation Net for Medication Recommendation. WWW 2022."),
+    "prior": BaselineInfo(
+        "prior",
+        "fit",
+        fit_prior,
+        needs_history=False,
+        learned=False,
+        citation="Drug-frequency prior (train split).",
+    ),
+    "cooccurrence": BaselineInfo(
+        "cooccurrence",
+        "fit",
+        fit_cooccurrence,
+        needs_history=False,
+        learned=False,
+        citation="P(drug | diagnosis) from train co-occurrence counts, averaged over the visit's diagnoses.",
+    ),
+    "logreg": BaselineInfo(
+        "logreg",
+        "fit",
+        fit_logreg,
+        needs_history=False,
+        learned=True,
+        defaults={"C": 1.0, "max_iter": 200},
+        search_space={"C": ("loguniform", 1e-3, 1e2)},
+        citation="One-vs-rest L2 logistic regression (scikit-learn) on current diag/proc + last drugs.",
+    ),
+    "retain": _torch(
+        "retain",
+        RETAIN,
+        {"emb_dim": 64, "dropout": 0.5},
+        {"emb_dim": ("choice", [32, 64, 128]), "dropout": ("uniform", 0.0, 0.6)},
+        "Choi et al. RETAIN: An Interpretable Predictive Model for Healthcare using Reverse Time Attention "
+        "Mechanism. NeurIPS 2016.",
+    ),
+    "gamenet": _torch(
+        "gamenet",
+        GAMENet,
+        {"emb_dim": 64, "dropout": 0.4, "n_neighbors": 3},
+        {
+            "emb_dim": ("choice", [32, 64, 128]),
+            "dropout": ("uniform", 0.0, 0.6),
+            "n_neighbors": ("choice", [1, 3, 5]),
+            "margin_weight": ("choice", [0.0, 0.01, 0.1]),
+        },
+        "Shang et al. GAMENet: Graph Augmented MEmory Networks for Recommending Medication Combination. AAAI 2019.",
+        margin_weight=0.01,
+    ),
+    "micron": _torch(
+        "micron",
+        MICRON,
+        {"emb_dim": 64, "dropout": 0.5, "last_weight": 1 / 3, "rec_weight": 1.0},
+        {
+            "emb_dim": ("choice", [32, 64, 128]),
+            "dropout": ("uniform", 0.0, 0.6),
+            "rec_weight": ("loguniform", 0.1, 10.0),
+        },
+        "Yang et al. Change Matters: Medication Change Prediction with Recurrent Residual Networks. IJCAI 2021.",
+        margin_weight=0.05,
+    ),
+    "cognet": _torch(
+        "cognet",
+        COGNet,
+        {"emb_dim": 64, "n_heads": 4, "dropout": 0.3},
+        {"emb_dim": ("choice", [32, 64, 128]), "dropout": ("uniform", 0.0, 0.5)},
+        "Wu et al. Conditional Generation Net for Medication Recommendation. WWW 2022.",
+    ),
 }
 
 UNAVAILABLE: dict[str, str] = {"safedrug": safedrug.REASON}
@@ -99,7 +156,9 @@ def get_baseline(name: str) -> BaselineInfo:
     if name in UNAVAILABLE:
         raise ConfigError(UNAVAILABLE[name])
     if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)} (unavailable: {', '.join(UNAVAILABLE)})")
+        raise ConfigError(
+            f"unknown baseline {name!r}; known: {', '.join(BASELINES)} (unavailable: {', '.join(UNAVAILABLE)})"
+        )
     return BASELINES[name]
 
 

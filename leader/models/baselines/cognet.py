@@ -51,7 +51,7 @@ class COGNet(BaselineModel):
         self.gate = nn.Linear(2 * d, 1)
 
     @classmethod
-    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> "COGNet":
+    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> COGNet:
         return cls(len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, **params)
 
     def _per_visit(self, encoder: CodeSetEncoder, codes: torch.Tensor) -> torch.Tensor:
@@ -68,8 +68,11 @@ class COGNet(BaselineModel):
         self.check_history(batch)
         vm = batch["visit_mask"]  # (B, V)
         V = vm.shape[1]
-        u = self.visit(torch.cat([self._per_visit(self.diag_enc, batch["diag"]),
-                                  self._per_visit(self.proc_enc, batch["proc"])], -1))  # (B, V, d)
+        u = self.visit(
+            torch.cat(
+                [self._per_visit(self.diag_enc, batch["diag"]), self._per_visit(self.proc_enc, batch["proc"])], -1
+            )
+        )  # (B, V, d)
         cur = current_slot(vm)
         q = take(u, cur)  # (B, d)
         past = vm & (torch.arange(V, device=vm.device)[None, :] < cur[:, None])  # (B, V) earlier visits

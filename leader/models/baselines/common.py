@@ -42,7 +42,7 @@ class BaselineModel(nn.Module):
         step (RETAIN stayed near the prior's PRAUC on the synthetic cohort until this was changed)."""
         for m in self.modules():
             if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=m.embedding_dim ** -0.5)
+                nn.init.normal_(m.weight, std=m.embedding_dim**-0.5)
                 if m.padding_idx is not None:
                     m.weight[m.padding_idx].zero_()
 
@@ -59,9 +59,11 @@ class BaselineModel(nn.Module):
         if len(bad):
             i = int(bad[0])
             sid = int(batch["sample_id"][i]) if "sample_id" in batch else f"at batch row {i}"
-            raise ValueError(f"{self.name} is multi-visit only: it needs at least one earlier visit of the same patient, "
-                             f"but sample {sid} has none ({len(bad)} such samples in this batch); train and evaluate it "
-                             f"on samples with history (train_baseline does)")
+            raise ValueError(
+                f"{self.name} is multi-visit only: it needs at least one earlier visit of the same patient, "
+                f"but sample {sid} has none ({len(bad)} such samples in this batch); train and evaluate it "
+                f"on samples with history (train_baseline does)"
+            )
 
 
 def current_slot(visit_mask: torch.Tensor) -> torch.Tensor:

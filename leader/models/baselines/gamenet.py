@@ -78,8 +78,9 @@ def nearest_train_visits(ds, enc, train_idx: np.ndarray, k: int, chunk: int = 10
 
     di, dc = rows(enc.diag[r, cur], 0)
     pi, pc = rows(enc.proc[r, cur], nd)
-    X = sp.csr_matrix((np.ones(len(di) + len(pi), np.float32), (np.r_[di, pi], np.r_[dc, pc])),
-                      shape=(n, nd + len(ds.vocabs["proc"])))
+    X = sp.csr_matrix(
+        (np.ones(len(di) + len(pi), np.float32), (np.r_[di, pi], np.r_[dc, pc])), shape=(n, nd + len(ds.vocabs["proc"]))
+    )
     X.data[:] = 1.0  # duplicates (if any) count once
     norm = np.sqrt(np.asarray(X.multiply(X).sum(1)).ravel()).clip(1e-9)
     X = sp.diags(1.0 / norm) @ X
@@ -88,7 +89,7 @@ def nearest_train_visits(ds, enc, train_idx: np.ndarray, k: int, chunk: int = 10
     out = np.full((n, k), -1, dtype=np.int64)
     need = np.flatnonzero(cur == 0)  # only samples without history read neighbours
     for s in range(0, len(need), chunk):
-        q = need[s:s + chunk]
+        q = need[s : s + chunk]
         sim = np.asarray((X[q] @ Xt).todense())  # (q, N_train)
         sim[pid[q][:, None] == pid[train_idx][None, :]] = -np.inf  # never the sample itself / its patient
         kk = min(k, sim.shape[1])
@@ -103,8 +104,17 @@ class GAMENet(BaselineModel):
     name = "gamenet"
     needs_history = False
 
-    def __init__(self, n_diag: int, n_proc: int, n_med: int, ehr_adj: np.ndarray, ddi_adj: np.ndarray | None = None,
-                 emb_dim: int = 64, dropout: float = 0.4, n_neighbors: int = 3):
+    def __init__(
+        self,
+        n_diag: int,
+        n_proc: int,
+        n_med: int,
+        ehr_adj: np.ndarray,
+        ddi_adj: np.ndarray | None = None,
+        emb_dim: int = 64,
+        dropout: float = 0.4,
+        n_neighbors: int = 3,
+    ):
         super().__init__(n_med)
         d = emb_dim
         self.n_neighbors = n_neighbors
@@ -120,11 +130,17 @@ class GAMENet(BaselineModel):
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(3 * d, 2 * d), nn.ReLU(), nn.Linear(2 * d, n_med, bias=False))
 
     @classmethod
-    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> "GAMENet":
+    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> GAMENet:
         if ddi is not None and np.shape(ddi) != (ds.n_meds, ds.n_meds):
             raise ValueError(f"gamenet: DDI matrix has shape {np.shape(ddi)}, expected ({ds.n_meds}, {ds.n_meds})")
-        return cls(len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, ehr_graph(enc, train_idx, ds.n_meds),
-                   None if ddi is None else np.asarray(ddi, dtype=np.float32), **params)
+        return cls(
+            len(ds.vocabs["diag"]),
+            len(ds.vocabs["proc"]),
+            ds.n_meds,
+            ehr_graph(enc, train_idx, ds.n_meds),
+            None if ddi is None else np.asarray(ddi, dtype=np.float32),
+            **params,
+        )
 
     def extra_inputs(self, ds, enc, train_idx):
         nb = nearest_train_visits(ds, enc, train_idx, self.n_neighbors)  # (N, K) enc rows, -1 = none
@@ -133,10 +149,12 @@ class GAMENet(BaselineModel):
         cs = cur[safe]  # each neighbour's own current slot
         mask = nb >= 0
         keep = mask[..., None]
-        return {"nb_diag": np.where(keep, enc.diag[safe, cs], 0),  # (N, K, C) the neighbour visit's codes
-                "nb_proc": np.where(keep, enc.proc[safe, cs], 0),
-                "nb_med": np.where(keep, enc.target_med[safe], 0),  # its prescription (its label)
-                "nb_mask": mask}
+        return {
+            "nb_diag": np.where(keep, enc.diag[safe, cs], 0),  # (N, K, C) the neighbour visit's codes
+            "nb_proc": np.where(keep, enc.proc[safe, cs], 0),
+            "nb_med": np.where(keep, enc.target_med[safe], 0),  # its prescription (its label)
+            "nb_mask": mask,
+        }
 
     def _queries(self, diag: torch.Tensor, proc: torch.Tensor) -> torch.Tensor:
         """(B, V, C) codes of a visit sequence -> (B, V, d) per-visit queries."""

@@ -33,8 +33,16 @@ class MICRON(BaselineModel):
     name = "micron"
     needs_history = True
 
-    def __init__(self, n_diag: int, n_proc: int, n_med: int, emb_dim: int = 64, dropout: float = 0.5,
-                 last_weight: float = 1 / 3, rec_weight: float = 1.0):
+    def __init__(
+        self,
+        n_diag: int,
+        n_proc: int,
+        n_med: int,
+        emb_dim: int = 64,
+        dropout: float = 0.5,
+        last_weight: float = 1 / 3,
+        rec_weight: float = 1.0,
+    ):
         super().__init__(n_med)
         d = emb_dim
         self.last_weight, self.rec_weight = last_weight, rec_weight
@@ -47,14 +55,18 @@ class MICRON(BaselineModel):
         self.keep = nn.Parameter(torch.zeros(n_med))  # per-drug weight of "was prescribed last visit"
 
     @classmethod
-    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> "MICRON":
+    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> MICRON:
         return cls(len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, **params)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_history(batch)
         vm = batch["visit_mask"]  # (B, V)
-        h = self.health(torch.cat([code_sum(self.emb_diag, batch["diag"], self.drop),
-                                   code_sum(self.emb_proc, batch["proc"], self.drop)], -1))  # (B, V, d)
+        h = self.health(
+            torch.cat(
+                [code_sum(self.emb_diag, batch["diag"], self.drop), code_sum(self.emb_proc, batch["proc"], self.drop)],
+                -1,
+            )
+        )  # (B, V, d)
         cur = current_slot(vm)
         h_t, h_l = take(h, cur), take(h, cur - 1)  # (B, d) current, last
         y_l = multi_hot(take(batch["med"], cur - 1), self.n_med)  # (B, M) last prescription

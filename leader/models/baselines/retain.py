@@ -12,9 +12,9 @@ history, so it serves single- and multi-visit samples alike.
 Differences from the original: the task is multi-label medication recommendation (sigmoid per
 drug, BCE) instead of a binary outcome; inputs are diagnosis + procedure codes of every visit up
 to and including the current one (two embedding tables summed; GAMENet's RETAIN baseline also
-feeds past medications - not here, as in the issue's spec, as PyHealth's drug-recommendation RETAIN); code embeddings start at
-N(0, 1/d) and the logits' bias at the logit of each drug's train frequency (the shared trainer);
-at most `max_visits` most recent visits are read. GAMENet's RETAIN baseline reads visits in
+feeds past medications - not here, as in the issue's spec, as PyHealth's drug-recommendation
+RETAIN); code embeddings start at N(0, 1/d) and the logits' bias at the logit of each drug's train
+frequency (the shared trainer); at most `max_visits` most recent visits are read. GAMENet's RETAIN baseline reads visits in
 forward order and its softmax runs over a size-1 axis (every alpha is 1); here alpha is a real
 softmax over the visits, read from the current one backwards, as in the RETAIN paper.
 """
@@ -44,7 +44,7 @@ class RETAIN(BaselineModel):
         self.out = nn.Linear(d, n_med, bias=False)  # bias lives in out_bias
 
     @classmethod
-    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> "RETAIN":
+    def build(cls, ds, enc, train_idx, params: dict, ddi=None) -> RETAIN:
         return cls(len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, **params)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

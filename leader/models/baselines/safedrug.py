@@ -14,8 +14,12 @@ GAMENet-like MLP), so the registry lists it as unavailable rather than shipping 
 `get_baseline('safedrug')` and `train_baseline('safedrug', ...)` raise with this reason.
 """
 
-REASON = ("SafeDrug is not available: it encodes drugs from their molecular graphs (SMILES + BRICS substructures via "
-          "RDKit), and no ATC-3 -> SMILES table of molecule structures can be obtained offline here (only package "
-          "registries are reachable); no substitute model is provided")
-CITATION = ("Yang, Xiao, Ma, Sun. SafeDrug: Dual Molecular Graph Encoders for Recommending Effective and Safe Drug "
-            "Combinations. IJCAI 2021.")
+REASON = (
+    "SafeDrug is not available: it encodes drugs from their molecular graphs (SMILES + BRICS substructures via "
+    "RDKit), and no ATC-3 -> SMILES table of molecule structures can be obtained offline here (only package "
+    "registries are reachable); no substitute model is provided"
+)
+CITATION = (
+    "Yang, Xiao, Ma, Sun. SafeDrug: Dual Molecular Graph Encoders for Recommending Effective and Safe Drug "
+    "Combinations. IJCAI 2021."
+)

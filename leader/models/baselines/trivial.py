@@ -14,8 +14,8 @@ Only the train split is read when fitting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,7 +47,11 @@ def _multi_hot(sets: list, n: int) -> sp.csr_matrix:
 
 def train_prior(ds: EHRDataset) -> np.ndarray:
     """(|meds|,) share of train visits prescribing each drug."""
-    return ds.labels(ds.samples("train")["sample_id"].to_numpy()).mean(0) if len(ds.samples("train")) else np.zeros(ds.n_meds)
+    return (
+        ds.labels(ds.samples("train")["sample_id"].to_numpy()).mean(0)
+        if len(ds.samples("train"))
+        else np.zeros(ds.n_meds)
+    )
 
 
 def fit_prior(ds: EHRDataset, params: dict, seed: int = 0) -> Fitted:
@@ -73,10 +77,14 @@ def logreg_features(ds: EHRDataset, sample_ids) -> sp.csr_matrix:
     pid, vidx = v["patient_id"].to_numpy(), v["visit_index"].to_numpy()
     prev = rows - 1
     has_prev = (vidx[rows] > 0) & (prev >= 0) & (pid[np.maximum(prev, 0)] == pid[rows])
-    last_meds = [v["med"].iat[p] if h else [] for p, h in zip(prev, has_prev)]
-    return sp.hstack([_multi_hot([v["diag"].iat[r] for r in rows], len(ds.vocabs["diag"])),
-                      _multi_hot([v["proc"].iat[r] for r in rows], len(ds.vocabs["proc"])),
-                      _multi_hot(last_meds, ds.n_meds)]).tocsr()
+    last_meds = [v["med"].iat[p] if h else [] for p, h in zip(prev, has_prev, strict=False)]
+    return sp.hstack(
+        [
+            _multi_hot([v["diag"].iat[r] for r in rows], len(ds.vocabs["diag"])),
+            _multi_hot([v["proc"].iat[r] for r in rows], len(ds.vocabs["proc"])),
+            _multi_hot(last_meds, ds.n_meds),
+        ]
+    ).tocsr()
 
 
 def fit_logreg(ds: EHRDataset, params: dict, seed: int = 0) -> Fitted:

@@ -1,0 +1,112 @@
+"""Does feature-KD transfer, and does its target's scale decide it? On a finished fidelity study
+(its dataset and its teacher's features), the platform's student trainer (`train_student`) runs
+the grid's 'full' configuration three ways per seed: no KD, feature-KD to the raw teacher states
+(the paper's Eq. 9) and feature-KD to the states z-scored per dimension with train-split
+statistics (`kd_target: standardized`). Test PRAUC and the paired patient-bootstrap test of each
+KD variant against no KD. Writes reports/bench/kd_target.json (flat dict).
+
+Usage: python scripts/bench_kd_target.py [--study-dir /tmp/leader_bench_fidelity/fidelity] [--seeds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+VARIANTS = {
+    "no_kd": {"kd": "none"},
+    "feature_raw": {"kd": "feature", "kd_target": "raw"},
+    "feature_standardized": {"kd": "feature", "kd_target": "standardized"},
+}
+
+
+def _grid_full_config(study_dir: Path) -> dict:
+    """The configuration the study's ablation grid trained (the sweep's best + the study's student)."""
+    for params in sorted((study_dir / "tune").glob("grid-*/*/params.json")):
+        p = json.loads(params.read_text())
+        if p.get("run", {}).get("variant") == "full":
+            return {k: v for k, v in p.items() if k != "run"}
+    raise SystemExit(f"{study_dir}: no grid trial of variant 'full' found")
+
+
+def _one(job: tuple) -> dict:
+    import torch
+
+    from leader.data.cache import PrepareOptions, prepare
+    from leader.features.store import load_features
+    from leader.study.evaluation import align_to_test, score_test
+    from leader.study.spec import student_config
+    from leader.train.student import predict_proba, train_student
+
+    study_dir, prepare_opts, base, variant, seed = job
+    torch.set_num_threads(1)
+    ds = prepare("synthetic", None, PrepareOptions(**prepare_opts))
+    feats = next((study_dir / "features").glob("*/*/manifest.json")).parent
+    t0 = time.perf_counter()
+    cfg = student_config({**base, **VARIANTS[variant], "seed": seed})
+    res = train_student(ds, cfg, features=load_features(feats) if cfg.loss.kd != "none" else None)
+    ids, probs = predict_proba(res.model, ds, "test")
+    _, per = score_test(ds, align_to_test(ds, ids, probs), threshold=cfg.threshold, rounds=1, frac=0.8, seed=seed)
+    kd = res.history[res.best_epoch].get("train_kd")
+    return {
+        "variant": variant,
+        "seed": seed,
+        "prauc": per["prauc"].to_numpy(),
+        "best_epoch": res.best_epoch,
+        "train_kd": kd,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--study-dir", default="/tmp/leader_bench_fidelity/fidelity")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--out", default="reports/bench/kd_target.json")
+    a = ap.parse_args()
+    from leader.data.cache import PrepareOptions, prepare
+    from leader.significance import paired_test
+    from leader.study.evaluation import index_frame
+
+    t_all = time.perf_counter()
+    study_dir = Path(a.study_dir)
+    spec = yaml.safe_load((study_dir / "spec.yaml").read_text())
+    opts = spec["datasets"][0].get("prepare", {})
+    base = _grid_full_config(study_dir)
+    jobs = [(study_dir, opts, base, v, s) for s in range(a.seeds) for v in VARIANTS]
+    with get_context("spawn").Pool(a.processes) as pool:
+        runs = pool.map(_one, jobs)
+    idx = index_frame(prepare("synthetic", None, PrepareOptions(**opts)))
+    per = {v: np.stack([r["prauc"] for r in runs if r["variant"] == v]) for v in VARIANTS}  # (seeds, N)
+    out: dict = {
+        "command": f"python scripts/bench_kd_target.py --study-dir {a.study_dir} --seeds {a.seeds}",
+        "study": str(study_dir),
+        "seeds": a.seeds,
+        "alpha": base.get("alpha"),
+        "lr": base.get("lr"),
+    }
+    for v in VARIANTS:
+        out[f"{v}_prauc"] = round(float(per[v].mean()), 4)
+        out[f"{v}_prauc_by_seed"] = [round(float(x), 4) for x in per[v].mean(1)]
+        kds = [r["train_kd"] for r in runs if r["variant"] == v and r["train_kd"] is not None]
+        out[f"{v}_train_kd"] = round(float(np.mean(kds)), 4) if kds else None
+    for v in ("feature_raw", "feature_standardized"):
+        r = paired_test(per[v], per["no_kd"], idx["cluster"].to_numpy())
+        out[f"{v}_vs_no_kd_diff"], out[f"{v}_vs_no_kd_p"] = round(r.diff, 4), r.p_bootstrap
+    r = paired_test(per["feature_standardized"], per["feature_raw"], idx["cluster"].to_numpy())
+    out["standardized_vs_raw_diff"], out["standardized_vs_raw_p"] = round(r.diff, 4), r.p_bootstrap
+    out["wall_s"] = round(time.perf_counter() - t_all, 1)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
