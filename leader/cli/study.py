@@ -11,6 +11,16 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 
+def _validate_spec(file):
+    """Schema + matrix expansion only: torch, Ray and transformers are never imported."""
+    from leader.study.expand import expand, summary
+    from leader.study.spec import load_study
+
+    spec = load_study(file)
+    units = expand(spec)
+    return spec, units, summary(spec, units)
+
+
 @app.command()
 def validate(file: Path = typer.Argument(..., help="Study YAML."),
              as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
@@ -18,12 +28,7 @@ def validate(file: Path = typer.Argument(..., help="Study YAML."),
     from rich.console import Console
     from rich.table import Table
 
-    from leader.study.expand import expand, summary
-    from leader.study.spec import load_study
-
-    spec = load_study(file)
-    units = expand(spec)
-    summ = summary(spec, units)
+    spec, units, summ = _validate_spec(file)
     if as_json:
         typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [u.__dict__ for u in units]}, default=list))
         return

@@ -80,7 +80,7 @@ class StudyRunner:
                 return None
             raise ConfigError(f"dataset {d.name!r}: field 'root': no such folder {root}")
         t0 = time.time()
-        ds = prepare(d.source, root, PrepareOptions(**d.prepare))
+        ds = prepare(d.source, root, PrepareOptions(**d.prepare.model_dump()))
         ds.name = d.name
         from leader.data.stats import dataset_stats
 
@@ -106,7 +106,7 @@ class StudyRunner:
             from leader.train.teacher import TeacherTrainConfig, train_teacher
 
             tr = self.spec.teacher_resources
-            opts = {"backbone": bb, **t.options}
+            opts = {**t.options.model_dump(exclude_unset=True), "backbone": bb}
             opts.setdefault("workers", tr.num_workers)
             opts.setdefault("use_gpu", tr.gpu_per_worker > 0)
             res = train_teacher(ds, TeacherTrainConfig(**opts), str(self.dir / "teacher" / "_ray" / ds.name / bb))
@@ -132,7 +132,7 @@ class StudyRunner:
         from leader.study.evaluation import score_test, write_parquet
 
         ev = self.spec.evaluation
-        thr = self.spec.student.get("threshold", 0.5) if isinstance(self.spec.student, dict) else 0.5
+        thr = self.spec.student.threshold
         boot, per = score_test(ds, probs, threshold=thr, rounds=ev.bootstrap_rounds, frac=ev.bootstrap_frac, seed=seed,
                                mask=mask)
         self._write_boot(key, boot, **keys)
@@ -225,7 +225,7 @@ class StudyRunner:
         s = self.spec
         overrides = {v: s.ablations.overrides(v) for v in dict.fromkeys(["full", *s.ablations.variants])}
         fn = tune.with_parameters(student_trial, ds=ds, features_path=str(feat_dir) if feat_dir else None,
-                                  base=dict(s.student) if not grid else None,
+                                  base=s.student_params() if not grid else None,
                                   evaluation=s.evaluation.model_dump() if grid else None,
                                   overrides=overrides if grid else None, cpus=s.resources.cpu)
         return tune.with_resources(fn, {"cpu": s.resources.cpu, "gpu": s.resources.gpu})
@@ -328,7 +328,7 @@ class StudyRunner:
         fp = (s.fingerprint("ablations", "sensitivity", "seeds", "student", "evaluation", "resources")
               + json.dumps(best, sort_keys=True, default=str) + ds.fingerprint)
         trainable = self._trainable(ds, feat_dir, grid=True)
-        base = {**s.student, **best}
+        base = {**s.student_params(), **best}
 
         def make_tuner():
             return tune.Tuner(trainable, param_space={**base, "run": tune.grid_search(grid_rows(s))},

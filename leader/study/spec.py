@@ -17,6 +17,8 @@ from leader.errors import ConfigError
 from leader.report.names import FIGURE_ALIASES, TABLE_ALIASES
 from leader.report.names import FIGURES as REPORT_FIGURES
 from leader.report.names import TABLES as REPORT_TABLES
+from leader.study.options import (PARAM_NAMES, PrepareSpec, StudentOptions, TeacherOptions, check_student, did_you_mean,
+                                  is_student_param)
 from leader.study.yamlmap import LineMap, load_with_extends, where
 
 BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m")
@@ -48,17 +50,7 @@ class DatasetSpec(_Strict):
     source: Literal["demo", "synthetic", "mimic3", "mimic4"] = Field(description="Which reader builds the dataset.")
     root: str | None = Field(None, description="Folder with the CSVs (demo: found automatically; synthetic: unused).")
     optional: bool = Field(False, description="Skip this dataset (with a note) when its files are not on this machine.")
-    prepare: dict[str, Any] = Field(default_factory=dict, description="leader.data.cache.PrepareOptions fields.")
-
-    @field_validator("prepare")
-    @classmethod
-    def _prep(cls, v: dict) -> dict:
-        try:
-            from leader.data.cache import PrepareOptions
-        except ImportError:  # data layer not installed: checked again at run time
-            return v
-        PrepareOptions(**v)
-        return v
+    prepare: PrepareSpec = Field(default_factory=PrepareSpec, description="leader.data.cache.PrepareOptions fields.")
 
 
 class TeacherSpec(_Strict):
@@ -67,7 +59,8 @@ class TeacherSpec(_Strict):
     train: bool = Field(True, description="Fine-tune the teacher; False requires `checkpoints` for every backbone.")
     checkpoints: dict[str, str] = Field(default_factory=dict,
                                         description="Reuse: backbone (or 'dataset/backbone') -> trained teacher folder.")
-    options: dict[str, Any] = Field(default_factory=dict, description="leader.train.teacher.TeacherTrainConfig fields.")
+    options: TeacherOptions = Field(default_factory=TeacherOptions,
+                                    description="leader.train.teacher.TeacherTrainConfig fields.")
     eval_rounds: int = Field(10, ge=1, description="Bootstrap rounds of the teacher's test evaluation.")
 
     @model_validator(mode="after")
@@ -231,8 +224,10 @@ class StudySpec(_Strict):
                                                             "directory; ${VAR} and ~ are expanded.")
     datasets: list[DatasetSpec] = Field(min_length=1)
     teacher: TeacherSpec | None = Field(None, description="Teacher LLMs; omit for a student-only study (kd: none).")
-    student: dict[str, Any] = Field(default_factory=dict,
+    student: StudentOptions = Field(default_factory=StudentOptions,
                                     description="Base StudentTrainConfig (flat names like dropout/d_model allowed).")
+    max_failed_trials: int = Field(0, ge=0, description="Failed trials a Tune stage tolerates before it fails (and stops "
+                                                        "the study with a non-zero exit).")
     search: SearchSpec = Field(default_factory=SearchSpec)
     ablations: AblationSpec = Field(default_factory=AblationSpec)
     sensitivity: SensitivitySpec = Field(default_factory=SensitivitySpec)
@@ -261,22 +256,17 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _student_fields(self):
-        # Search keys and the base config must be StudentTrainConfig fields (checked here so a
-        # typo fails before any Ray work, not inside trial 17).
-        try:
-            student_config(self.student)
-        except ConfigError as e:
-            raise ValueError(f"student: {e}") from None
-        if self.teacher is None and student_config(self.student).loss.kd != "none":
+        # Typos and bad values fail here, torch-free, not inside trial 17 (search-space keys are
+        # checked in `load_study`, where their lines are known).
+        if self.teacher is None and self.student.kd != "none":
             raise ValueError("student.kd must be 'none' when no teacher is declared")
-        for k in self.search.space:
-            if not is_student_param(k):
-                raise ValueError(f"search.space: {k!r} is not a student hyper-parameter")
         for name in self.ablations.variants:
             try:
-                student_config({**self.student, **self.ablations.overrides(name)})
-            except ConfigError as e:
-                raise ValueError(f"ablations: variant {name!r}: {e}") from None
+                check_student({**self.student_params(), **self.ablations.overrides(name)})
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise ValueError(f"ablations: variant {name!r}: field {'.'.join(map(str, err['loc']))!r}: "
+                                 f"{err['msg']}") from None
         sch = self.search.scheduler
         if sch.type == "asha" and sch.grace_period > self.max_epochs():
             raise ValueError(f"search.scheduler.grace_period ({sch.grace_period}) exceeds the epochs a trial runs "
@@ -292,7 +282,11 @@ class StudySpec(_Strict):
         return list(self.teacher.backbones) if self.teacher else ["none"]
 
     def max_epochs(self) -> int:
-        return int(self.search.scheduler.max_t or student_config(self.student).epochs)
+        return int(self.search.scheduler.max_t or self.student.epochs)
+
+    def student_params(self) -> dict:
+        """The student block as the user wrote it (flat names; defaults left to the trainer)."""
+        return self.student.model_dump(exclude_unset=True)
 
     def fingerprint(self, *parts: str) -> str:
         """Hash of the spec fields that determine a stage's output (for resume checks)."""
@@ -308,20 +302,6 @@ def expand_env(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- student params
-def _student_fields() -> tuple[set[str], set[str]]:
-    from leader.losses import LossConfig
-    from leader.models.student import StudentConfig
-    from leader.train.student import StudentTrainConfig
-
-    # loss fields are named flat (alpha, beta, kd...) and lifted into `loss` by StudentTrainConfig
-    return (set(StudentTrainConfig.model_fields) - {"student", "loss"}) | set(LossConfig.model_fields), set(StudentConfig.model_fields)
-
-
-def is_student_param(name: str) -> bool:
-    top, model = _student_fields()
-    return name in top or name in model or (name.startswith("student.") and name[8:] in model)
-
-
 def student_config(params: dict):
     """StudentTrainConfig from flat names: trainer fields stay top level, model fields (d_model,
     dropout, shared_visit_encoder...) go under `student`. Raises ConfigError naming the field."""
@@ -329,7 +309,9 @@ def student_config(params: dict):
 
     from leader.train.student import StudentTrainConfig
 
-    top, model = _student_fields()
+    from leader.study.options import MODEL_FIELDS as model
+
+    top = PARAM_NAMES - model
     cfg: dict[str, Any] = {}
     sub: dict[str, Any] = {}
     for k, v in params.items():
@@ -352,6 +334,34 @@ def student_config(params: dict):
 
 
 # ----------------------------------------------------------------------------- loading
+def _valid_names(loc: tuple) -> list[str]:
+    """Field names allowed at `loc`'s parent, for a did-you-mean (walks the typed schema)."""
+    import types
+    import typing
+
+    tp: Any = StudySpec
+    for part in loc[:-1]:
+        while typing.get_origin(tp) in (Union, Annotated, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if args else tp
+            if typing.get_origin(tp) is Annotated:
+                tp = typing.get_args(tp)[0]
+        if isinstance(part, int) and typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return []
+    while typing.get_origin(tp) is not None and not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if not args:
+            return []
+        tp = args[0]
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
 def _fmt_error(err: dict, lines: LineMap, file: str) -> str:
     loc = tuple(err["loc"])
     # A discriminated union adds its tag after the key ('search','space','lr','loguniform','low').
@@ -360,8 +370,21 @@ def _fmt_error(err: dict, lines: LineMap, file: str) -> str:
     field = ".".join(str(x) for x in clean) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown field (typo?)"
+        msg = "unknown field (typo?)" + did_you_mean(clean[-1], _valid_names(clean))
     return f"{where(lines, clean, file)}: field {field!r}: {msg}"
+
+
+def _name_errors(spec: StudySpec, lines: LineMap, file: str) -> list[str]:
+    """Search-space keys and custom ablation overrides must be student fields (dict keys the
+    typed schema cannot know)."""
+    out = []
+    named = [(("search", "space", k), k) for k in spec.search.space]
+    named += [(("ablations", "custom", v, k), k) for v, o in spec.ablations.custom.items() for k in o]
+    for loc, k in named:
+        if not is_student_param(k):
+            out.append(f"{where(lines, loc, file)}: field {'.'.join(map(str, loc))!r}: {k!r} is not a student "
+                       f"hyper-parameter{did_you_mean(k, PARAM_NAMES)}")
+    return out
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -372,8 +395,10 @@ def load_study(path: str | Path) -> StudySpec:
     data, lines = load_with_extends(path)
     try:
         spec = StudySpec.model_validate(data)
+        msgs = _name_errors(spec, lines, str(path))
     except ValidationError as e:
         msgs = [_fmt_error(err, lines, str(path)) for err in e.errors()]
+    if msgs:
         raise ConfigError(f"invalid study file {path}:\n  " + "\n  ".join(msgs)) from None
     return spec
 
