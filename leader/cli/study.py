@@ -45,6 +45,22 @@ def validate(file: Path = typer.Argument(..., help="Study YAML."),
 
 
 @app.command()
+def plan(file: Path = typer.Argument(..., help="Study YAML."),
+         against: Optional[Path] = typer.Option(None, "--against", help="Study folder to compare with (default: the "
+                                                "file's storage_path/name)."),
+         as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")) -> None:
+    """What `run` would do: each unit reused, run, extended or re-run (and why), with trial
+    counts and a rough cost from recorded seconds. Torch-free; runs nothing."""
+    from leader.study.plan import format_plan, plan as make_plan
+    from leader.study.spec import load_study
+
+    spec = load_study(file)
+    d = against or spec.study_dir()
+    rows = make_plan(spec, d)
+    typer.echo(json.dumps(rows) if as_json else format_plan(rows, d))
+
+
+@app.command()
 def run(file: Path = typer.Argument(..., help="Study YAML."),
         address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."),
         storage_path: Optional[str] = typer.Option(None, "--storage-path", help="Override the file's storage_path."),
