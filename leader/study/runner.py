@@ -154,7 +154,9 @@ class StudyRunner:
         # cohort-level aggregates only (Table VI); nested details stay out of the report
         self.dataset_stats[d.name] = {k: v for k, v in dataset_stats(ds).items()
                                       if not isinstance(v, (dict, list)) and k not in ("name", "fingerprint")}
-        if st is None:
+        if st is not None:
+            self.echo(f"[reuse] {uk.name}")
+        else:
             self._begin(uk, reason)
             self._finish(uk, {"fingerprint_ds": ds.fingerprint, "n_samples": int(len(ds.visits)),
                               "n_meds": int(ds.n_meds)}, t0)
