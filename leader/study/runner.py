@@ -356,8 +356,10 @@ class StudyRunner:
 
         s, sp = self.spec, self.spec.search
         space = {k: _tune_dist(d) for k, d in dists.items()}
-        sampler = (optuna.samplers.TPESampler(seed=sp.seed) if sp.sampler == "tpe"
-                   else optuna.samplers.RandomSampler(seed=sp.seed))
+        # an extension draws from its own seeded stream: the sampler's first draws are the trials it keeps
+        seed = sp.seed + (len(prior[0]) if prior else 0)
+        sampler = (optuna.samplers.TPESampler(seed=seed) if sp.sampler == "tpe"
+                   else optuna.samplers.RandomSampler(seed=seed))
         storage = None
         if sp.storage:
             url = sp.storage.replace("sqlite:///", f"sqlite:///{self.dir}/", 1) if sp.storage.startswith("sqlite:///") \
