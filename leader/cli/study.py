@@ -28,17 +28,25 @@ def validate(file: Path = typer.Argument(..., help="Study YAML."),
     from rich.console import Console
     from rich.table import Table
 
+    from leader.study.keys import study_keys
+
     spec, units, summ = _validate_spec(file)
+    keys = study_keys(spec)  # the same keys `plan` and `run` use
+
+    def key(u) -> str:
+        k = keys.get(u.key.replace("ablation/", "grid/").replace("sensitivity/", "grid/"))
+        return k.key[:12] if k else ""
     if as_json:
-        typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [u.__dict__ for u in units]}, default=list))
+        typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [{**u.__dict__, "unit_key": key(u)}
+                                                                             for u in units]}, default=list))
         return
     c = Console()
     t = Table(title=f"study {spec.name} -> {spec.study_dir()}")
-    for col in ("stage", "dataset", "backbone", "trials", "cpu", "gpu", "detail"):
+    for col in ("stage", "dataset", "backbone", "trials", "cpu", "gpu", "key", "detail"):
         t.add_column(col)
     for u in units:
         t.add_row(u.stage, u.dataset, u.backbone, str(u.trials or ""), f"{u.cpu:g}" if u.cpu else "",
-                  f"{u.gpu:g}" if u.gpu else "", u.detail)
+                  f"{u.gpu:g}" if u.gpu else "", key(u), u.detail)
     c.print(t)
     c.print(" ".join(f"{k}={v}" for k, v in summ.items()))
     c.print("[green]valid[/green]")

@@ -83,7 +83,8 @@ def data_cache_key(d) -> str | None:
 
 
 def _unit(units: dict, name: str, config: dict, inputs: dict, code: str, **kw) -> UnitKey:
-    u = UnitKey(name, name.split("/")[0], flatten(config), {k: v for k, v in inputs.items() if v is not None}, code, **kw)
+    ins = {k: v for k, v in inputs.items() if v is not None}
+    u = UnitKey(name, name.split("/")[0], flatten(config), ins, code, **kw)
     units[name] = u
     return u
 
@@ -102,12 +103,14 @@ def grid_trial_keys(spec: StudySpec, grid_key: str) -> dict[str, dict]:
 
 def _dataset_units(spec: StudySpec, d, ck: str | None, code: str, units: dict) -> UnitKey:
     ev, thr = spec.evaluation.model_dump(mode="json"), spec.student.threshold
-    data = _unit(units, f"data/{d.name}", {f"datasets[{d.name}]": d.model_dump(mode="json")}, {"cache": ck or "absent"}, code)
+    data = _unit(units, f"data/{d.name}", {f"datasets[{d.name}]": d.model_dump(mode="json")},
+                 {"cache": ck or "absent"}, code)
     for b in spec.baselines.trivial:
         _unit(units, f"baseline/{d.name}/{b}", {"baselines.trivial": b, "evaluation": ev, "student.threshold": thr},
               {data.name: data.key}, code)
     for b, bs in spec.baselines.tuned.items():
-        _unit(units, f"baseline/{d.name}/{b}", {f"baselines.tuned.{b}": bs.model_dump(mode="json"), "student.threshold": thr,
+        _unit(units, f"baseline/{d.name}/{b}", {f"baselines.tuned.{b}": bs.model_dump(mode="json"),
+                                               "student.threshold": thr,
                                                "search": spec.search.model_dump(mode="json"), "evaluation": ev,
                                                "resources": spec.resources.model_dump(mode="json")},
               {data.name: data.key}, code, trials=spec.search.num_samples)
@@ -121,9 +124,10 @@ def _teacher_units(spec: StudySpec, d, bb: str, data: UnitKey, code: str, units:
            {"teacher.backbones": bb, "teacher.options": t.options.model_dump(mode="json"),
             "teacher_resources": spec.teacher_resources.model_dump(mode="json")})
     teacher = _unit(units, f"teacher/{d.name}/{bb}", cfg, {data.name: data.key}, code)
-    _unit(units, f"baseline/{d.name}/probe-{bb}", {"evaluation": ev, "student.threshold": thr}, {teacher.name: teacher.key}, code)
+    scoring = {"evaluation": ev, "student.threshold": thr}
+    _unit(units, f"baseline/{d.name}/probe-{bb}", scoring, {teacher.name: teacher.key}, code)
     feats = _unit(units, f"features/{d.name}/{bb}", {"teacher.backbones": bb}, {teacher.name: teacher.key}, code)
-    _unit(units, f"teacher_eval/{d.name}/{bb}", {"evaluation": ev, "student.threshold": thr}, {feats.name: feats.key}, code)
+    _unit(units, f"teacher_eval/{d.name}/{bb}", scoring, {feats.name: feats.key}, code)
     return feats
 
 
@@ -142,19 +146,22 @@ def study_keys(spec: StudySpec, cache_keys: dict[str, str | None] | None = None)
             sweep = _unit(units, f"sweep/{d.name}/{bb}", {"search": search, "student": _student(spec),
                                                           "resources": spec.resources.model_dump(mode="json")},
                           up, code, trials=spec.search.num_samples)
-            grid = _unit(units, f"grid/{d.name}/{bb}", {"student": _student(spec), "evaluation": spec.evaluation.model_dump(
-                mode="json"), "resources": spec.resources.model_dump(mode="json")},
+            grid = _unit(units, f"grid/{d.name}/{bb}", {"student": _student(spec),
+                                                        "evaluation": spec.evaluation.model_dump(mode="json"),
+                                                        "resources": spec.resources.model_dump(mode="json")},
                 {**up, sweep.name: f"{sweep.key}:{spec.search.num_samples}"}, code)
             grid.trial_keys = grid_trial_keys(spec, grid.key)
             grid.trials = len(grid.trial_keys)
             teacher = units.get(f"teacher/{d.name}/{bb}")
-            _unit(units, f"efficiency/{d.name}/{bb}", {"evaluation.latency_batch_sizes": spec.evaluation.latency_batch_sizes,
-                                                      "resources.cpu": spec.resources.cpu},
+            _unit(units, f"efficiency/{d.name}/{bb}",
+                  {"evaluation.latency_batch_sizes": spec.evaluation.latency_batch_sizes,
+                   "resources.cpu": spec.resources.cpu},
                   {grid.name: grid.key, **({teacher.name: teacher.key} if teacher else {})}, code)
     if spec.report.enabled:
         ins = {u.name: u.key for u in units.values()}
         ins.update({f"{u.name}#trials": digest(sorted(u.trial_keys)) for u in units.values() if u.trial_keys})
-        _unit(units, "report", {"report": spec.report.model_dump(mode="json"), "search.num_samples": spec.search.num_samples},
+        _unit(units, "report", {"report": spec.report.model_dump(mode="json"),
+                                "search.num_samples": spec.search.num_samples},
               ins, code)
     return units
 

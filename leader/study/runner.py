@@ -137,7 +137,8 @@ class StudyRunner:
                 if d.optional:
                     self.echo(f"  dataset {d.name!r}: MIMIC-III demo not found on this machine; skipped (optional)")
                     return None
-                raise ConfigError(f"dataset {d.name!r}: the MIMIC-III demo was not found (set root: or LEADER_DEMO_ROOT)")
+                raise ConfigError(f"dataset {d.name!r}: the MIMIC-III demo was not found "
+                                  "(set root: or LEADER_DEMO_ROOT)")
             root = str(demo)
         if root is not None and not Path(root).is_dir():
             if d.optional:
@@ -385,9 +386,11 @@ class StudyRunner:
         rows = []
         for r in grid:
             df = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
-            val = df[s.search.metric].agg("max" if s.search.mode == "max" else "min") if s.search.metric in df else np.nan
+            metric = s.search.metric
+            val = df[metric].agg("max" if s.search.mode == "max" else "min") if metric in df else np.nan
             tid = Path(r.path).name if r.path else ""
-            rows.append({"dataset": ds.name, "backbone": bb, "trial_id": tid, "state": "ERROR" if r.error else "COMPLETE",
+            rows.append({"dataset": ds.name, "backbone": bb, "trial_id": tid,
+                         "state": "ERROR" if r.error else "COMPLETE",
                          "value": float(val), "epochs": int(len(df)),
                          "error_file": fails.get(tid, {}).get("error_file", ""),
                          **{f"param_{k}": v for k, v in r.config.items()}})
@@ -445,7 +448,8 @@ class StudyRunner:
         pick = (max if s.search.mode == "max" else min)(exps, key=lambda e: e["best_value"])
         parts = [e["part"] for e in exps]
         return {"best_config": {k[6:]: v for k, v in pick["best_config"].items()}, "best_value": pick["best_value"],
-                "trials": sum(e["n"] for e in exps), "trials_run": need, "experiments": exps, "parts": parts, "_files": parts}
+                "trials": sum(e["n"] for e in exps), "trials_run": need, "experiments": exps, "parts": parts,
+                "_files": parts}
 
     def grid(self, ds, bb: str, feat_dir: Path | None, best: dict) -> None:
         """Ablation + sensitivity rows on the best config. Each row is its own trial key: only
@@ -474,7 +478,8 @@ class StudyRunner:
             raise
         parts = [p for tk in uk.trial_keys for p in done[tk]["parts"]]
         model_dir = self.dir / "models" / ds.name / bb
-        self._finish(uk, {"trials": done, "trials_run": len(pending), "parts": parts, "model_dir": str(model_dir) if model_dir.is_dir() else None,
+        self._finish(uk, {"trials": done, "trials_run": len(pending), "parts": parts,
+                          "model_dir": str(model_dir) if model_dir.is_dir() else None,
                           "_files": parts + ([model_dir] if model_dir.is_dir() else [])}, t0)
 
     def _grid_fit(self, ds, bb, feat_dir, best: dict, pending: dict, done: dict) -> None:
@@ -528,7 +533,8 @@ class StudyRunner:
         write_frame(pd.concat(frames, ignore_index=True), bfile)
         write_frame(per, pfile)
         parts = [str(bfile.relative_to(self.dir)), str(pfile.relative_to(self.dir))]
-        return {"parts": parts, "files": hash_outputs(self.dir, parts), "row": {k: v for k, v in run_.items() if k != "tk"}}
+        return {"parts": parts, "files": hash_outputs(self.dir, parts),
+                "row": {k: v for k, v in run_.items() if k != "tk"}}
 
     def efficiency(self, ds, bb: str, teacher_dir: Path | None) -> None:
         key = f"efficiency/{ds.name}/{bb}"

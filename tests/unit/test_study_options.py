@@ -64,8 +64,10 @@ def test_student_mirror_matches_trainer_configs():
             assert (f.annotation, f.default, repr(f.metadata)) == (r.annotation, r.default, repr(r.metadata)), name
 
 
-def test_validate_imports_no_torch():
-    code = ("import sys; from leader.cli.study import _validate_spec; _validate_spec('studies/quickstart.yaml');"
+def test_validate_and_plan_import_no_torch():
+    code = ("import sys; from typer.testing import CliRunner; from leader.cli.main import app\n"
+            "for cmd in ('validate', 'plan'):\n"
+            "    r = CliRunner().invoke(app, ['study', cmd, 'studies/quickstart.yaml']); assert r.exit_code == 0, r.output\n"
             "bad = [m for m in ('torch', 'ray', 'transformers') if m in sys.modules]; assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
