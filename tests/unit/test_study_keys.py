@@ -171,3 +171,14 @@ def test_live_owner_is_not_run_over(tmp_path):
     lock = StudyLock(tmp_path, echo=lambda s: None)
     lock.acquire()
     lock.release()
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    from leader.study.state import FAULT_ENV, write_text
+
+    f = tmp_path / "results" / "metrics.json"
+    write_text(f, "old")
+    monkeypatch.setenv(FAULT_ENV, "results/metrics")
+    with pytest.raises(OSError, match="No space left"):
+        write_text(f, "new")
+    assert f.read_text() == "old" and [p.name for p in f.parent.iterdir()] == ["metrics.json"]
