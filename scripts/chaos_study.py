@@ -66,28 +66,38 @@ class Chaos:
         return p
 
     def run(self, spec_file: Path, kill_when=None, env: dict | None = None, log: str = "") -> dict:
-        """One `leader study run`; `kill_when(line, t0, study_dir)` -> True SIGKILLs the driver's
-        whole process group at that moment."""
+        """One `leader study run`; `kill_when(line, t0, study_dir, proc)` -> True SIGKILLs the
+        driver's whole process group at that moment. A thread drains the output meanwhile, so a
+        waiting kill condition never blocks the driver on a full pipe."""
+        import threading
+
         cmd = [sys.executable, "-m", "leader.cli.main", "study", "run", str(spec_file), "--no-dashboard"]
         t0 = time.time()
         proc = subprocess.Popen(cmd, env={**self.env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True, cwd=self.src)
-        out, killed = [], False
-        study_dir = self.study_dir(spec_file)
-        for line in proc.stdout:
-            out.append(line)
-            if kill_when is not None and not killed and kill_when(line, t0, study_dir, proc):
-                os.killpg(proc.pid, signal.SIGKILL)
-                killed = True
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+        reader.start()
+        killed, seen, study_dir = False, 0, self.study_dir(spec_file)
+        while kill_when is not None and not killed and (proc.poll() is None or seen < len(out)):
+            if seen < len(out):
+                seen += 1
+                if kill_when(out[seen - 1], t0, study_dir, proc) and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    killed = True
+            else:
+                time.sleep(0.05)
+            if time.time() - t0 > RUN_TIMEOUT:
                 break
         try:
-            proc.wait(timeout=RUN_TIMEOUT)
+            proc.wait(timeout=max(1, RUN_TIMEOUT - (time.time() - t0)))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return {"rc": None, "log": "".join(out), "killed": killed, "stuck": True, "s": time.time() - t0}
+        reader.join(timeout=30)
         if killed:
-            _reap(proc)
+            time.sleep(3)  # Ray's own processes notice the dead driver and exit
         text = "".join(out)
         if log:
             (self.work / f"{log}.log").write_text(text)
@@ -103,14 +113,6 @@ class Chaos:
         r = subprocess.run([sys.executable, "-c", code, str(spec_file)], env=self.env, capture_output=True, text=True,
                            cwd=self.src, check=True)
         return json.loads(r.stdout)
-
-
-def _reap(proc) -> None:
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        pass
-    time.sleep(3)  # Ray's own processes notice the dead driver and exit
 
 
 # ---------------------------------------------------------------------- checks
@@ -184,10 +186,10 @@ def after(pattern: str, delay: float = 0.0, path_glob: str | None = None, count:
             return False
         while path_glob and len(list(study_dir.glob(path_glob))) < count:
             time.sleep(0.2)
-            if time.time() - state["seen"] > 300:
-                return True
+            if proc.poll() is not None or time.time() - state["seen"] > 300:
+                return False  # the run ended (or never got there): recorded as a kill that did not land
         time.sleep(max(0.0, delay - (time.time() - state["seen"])))
-        return True
+        return proc.poll() is None
     return when
 
 

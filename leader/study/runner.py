@@ -415,10 +415,17 @@ class StudyRunner:
             reason = f"extend: {n - have} new trial(s), {have} kept (search.num_samples {have} -> {n})"
         self._begin(uk, reason)
         t0 = time.time()
-        exp = f"sweep-{ds.name}-{bb}-{uk.key[:8]}-{have}"
-        self.state.mark(name, "running", outputs={"experiments": exps + [{"name": exp, "n": n - have, "done": False}]})
         try:
-            out = self._sweep_fit(ds, bb, feat_dir, exps, exp, n - have)
+            for _ in range(3):  # a restored experiment may stop short of its num_samples: add the rest
+                exp = f"sweep-{ds.name}-{bb}-{uk.key[:8]}-{have}"
+                self.state.mark(name, "running", outputs={"experiments": exps + [{"name": exp, "n": n - have,
+                                                                                   "done": False}]})
+                out = self._sweep_fit(ds, bb, feat_dir, exps, exp, n - have)
+                exps, have = out["experiments"], out["trials"]
+                if have >= n:
+                    break
+            if have < n:
+                raise StageFailed(name, f"only {have} of {n} trials ran")
         except Exception as e:
             self._fail(name, e)
             raise
@@ -441,7 +448,7 @@ class StudyRunner:
         write_frame(rows, part)
         ok = rows[rows["state"] == "COMPLETE"]
         best = ok.loc[ok["value"].idxmax() if s.search.mode == "max" else ok["value"].idxmin()]
-        exps = exps + [{"name": exp, "n": need, "done": True, "part": str(part.relative_to(self.dir)),
+        exps = exps + [{"name": exp, "n": len(rows), "done": True, "part": str(part.relative_to(self.dir)),
                         "best_value": float(best["value"]),
                         "best_config": {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()
                                         if k.startswith("param_")}}]
@@ -471,12 +478,17 @@ class StudyRunner:
         self.state.mark(name, "running", outputs={"trials": done})
         t0 = time.time()
         try:
-            if pending:
-                self._grid_fit(ds, bb, feat_dir, best, pending, done)
+            for _ in range(3):  # a restored experiment may never have generated some rows: run those anew
+                missing = {tk: row for tk, row in pending.items() if tk not in done}
+                if not missing:
+                    break
+                self._grid_fit(ds, bb, feat_dir, best, missing, done)
+            if missing := [tk for tk in uk.trial_keys if tk not in done]:
+                raise StageFailed(name, f"{len(missing)} trial(s) never ran: {missing[:3]}")
+            parts = [p for tk in uk.trial_keys for p in done[tk]["parts"]]
         except Exception as e:
             self._fail(name, e)
             raise
-        parts = [p for tk in uk.trial_keys for p in done[tk]["parts"]]
         model_dir = self.dir / "models" / ds.name / bb
         self._finish(uk, {"trials": done, "trials_run": len(pending), "parts": parts,
                           "model_dir": str(model_dir) if model_dir.is_dir() else None,
