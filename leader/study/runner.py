@@ -665,6 +665,12 @@ class StudyRunner:
         report = None
         try:
             self.collect()
+        except Exception as e:  # noqa: BLE001  (a full disk: results are stale, so the report is not rebuilt)
+            self.failed.append(StageFailed("results", f"{type(e).__name__}: {e}"))
+            self.echo(f"[FAIL] results: {type(e).__name__}: {e}")
+            self._flag_old_report()
+            raise StudyIncomplete(self.summary(None)) from None
+        try:
             report = self.report()
         except Exception as e:  # noqa: BLE001
             self.failed.append(StageFailed("report", f"{type(e).__name__}: {e}"))
@@ -672,6 +678,16 @@ class StudyRunner:
         if self.failed:
             raise StudyIncomplete(self.summary(report))
         return report
+
+    def _flag_old_report(self) -> None:
+        """Results could not be written: an earlier report no longer matches the study."""
+        out = self.dir / "report"
+        try:
+            if (out / "index.md").is_file():
+                _mark_incomplete(out, "; ".join(str(f) for f in self.failed))
+            self.state.mark("report", "incomplete", key="", files={})
+        except OSError:
+            pass
 
     def _traceback(self) -> Path:
         import traceback
