@@ -319,13 +319,17 @@ class StudyRunner:
         from ray import tune
 
         path = self.dir / "tune" / name
-        if path.exists() and tune.Tuner.can_restore(str(path)):
+        grid = None
+        if _restorable(path):
             self.echo(f"  restoring interrupted Tune experiment {path}")
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-        else:
+            try:
+                grid = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
+                                          resume_errored=True).fit()
+            except Exception as e:  # noqa: BLE001  (state written mid-kill: start the experiment afresh)
+                self.echo(f"  could not restore {path.name} ({type(e).__name__}: {str(e)[:120]}); starting it afresh")
+        if grid is None:
             shutil.rmtree(path, ignore_errors=True)
-            tuner = make_tuner()
-        grid = tuner.fit()
+            grid = make_tuner().fit()
         if check:
             self._check(key, grid)
         return grid
@@ -740,6 +744,20 @@ def _mark_incomplete(out: Path, why_: str) -> None:
         text = page.read_text()
         i = text.find(">", text.find("<body")) + 1 if "<body" in text else 0
         write_text(page, text[:i] + f'<p class="incomplete"><strong>{html.escape(banner)}</strong></p>' + text[i:])
+
+
+def _restorable(path: Path) -> bool:
+    """A Tune experiment a killed driver left with enough state to continue: Tune's own check,
+    plus the run state and (for a searcher) its state, which a kill in the first seconds can
+    leave unwritten."""
+    from ray import tune
+
+    if not path.exists() or not tune.Tuner.can_restore(str(path)):
+        return False
+    if not list(path.glob("experiment_state-*.json")):
+        return False
+    return bool(list(path.glob("searcher-state-*.pkl"))) or not list(path.glob("search_gen_state-*.json")) or \
+        bool(list(path.glob("basic-variant-state-*.json")))
 
 
 def _tune_dist(d):
