@@ -58,6 +58,26 @@ class Chaos:
         self.env = dict(os.environ, PYTHONPATH=str(src), RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"))
         self.env.pop("RAY_ADDRESS", None)
         self.scenarios: list[dict] = []
+        self.out: Path | None = None
+        self.t0, self.ref_s = time.time(), None
+
+    def flush(self) -> dict:
+        """Write the summary after every scenario, so an interrupted chaos run still reports."""
+        sc = self.scenarios
+        out = {"kills": len(sc), "driver_kills": sum(1 for s in sc if s["kind"] == "kill" and "worker" not in s["fault"]),
+               "recovered": sum(1 for s in sc if s.get("recovered")),
+               "stuck": sum(1 for s in sc if s.get("stuck") or s.get("first_attempt_stuck")),
+               "duplicate_trials": sum(s.get("duplicate_trials", 0) for s in sc),
+               "lost_trials": sum(s.get("lost_trials", 0) for s in sc),
+               "stale_reuses": sum(len(s.get("stale_reuses", [])) for s in sc),
+               "unexpected_runs": sum(len(s.get("unexpected_runs", [])) + len(s.get("duplicate_units", [])) for s in sc),
+               "wrong_exit_codes": sum(1 for s in sc if s.get("wrong_exit") or (s["kind"] == "kill" and s.get("rerun_rc"))),
+               "reference_seconds": self.ref_s, "total_seconds": round(time.time() - self.t0, 1),
+               "command": "nice -n 15 python scripts/chaos_study.py", "scenarios": sc}
+        if self.out:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_text(json.dumps(out, indent=1, default=str))
+        return out
 
     # ------------------------------------------------------------------ running
     def write_spec(self, name: str, spec: dict) -> Path:
@@ -118,6 +138,12 @@ class Chaos:
 # ---------------------------------------------------------------------- checks
 def ran_units(log: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^\[run \] (\S+?):? ", log, re.M)}
+
+
+def landed_in(log: str) -> str:
+    """The unit the driver was running when it was killed (its last `[run ]` line)."""
+    units = re.findall(r"^\[run \] (\S+?):? ", log, re.M)
+    return units[-1] if units else "(before the first unit)"
 
 
 def state_of(study_dir: Path) -> dict:
@@ -199,8 +225,8 @@ KILL_POINTS = [  # (name, kill condition, unit that must be resumed)
      after(r"^\[run \] teacher/", 0, "teacher/_ray/**/checkpoint_*"), "teacher/syn/tiny-llama"),
     ("driver SIGKILL during feature extraction", after(r"^\[run \] features/", 2.0), "features/syn/tiny-llama"),
     ("driver SIGKILL in the first 2 s of the Tune sweep", after(r"^\[run \] sweep/", 1.5), "sweep/syn/tiny-llama"),
-    ("driver SIGKILL mid-sweep (after a finished trial)",
-     after(r"^\[run \] sweep/", 0, "tune/sweep-*/t_*/result.json", 2), "sweep/syn/tiny-llama"),
+    # trial folders reach the experiment folder only when Tune syncs them, so mid-sweep is timed
+    ("driver SIGKILL mid-sweep (8 s into the Tune stage)", after(r"^\[run \] sweep/", 8.0), "sweep/syn/tiny-llama"),
     ("driver SIGKILL mid-grid (after a finished ablation trial)",
      after(r"^\[run \] grid/", 0, "tune/grid-*/t_*/checkpoint_*"), "grid/syn/tiny-llama"),
     ("driver SIGKILL while writing the report", after(r"^\[run \] report", 1.0), "report"),
@@ -213,7 +239,7 @@ def kill_chain(c: Chaos, spec: Path, keys: dict, ref: pd.Series) -> None:
     for i, (what, when, unit) in enumerate(KILL_POINTS):
         r = c.run(spec, kill_when=when, log=f"kill{i}")
         sc = {"fault": what, "kind": "kill", "killed": r["killed"], "stuck": r["stuck"], "seconds": r["s"],
-              "unit": unit}
+              "unit": unit, "landed_in": landed_in(r["log"])}
         if not r["killed"]:
             sc["outcome"] = f"run ended (rc {r['rc']}) before the kill point"
         c.scenarios.append(sc)
@@ -248,11 +274,12 @@ def _between_runs(c: Chaos, spec: Path, fault: str, expect_run: set[str], prepar
     if r["rc"] == 0:
         sc.update(verdict(c, spec, keys, ref, expect_once=False))
         sc["check"] = check() if check else "ok"
-    sc["recovered"] = bool(r["rc"] == 0 and not sc["wrong_exit"] and not sc["stale_reuses"]
+    sc["recovered"] = bool(r["rc"] == 0 and not sc["wrong_exit"] and not sc["stale_reuses"] and not sc["stuck"]
                            and not sc["unexpected_runs"] and sc.get("check") == "ok"
                            and not sc.get("lost_trials") and not sc.get("duplicate_trials")
                            and not sc.get("missing_units") and sc.get("metrics", "same") == "same")
     c.scenarios.append(sc)
+    c.flush()
     return sc
 
 
@@ -283,14 +310,31 @@ def _changed_units(c: Chaos, spec: Path, fn, present: set[str]) -> set[str]:
                                                    or before[u]["tks"] != after_[u]["tks"])}
 
 
-def faults(c: Chaos, spec: Path, ref: pd.Series) -> None:
+def faults(c: Chaos, spec: Path, ref: pd.Series, skip_shard: bool = False, only_teacher: bool = False,
+           skip_teacher: bool = False) -> None:
     d = c.study_dir(spec)
     shard = sorted((d / "features" / "syn" / "tiny-llama").glob("shard-*.npy"))[0]
-    _between_runs(c, spec, f"corrupted feature shard ({shard.name})", {"features/syn/tiny-llama"},
-                  prepare=lambda: _flip(shard), ref=ref)
+    if only_teacher:
+        pass
+    elif skip_shard:  # --continue: the first pass ran it; its log and the study show the outcome
+        log = next(c.work.glob("corrupted_feature_shard*.log")).read_text()
+        ran = ran_units(log)
+        c.scenarios.append({"fault": f"corrupted feature shard ({shard.name})", "kind": "fault", "rc": 0,
+                            "stuck": False, "wrong_exit": "study finished" not in log, "ran": sorted(ran),
+                            "expected": ["features/syn/tiny-llama"],
+                            "stale_reuses": sorted({"features/syn/tiny-llama"} - ran),
+                            "unexpected_runs": sorted(ran - {"features/syn/tiny-llama"}),
+                            "recovered": ran == {"features/syn/tiny-llama"} and "study finished" in log,
+                            "source": "re-checked from the log of the first pass"})
+    else:
+        _between_runs(c, spec, f"corrupted feature shard ({shard.name})", {"features/syn/tiny-llama"},
+                      prepare=lambda: _flip(shard), ref=ref)
     ck = max((p for p in (d / "teacher" / "syn" / "tiny-llama").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-    _between_runs(c, spec, f"corrupted teacher checkpoint ({ck.name})", {"teacher/syn/tiny-llama"},
-                  prepare=lambda: _flip(ck), ref=ref)
+    if not skip_teacher:
+        _between_runs(c, spec, f"corrupted teacher checkpoint ({ck.name})", {"teacher/syn/tiny-llama"},
+                      prepare=None if skip_shard else (lambda: _flip(ck)), ref=ref)
+    if only_teacher:
+        return
     _between_runs(c, spec, "disk full while writing results (OSError ENOSPC on results/metrics.parquet)",
                   {"report"}, env={"LEADER_FAULT_WRITE": "results/metrics.parquet"}, expect_fail=True, ref=ref)
 
@@ -358,42 +402,62 @@ def edits(c: Chaos, spec: Path) -> None:
     _between_runs(c, spec, "study edited: seed 1 removed", {"report"}, prepare=_edit(spec, seed), check=dropped)
 
 
+def chain_from_logs(c: Chaos, spec: Path, ref: pd.Series) -> None:
+    """--continue: the kill chain of an earlier (interrupted) chaos run, re-checked from its
+    logs and the study folder as that run left it (before any later scenario ran)."""
+    keys = c.keys_of(spec)
+    final = (c.work / "kill_final.log").read_text()
+    v = verdict(c, spec, keys, ref, expect_once=False)
+    units, _ = completion_counts(c.study_dir(spec), keys)
+    repaired = {"features/syn/tiny-llama", "teacher/syn/tiny-llama"}  # re-run once more by the corruption faults
+    v["duplicate_units"] = [u for u, n in units.items() if n > (2 if u in repaired else 1)]
+    for i, (what, _, unit) in enumerate(KILL_POINTS):
+        log = (c.work / f"kill{i}.log").read_text()
+        killed = "study finished" not in log and "error:" not in log
+        c.scenarios.append({"fault": what, "kind": "kill", "killed": killed, "stuck": False, "unit": unit,
+                            "landed_in": landed_in(log), "rerun_rc": 0 if "study finished" in final else 1, **v,
+                            "recovered": bool(killed and "study finished" in final and ok(v)),
+                            "source": "re-checked from the logs of the first pass"})
+    c.flush()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "leader_chaos")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "bench" / "chaos.json")
+    ap.add_argument("--continue", dest="cont", action="store_true",
+                    help="Keep --work (its reference and kill chain) and run the remaining scenarios.")
     a = ap.parse_args()
     import shutil
 
-    shutil.rmtree(a.work, ignore_errors=True)
     src = a.work / "src"
-    src.mkdir(parents=True)
-    subprocess.run(f"git -C {REPO} archive HEAD | tar -x -C {src}", shell=True, check=True)
+    if not a.cont:
+        shutil.rmtree(a.work, ignore_errors=True)
+        src.mkdir(parents=True)
+        subprocess.run(f"git -C {REPO} archive HEAD | tar -x -C {src}", shell=True, check=True)
     c = Chaos(a.work, src)
-    t0 = time.time()
-    ref_spec = c.write_spec("reference", STUDY)
-    r = c.run(ref_spec, log="reference")
-    if r["rc"] != 0:
-        raise SystemExit(f"reference run failed (rc {r['rc']}):\n{r['log'][-3000:]}")
+    c.out = a.out
+    ref_spec = c.write_spec("reference", STUDY) if not a.cont else a.work / "reference.yaml"
+    if not a.cont:
+        r = c.run(ref_spec, log="reference")
+        if r["rc"] != 0:
+            raise SystemExit(f"reference run failed (rc {r['rc']}):\n{r['log'][-3000:]}")
+        c.ref_s = r["s"]
     ref = metrics(c.study_dir(ref_spec))
-    spec = c.write_spec("faults", STUDY)
-    kill_chain(c, spec, c.keys_of(spec), ref)
-    faults(c, spec, ref)
+    if a.cont:
+        spec = a.work / "faults.yaml"
+        faults(c, spec, ref, skip_shard=True, only_teacher=True)
+        c.scenarios[-1]["first_attempt_stuck"] = ("the first pass's run hung for 20 min after its raylet died (load "
+                                                  "average ~200 on this machine) and was killed; this is the re-run")
+        chain_from_logs(c, spec, ref)
+        faults(c, spec, ref, skip_shard=True, skip_teacher=True)
+    else:
+        spec = c.write_spec("faults", STUDY)
+        kill_chain(c, spec, c.keys_of(spec), ref)
+        c.flush()
+        faults(c, spec, ref)
     edits(c, spec)
-    sc = c.scenarios
-    out = {"kills": len(sc), "driver_kills": sum(1 for s in sc if s["kind"] == "kill"),
-           "recovered": sum(1 for s in sc if s.get("recovered")),
-           "stuck": sum(1 for s in sc if s.get("stuck")),
-           "duplicate_trials": sum(s.get("duplicate_trials", 0) for s in sc),
-           "lost_trials": sum(s.get("lost_trials", 0) for s in sc),
-           "stale_reuses": sum(len(s.get("stale_reuses", [])) for s in sc),
-           "unexpected_runs": sum(len(s.get("unexpected_runs", [])) + len(s.get("duplicate_units", [])) for s in sc),
-           "wrong_exit_codes": sum(1 for s in sc if s.get("wrong_exit") or (s["kind"] == "kill" and s.get("rerun_rc"))),
-           "reference_seconds": r["s"], "total_seconds": round(time.time() - t0, 1),
-           "command": "nice -n 15 python scripts/chaos_study.py", "scenarios": sc}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1, default=str))
-    print(json.dumps({k: v for k, v in out.items() if k != "scenarios"}, indent=1))
+    print(json.dumps({k: v for k, v in c.flush().items() if k != "scenarios"}, indent=1))
 
 
 if __name__ == "__main__":
