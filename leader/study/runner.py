@@ -182,9 +182,12 @@ class StudyRunner:
             opts.setdefault("workers", tr.num_workers)
             opts.setdefault("use_gpu", tr.gpu_per_worker > 0)
             # one Ray Train run folder per key: a killed driver resumes the same run from its
-            # latest checkpoint, and a changed config never restores another config's run
-            res = train_teacher(ds, TeacherTrainConfig(**opts), str(self.dir / "teacher" / "_ray" / ds.name / bb),
-                                name=f"teacher-{self.keys[name].key[:12]}")
+            # latest checkpoint, and a changed config never restores another config's run. A run
+            # that had finished (its copied output failed verification) is not resumable: train anew.
+            storage, run_name = self.dir / "teacher" / "_ray" / ds.name / bb, f"teacher-{self.keys[name].key[:12]}"
+            if (storage / run_name / "final").is_dir():
+                shutil.rmtree(storage / run_name)
+            res = train_teacher(ds, TeacherTrainConfig(**opts), str(storage), name=run_name)
             ck = Path(getattr(res, "checkpoint_dir", res))
             if ck.resolve() != out.resolve():
                 tmp = out.with_name(f".{out.name}.tmp")
