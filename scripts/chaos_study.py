@@ -330,8 +330,9 @@ def faults(c: Chaos, spec: Path, ref: pd.Series, skip_shard: bool = False, only_
         _between_runs(c, spec, f"corrupted feature shard ({shard.name})", {"features/syn/tiny-llama"},
                       prepare=lambda: _flip(shard), ref=ref)
     ck = max((p for p in (d / "teacher" / "syn" / "tiny-llama").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-    if not skip_teacher:
-        _between_runs(c, spec, f"corrupted teacher checkpoint ({ck.name})", {"teacher/syn/tiny-llama"},
+    if not skip_teacher:  # (--continue: the failed first attempts left the report flagged incomplete)
+        _between_runs(c, spec, f"corrupted teacher checkpoint ({ck.name})",
+                      {"teacher/syn/tiny-llama"} | ({"report"} if only_teacher else set()),
                       prepare=None if skip_shard else (lambda: _flip(ck)), ref=ref)
     if only_teacher:
         return
