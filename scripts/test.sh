@@ -13,4 +13,6 @@ fi
 source scripts/env.sh
 # the venv's console scripts (ray, leader) must be on PATH for subprocesses such as `ray job submit`
 export PATH="$PWD/.venv/bin:$PATH"
+# lint first (rules in pyproject.toml): a style or pyflakes error fails the run before any test
+.venv/bin/ruff check leader tests scripts
 exec .venv/bin/python -m pytest "$@"

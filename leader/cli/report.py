@@ -24,10 +24,12 @@ app = typer.Typer(no_args_is_help=True, cls=_DefaultBuild)
 @app.command("build")
 def build(
     study_dir: Path = typer.Argument(..., help="Study result folder (<storage_path>/<study_name>)."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <repo or cwd>/reports/<study>)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default: STUDY_DIR/report, where `leader study run` writes it)."
+    ),
 ) -> None:
     """Build index.md / index.html, figures (PNG+SVG), tables (CSV+LaTeX) and results.parquet."""
     from leader.report.build import build_report
 
-    path = build_report(study_dir, out)
+    path = build_report(study_dir, out if out is not None else Path(study_dir) / "report")
     typer.echo(str(path / "index.html"))

@@ -4,47 +4,101 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
 
 
-@app.command()
-def validate(file: Path = typer.Argument(..., help="Study YAML."),
-             as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
-    """Validate FILE and print the full trial matrix and resource needs; runs nothing."""
-    from rich.console import Console
-    from rich.table import Table
-
+def _validate_spec(file):
+    """Schema + matrix expansion only: torch, Ray and transformers are never imported."""
     from leader.study.expand import expand, summary
     from leader.study.spec import load_study
 
     spec = load_study(file)
     units = expand(spec)
-    summ = summary(spec, units)
+    return spec, units, summary(spec, units)
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., help="Study YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Validate FILE and print the full trial matrix and resource needs; runs nothing."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from leader.study.keys import study_keys
+
+    spec, units, summ = _validate_spec(file)
+    keys = study_keys(spec)  # the same keys `plan` and `run` use
+
+    def key(u) -> str:
+        k = keys.get(u.key.replace("ablation/", "grid/").replace("sensitivity/", "grid/"))
+        return k.key[:12] if k else ""
+
     if as_json:
-        typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [u.__dict__ for u in units]}, default=list))
+        typer.echo(
+            json.dumps(
+                {"name": spec.name, "summary": summ, "units": [{**u.__dict__, "unit_key": key(u)} for u in units]},
+                default=list,
+            )
+        )
         return
     c = Console()
     t = Table(title=f"study {spec.name} -> {spec.study_dir()}")
-    for col in ("stage", "dataset", "backbone", "trials", "cpu", "gpu", "detail"):
+    for col in ("stage", "dataset", "backbone", "trials", "cpu", "gpu", "key", "detail"):
         t.add_column(col)
     for u in units:
-        t.add_row(u.stage, u.dataset, u.backbone, str(u.trials or ""), f"{u.cpu:g}" if u.cpu else "",
-                  f"{u.gpu:g}" if u.gpu else "", u.detail)
+        t.add_row(
+            u.stage,
+            u.dataset,
+            u.backbone,
+            str(u.trials or ""),
+            f"{u.cpu:g}" if u.cpu else "",
+            f"{u.gpu:g}" if u.gpu else "",
+            key(u),
+            u.detail,
+        )
     c.print(t)
     c.print(" ".join(f"{k}={v}" for k, v in summ.items()))
     c.print("[green]valid[/green]")
 
 
 @app.command()
-def run(file: Path = typer.Argument(..., help="Study YAML."),
-        address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."),
-        storage_path: Optional[str] = typer.Option(None, "--storage-path", help="Override the file's storage_path."),
-        dashboard: bool = typer.Option(True, "--dashboard/--no-dashboard",
-                                       help="With a local Ray: serve the Ray dashboard on 127.0.0.1 (token auth on).")) -> None:
+def plan(
+    file: Path = typer.Argument(..., help="Study YAML."),
+    against: Path | None = typer.Option(
+        None, "--against", help="Study folder to compare with (default: the file's storage_path/name)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """What `run` would do: each unit reused, run, extended or re-run (and why), with trial
+    counts and a rough cost from recorded seconds. Torch-free; runs nothing."""
+    from leader.study.plan import format_plan
+    from leader.study.plan import plan as make_plan
+    from leader.study.spec import load_study
+
+    spec = load_study(file)
+    d = against or spec.study_dir()
+    rows = make_plan(spec, d)
+    typer.echo(json.dumps(rows) if as_json else format_plan(rows, d))
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="Study YAML."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."
+    ),
+    storage_path: str | None = typer.Option(None, "--storage-path", help="Override the file's storage_path."),
+    dashboard: bool = typer.Option(
+        True,
+        "--dashboard/--no-dashboard",
+        help="With a local Ray: serve the Ray dashboard on 127.0.0.1 (token auth on).",
+    ),
+) -> None:
     """Run (or resume) every unfinished stage of the study."""
     from leader.study.runner import run_study
 
@@ -52,8 +106,10 @@ def run(file: Path = typer.Argument(..., help="Study YAML."),
 
 
 @app.command()
-def status(target: Path = typer.Argument(..., help="Study folder or study YAML."),
-           storage_path: Optional[str] = typer.Option(None, "--storage-path")) -> None:
+def status(
+    target: Path = typer.Argument(..., help="Study folder or study YAML."),
+    storage_path: str | None = typer.Option(None, "--storage-path"),
+) -> None:
     """Stage table and Tune progress of a study."""
     from leader.study.status import print_status
 

@@ -35,16 +35,25 @@ def align_to_test(ds, sample_ids: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.asarray(probs)[order]
 
 
-def score_test(ds, probs: np.ndarray, *, threshold: float, rounds: int, frac: float, seed: int = 0,
-               mask: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_test(
+    ds, probs: np.ndarray, *, threshold: float, rounds: int, frac: float, seed: int = 0, mask: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(bootstrap rows by group, per-sample scores by position) of probabilities in test_frame
     order. `mask` limits a model to the samples it can score (multi-visit-only models); the
     others get NaN per-sample scores and no bootstrap rows outside their subset."""
     t = test_frame(ds)
     y = ds.labels(t["sample_id"].to_numpy())
     keep = np.ones(len(t), bool) if mask is None else np.asarray(mask, bool)
-    boot = bootstrap_metrics(y[keep], np.asarray(probs)[keep], t["group"].to_numpy()[keep], threshold=threshold,
-                             rounds=rounds, frac=frac, seed=seed, history=t["history"].to_numpy()[keep])
+    boot = bootstrap_metrics(
+        y[keep],
+        np.asarray(probs)[keep],
+        t["group"].to_numpy()[keep],
+        threshold=threshold,
+        rounds=rounds,
+        frac=frac,
+        seed=seed,
+        history=t["history"].to_numpy()[keep],
+    )
     if not keep.all():  # a group is reported only if the model scored ALL of it (never a subset
         full = group_index(t["group"].to_numpy(), t["history"].to_numpy())  # under the group's name)
         boot = boot[boot["group"].map(lambda g: bool(keep[full[g]].all()))].reset_index(drop=True)
@@ -68,12 +77,19 @@ def full_probs(ds, sample_ids: np.ndarray, probs: np.ndarray) -> tuple[np.ndarra
 def index_frame(ds) -> pd.DataFrame:
     """pos -> anonymous patient cluster and groups (what paired tests resample by)."""
     t = test_frame(ds)
-    return pd.DataFrame({"pos": np.arange(len(t)), "cluster": pd.factorize(t["patient_id"])[0],
-                         "group": t["group"].astype(str), "history": t["history"].astype(str)})
+    return pd.DataFrame(
+        {
+            "pos": np.arange(len(t)),
+            "cluster": pd.factorize(t["patient_id"])[0],
+            "group": t["group"].astype(str),
+            "history": t["history"].astype(str),
+        }
+    )
 
 
-def paired_comparisons(per: pd.DataFrame, index: pd.DataFrame, pairs: list[tuple[dict, dict, str]],
-                       rounds: int = 2000) -> pd.DataFrame:
+def paired_comparisons(
+    per: pd.DataFrame, index: pd.DataFrame, pairs: list[tuple[dict, dict, str]], rounds: int = 2000
+) -> pd.DataFrame:
     """One row per (comparison, group): A - B on PAIRED_METRIC over the samples both scored.
     `per` has run keys (model, variant, seed, ...) + pos + metrics; each pair is
     (selector A, selector B, name) where a selector is {column: value}."""
@@ -88,8 +104,16 @@ def paired_comparisons(per: pd.DataFrame, index: pd.DataFrame, pairs: list[tuple
             if len(idx) < 2 or np.isnan(a[:, idx]).any() or np.isnan(b[:, idx]).any():
                 continue  # one side did not score the whole group (multi-visit-only model)
             r = paired_test(a[:, idx], b[:, idx], index["cluster"].to_numpy()[idx], rounds=rounds)
-            rows.append({"comparison": name, "a": _label(sel_a), "b": _label(sel_b), "group": g,
-                         "metric": PAIRED_METRIC, **r.to_dict()})
+            rows.append(
+                {
+                    "comparison": name,
+                    "a": _label(sel_a),
+                    "b": _label(sel_b),
+                    "group": g,
+                    "metric": PAIRED_METRIC,
+                    **r.to_dict(),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -46,32 +46,66 @@ def _teacher_units(spec: StudySpec, dataset: str, backbone: str) -> list[Unit]:
         return []
     tr = spec.teacher_resources
     if spec.teacher.train:
-        train = Unit("teacher", dataset, backbone, detail=f"Ray Train x{tr.num_workers} (skipped if a matching "
-                     "checkpoint exists)", cpu=tr.num_workers * tr.cpu_per_worker, gpu=tr.num_workers * tr.gpu_per_worker)
+        train = Unit(
+            "teacher",
+            dataset,
+            backbone,
+            detail=f"Ray Train x{tr.num_workers} (skipped if a matching checkpoint exists)",
+            cpu=tr.num_workers * tr.cpu_per_worker,
+            gpu=tr.num_workers * tr.gpu_per_worker,
+        )
     else:
         train = Unit("teacher", dataset, backbone, detail="reuse checkpoint")
-    return [train,
-            Unit("features", dataset, backbone, detail="teacher inference, all splits"),
-            Unit("teacher_eval", dataset, backbone, detail="LEADER(T) test bootstrap")]
+    return [
+        train,
+        Unit("features", dataset, backbone, detail="teacher inference, all splits"),
+        Unit("teacher_eval", dataset, backbone, detail="LEADER(T) test bootstrap"),
+    ]
 
 
 def _student_units(spec: StudySpec, dataset: str, backbone: str) -> list[Unit]:
     r, sp = spec.resources, spec.search
     conc = sp.max_concurrent  # sweep and grid stages both run this many trials at once
-    units = [Unit("sweep", dataset, backbone, trials=sp.num_samples,
-                  detail=f"Optuna {sp.sampler} x {len(sp.space)} params, {sp.scheduler.type} <= "
-                         f"{spec.max_epochs()} epochs, {conc} concurrent", cpu=r.cpu * conc, gpu=r.gpu * conc)]
+    units = [
+        Unit(
+            "sweep",
+            dataset,
+            backbone,
+            trials=sp.num_samples,
+            detail=f"Optuna {sp.sampler} x {len(sp.space)} params, {sp.scheduler.type} <= "
+            f"{spec.max_epochs()} epochs, {conc} concurrent",
+            cpu=r.cpu * conc,
+            gpu=r.gpu * conc,
+        )
+    ]
     rows = grid_rows(spec)
     n_ab = sum(1 for x in rows if x["stage"] == "ablation")
     n_se = len(rows) - n_ab
     variants = tuple(dict.fromkeys(x["variant"] for x in rows if x["stage"] == "ablation"))
-    units.append(Unit("ablation", dataset, backbone, trials=n_ab,
-                      detail=f"{len(variants)} variants x {len(spec.seeds)} seeds on the best config",
-                      cpu=r.cpu * conc, gpu=r.gpu * conc, variants=variants))
+    units.append(
+        Unit(
+            "ablation",
+            dataset,
+            backbone,
+            trials=n_ab,
+            detail=f"{len(variants)} variants x {len(spec.seeds)} seeds on the best config",
+            cpu=r.cpu * conc,
+            gpu=r.gpu * conc,
+            variants=variants,
+        )
+    )
     if n_se:
-        units.append(Unit("sensitivity", dataset, backbone, trials=n_se,
-                          detail=f"alpha {spec.sensitivity.alpha}, beta {spec.sensitivity.beta} x {len(spec.seeds)} seeds",
-                          cpu=r.cpu * conc, gpu=r.gpu * conc))
+        units.append(
+            Unit(
+                "sensitivity",
+                dataset,
+                backbone,
+                trials=n_se,
+                detail=f"alpha {spec.sensitivity.alpha}, beta {spec.sensitivity.beta} x {len(spec.seeds)} seeds",
+                cpu=r.cpu * conc,
+                gpu=r.gpu * conc,
+            )
+        )
     return units
 
 
@@ -83,8 +117,16 @@ def expand(spec: StudySpec) -> list[Unit]:
             units.append(Unit("baseline", d.name, b, detail=f"{b}: fit once on train, test bootstrap"))
         sp, r = spec.search, spec.resources
         for b in spec.baselines.tuned:
-            units.append(Unit("baseline", d.name, b, trials=sp.num_samples, cpu=r.cpu * sp.max_concurrent,
-                              detail=f"{b}: Optuna {sp.sampler}, {sp.scheduler.type}, the student's budget"))
+            units.append(
+                Unit(
+                    "baseline",
+                    d.name,
+                    b,
+                    trials=sp.num_samples,
+                    cpu=r.cpu * sp.max_concurrent,
+                    detail=f"{b}: Optuna {sp.sampler}, {sp.scheduler.type}, the student's budget",
+                )
+            )
         for b in spec.backbones():
             units += _teacher_units(spec, d.name, b)
             units += _student_units(spec, d.name, b)
@@ -106,9 +148,8 @@ def summary(spec: StudySpec, units: list[Unit] | None = None) -> dict:
         "sensitivity_trials": sum(u.trials for u in units if u.stage == "sensitivity"),
         "baseline_trials": sum(u.trials for u in units if u.stage == "baseline"),
         "total_trials": sum(u.trials for u in units),
-        "trial_cpu": spec.resources.cpu, "trial_gpu": spec.resources.gpu,
-        "peak_cpu": max([spec.resources.cpu * conc]
-                        + [u.cpu for u in units if u.stage == "teacher"]),
-        "peak_gpu": max([spec.resources.gpu * conc]
-                        + [u.gpu for u in units if u.stage == "teacher"]),
+        "trial_cpu": spec.resources.cpu,
+        "trial_gpu": spec.resources.gpu,
+        "peak_cpu": max([spec.resources.cpu * conc] + [u.cpu for u in units if u.stage == "teacher"]),
+        "peak_gpu": max([spec.resources.gpu * conc] + [u.gpu for u in units if u.stage == "teacher"]),
     }

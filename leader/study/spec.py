@@ -17,6 +17,15 @@ from leader.errors import ConfigError
 from leader.report.names import FIGURE_ALIASES, TABLE_ALIASES
 from leader.report.names import FIGURES as REPORT_FIGURES
 from leader.report.names import TABLES as REPORT_TABLES
+from leader.study.options import (
+    PARAM_NAMES,
+    PrepareSpec,
+    StudentOptions,
+    TeacherOptions,
+    check_student,
+    did_you_mean,
+    is_student_param,
+)
 from leader.study.yamlmap import LineMap, load_with_extends, where
 
 BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m")
@@ -48,26 +57,20 @@ class DatasetSpec(_Strict):
     source: Literal["demo", "synthetic", "mimic3", "mimic4"] = Field(description="Which reader builds the dataset.")
     root: str | None = Field(None, description="Folder with the CSVs (demo: found automatically; synthetic: unused).")
     optional: bool = Field(False, description="Skip this dataset (with a note) when its files are not on this machine.")
-    prepare: dict[str, Any] = Field(default_factory=dict, description="leader.data.cache.PrepareOptions fields.")
-
-    @field_validator("prepare")
-    @classmethod
-    def _prep(cls, v: dict) -> dict:
-        try:
-            from leader.data.cache import PrepareOptions
-        except ImportError:  # data layer not installed: checked again at run time
-            return v
-        PrepareOptions(**v)
-        return v
+    prepare: PrepareSpec = Field(default_factory=PrepareSpec, description="leader.data.cache.PrepareOptions fields.")
 
 
 class TeacherSpec(_Strict):
-    backbones: list[Literal["llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m"]] = Field(
-        min_length=1, description="Teacher LLM backbones; each is trained (or reused) per dataset.")
+    backbones: list[
+        Literal["llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m"]
+    ] = Field(min_length=1, description="Teacher LLM backbones; each is trained (or reused) per dataset.")
     train: bool = Field(True, description="Fine-tune the teacher; False requires `checkpoints` for every backbone.")
-    checkpoints: dict[str, str] = Field(default_factory=dict,
-                                        description="Reuse: backbone (or 'dataset/backbone') -> trained teacher folder.")
-    options: dict[str, Any] = Field(default_factory=dict, description="leader.train.teacher.TeacherTrainConfig fields.")
+    checkpoints: dict[str, str] = Field(
+        default_factory=dict, description="Reuse: backbone (or 'dataset/backbone') -> trained teacher folder."
+    )
+    options: TeacherOptions = Field(
+        default_factory=TeacherOptions, description="leader.train.teacher.TeacherTrainConfig fields."
+    )
     eval_rounds: int = Field(10, ge=1, description="Bootstrap rounds of the teacher's test evaluation.")
 
     @model_validator(mode="after")
@@ -115,10 +118,10 @@ class IntRange(_Range):
 
 class Choice(_Strict):
     type: Literal["choice"]
-    values: list[Union[float, int, str, bool]] = Field(min_length=1)
+    values: list[float | int | str | bool] = Field(min_length=1)
 
 
-Dist = Annotated[Union[Uniform, LogUniform, IntRange, Choice], Field(discriminator="type")]
+Dist = Annotated[Uniform | LogUniform | IntRange | Choice, Field(discriminator="type")]
 
 
 class SchedulerSpec(_Strict):
@@ -135,8 +138,11 @@ class SearchSpec(_Strict):
     mode: Literal["max", "min"] = Field("max", description="Maximise or minimise `metric`.")
     num_samples: int = Field(8, ge=1, description="Trials per (dataset, backbone) sweep.")
     max_concurrent: int = Field(1, ge=1, description="Trials run at the same time (ConcurrencyLimiter).")
-    storage: str | None = Field(None, description="Optuna RDB URL (e.g. sqlite:///optuna.db, relative to the study dir) "
-                                                   "so the search itself survives a lost driver.")
+    storage: str | None = Field(
+        None,
+        description="Optuna RDB URL (e.g. sqlite:///optuna.db, relative to the study dir) "
+        "so the search itself survives a lost driver.",
+    )
     seed: int = Field(0, description="Sampler seed.")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
 
@@ -149,10 +155,13 @@ class SearchSpec(_Strict):
 
 
 class AblationSpec(_Strict):
-    variants: list[str] = Field(default_factory=lambda: list(VARIANTS),
-                                description=f"Named variants applied to the best config: {list(VARIANTS)}.")
-    custom: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                              description="Extra named variants: name -> student config overrides.")
+    variants: list[str] = Field(
+        default_factory=lambda: list(VARIANTS),
+        description=f"Named variants applied to the best config: {list(VARIANTS)}.",
+    )
+    custom: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Extra named variants: name -> student config overrides."
+    )
 
     @model_validator(mode="after")
     def _known(self):
@@ -178,8 +187,9 @@ class SensitivitySpec(_Strict):
 
 
 class TunedBaselineSpec(_Strict):
-    space: dict[str, Dist] | None = Field(None, description="Search space (default: the model's registry suggestion, "
-                                                            "leader.models.baselines).")
+    space: dict[str, Dist] | None = Field(
+        None, description="Search space (default: the model's registry suggestion, leader.models.baselines)."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed hyper-parameters (e.g. epochs, patience).")
 
 
@@ -187,13 +197,15 @@ class BaselinesSpec(_Strict):
     trivial: list[Literal["prior", "cooccurrence", "logreg"]] = Field(
         default_factory=lambda: list(TRIVIAL_BASELINES),
         description="Baselines fitted once on train and shown beside LEADER in every report: prior (drug frequency), "
-                    "cooccurrence (P(drug | diagnosis)), logreg (multi-hot codes + last visit's drugs). The frozen "
-                    "teacher's linear probe is added automatically when the teacher runs its LP stage.")
+        "cooccurrence (P(drug | diagnosis)), logreg (multi-hot codes + last visit's drugs). The frozen "
+        "teacher's linear probe is added automatically when the teacher runs its LP stage.",
+    )
     tuned: dict[Literal[TUNED_BASELINES], TunedBaselineSpec] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="Table III baselines swept like the student: the same Tune + Optuna sampler, scheduler and "
-                    "search.num_samples budget, selected on validation PRAUC, evaluated once on test. "
-                    "Multi-visit-only models (micron, cognet) report only the with-history group.")
+        "search.num_samples budget, selected on validation PRAUC, evaluated once on test. "
+        "Multi-visit-only models (micron, cognet) report only the with-history group.",
+    )
 
 
 class ResourceSpec(_Strict):
@@ -211,10 +223,14 @@ class ReportSpec(_Strict):
     enabled: bool = Field(True, description="Build the report after the last stage.")
     tables: list[Literal[TABLES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["main", "ablation", "sensitivity", "efficiency", "dataset_stats", "optuna"],
-        description=f"Tables to emit: {', '.join(TABLES)} ('main' = overall; 'backbone' is added when several teachers).")
+        description=f"Tables to emit: {', '.join(TABLES)} ('main' = overall; 'backbone' is added when "
+        "several teachers).",
+    )
     figures: list[Literal[FIGURES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["groups", "ablation", "sensitivity", "efficiency", "optuna_history"],
-        description=f"Figures to emit: {', '.join(FIGURES)} ('sensitivity' = alpha and beta; importances come with the history).")
+        description=f"Figures to emit: {', '.join(FIGURES)} ('sensitivity' = alpha and beta; importances "
+        "come with the history).",
+    )
     formats: list[Literal["md", "html"]] = Field(default_factory=lambda: ["md", "html"])
 
 
@@ -227,17 +243,27 @@ class EvalSpec(_Strict):
 class StudySpec(_Strict):
     name: str = Field(description="Study name: the results folder under storage_path.", pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    storage_path: str = Field("./studies_out", description="Where the study folder lives; relative to the working "
-                                                            "directory; ${VAR} and ~ are expanded.")
+    storage_path: str = Field(
+        "./studies_out",
+        description="Where the study folder lives; relative to the working directory; ${VAR} and ~ are expanded.",
+    )
     datasets: list[DatasetSpec] = Field(min_length=1)
     teacher: TeacherSpec | None = Field(None, description="Teacher LLMs; omit for a student-only study (kd: none).")
-    student: dict[str, Any] = Field(default_factory=dict,
-                                    description="Base StudentTrainConfig (flat names like dropout/d_model allowed).")
+    student: StudentOptions = Field(
+        default_factory=StudentOptions, description="Base StudentTrainConfig (flat names like dropout/d_model allowed)."
+    )
+    max_failed_trials: int = Field(
+        0,
+        ge=0,
+        description="Failed trials a Tune stage tolerates before it fails (and stops the study with a non-zero exit).",
+    )
     search: SearchSpec = Field(default_factory=SearchSpec)
     ablations: AblationSpec = Field(default_factory=AblationSpec)
     sensitivity: SensitivitySpec = Field(default_factory=SensitivitySpec)
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds of every final/ablation/sensitivity run.")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1, description="Seeds of every final/ablation/sensitivity run."
+    )
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
     teacher_resources: TeacherResourceSpec = Field(default_factory=TeacherResourceSpec)
     evaluation: EvalSpec = Field(default_factory=EvalSpec)
@@ -261,26 +287,24 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _student_fields(self):
-        # Search keys and the base config must be StudentTrainConfig fields (checked here so a
-        # typo fails before any Ray work, not inside trial 17).
-        try:
-            student_config(self.student)
-        except ConfigError as e:
-            raise ValueError(f"student: {e}") from None
-        if self.teacher is None and student_config(self.student).loss.kd != "none":
+        # Typos and bad values fail here, torch-free, not inside trial 17 (search-space keys are
+        # checked in `load_study`, where their lines are known).
+        if self.teacher is None and self.student.kd != "none":
             raise ValueError("student.kd must be 'none' when no teacher is declared")
-        for k in self.search.space:
-            if not is_student_param(k):
-                raise ValueError(f"search.space: {k!r} is not a student hyper-parameter")
         for name in self.ablations.variants:
             try:
-                student_config({**self.student, **self.ablations.overrides(name)})
-            except ConfigError as e:
-                raise ValueError(f"ablations: variant {name!r}: {e}") from None
+                check_student({**self.student_params(), **self.ablations.overrides(name)})
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise ValueError(
+                    f"ablations: variant {name!r}: field {'.'.join(map(str, err['loc']))!r}: {err['msg']}"
+                ) from None
         sch = self.search.scheduler
         if sch.type == "asha" and sch.grace_period > self.max_epochs():
-            raise ValueError(f"search.scheduler.grace_period ({sch.grace_period}) exceeds the epochs a trial runs "
-                             f"({self.max_epochs()}: search.scheduler.max_t or student.epochs)")
+            raise ValueError(
+                f"search.scheduler.grace_period ({sch.grace_period}) exceeds the epochs a trial runs "
+                f"({self.max_epochs()}: search.scheduler.max_t or student.epochs)"
+            )
         return self
 
     # --------------------------------------------------------------- derived
@@ -292,7 +316,11 @@ class StudySpec(_Strict):
         return list(self.teacher.backbones) if self.teacher else ["none"]
 
     def max_epochs(self) -> int:
-        return int(self.search.scheduler.max_t or student_config(self.student).epochs)
+        return int(self.search.scheduler.max_t or self.student.epochs)
+
+    def student_params(self) -> dict:
+        """The student block as the user wrote it (flat names; defaults left to the trainer)."""
+        return self.student.model_dump(exclude_unset=True)
 
     def fingerprint(self, *parts: str) -> str:
         """Hash of the spec fields that determine a stage's output (for resume checks)."""
@@ -308,28 +336,15 @@ def expand_env(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- student params
-def _student_fields() -> tuple[set[str], set[str]]:
-    from leader.losses import LossConfig
-    from leader.models.student import StudentConfig
-    from leader.train.student import StudentTrainConfig
-
-    # loss fields are named flat (alpha, beta, kd...) and lifted into `loss` by StudentTrainConfig
-    return (set(StudentTrainConfig.model_fields) - {"student", "loss"}) | set(LossConfig.model_fields), set(StudentConfig.model_fields)
-
-
-def is_student_param(name: str) -> bool:
-    top, model = _student_fields()
-    return name in top or name in model or (name.startswith("student.") and name[8:] in model)
-
-
 def student_config(params: dict):
     """StudentTrainConfig from flat names: trainer fields stay top level, model fields (d_model,
     dropout, shared_visit_encoder...) go under `student`. Raises ConfigError naming the field."""
     from pydantic import ValidationError as VE
 
+    from leader.study.options import MODEL_FIELDS as model
     from leader.train.student import StudentTrainConfig
 
-    top, model = _student_fields()
+    top = PARAM_NAMES - model
     cfg: dict[str, Any] = {}
     sub: dict[str, Any] = {}
     for k, v in params.items():
@@ -352,16 +367,62 @@ def student_config(params: dict):
 
 
 # ----------------------------------------------------------------------------- loading
+def _valid_names(loc: tuple) -> list[str]:
+    """Field names allowed at `loc`'s parent, for a did-you-mean (walks the typed schema)."""
+    import types
+    import typing
+
+    tp: Any = StudySpec
+    for part in loc[:-1]:
+        while typing.get_origin(tp) in (Union, Annotated, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0] if args else tp
+            if typing.get_origin(tp) is Annotated:
+                tp = typing.get_args(tp)[0]
+        if isinstance(part, int) and typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return []
+    while typing.get_origin(tp) is not None and not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if not args:
+            return []
+        tp = args[0]
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
 def _fmt_error(err: dict, lines: LineMap, file: str) -> str:
     loc = tuple(err["loc"])
     # A discriminated union adds its tag after the key ('search','space','lr','loguniform','low').
-    clean = tuple(x for i, x in enumerate(loc)
-                  if not (i >= 2 and loc[i - 2] == "space" and x in ("uniform", "loguniform", "int", "choice")))
+    clean = tuple(
+        x
+        for i, x in enumerate(loc)
+        if not (i >= 2 and loc[i - 2] == "space" and x in ("uniform", "loguniform", "int", "choice"))
+    )
     field = ".".join(str(x) for x in clean) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown field (typo?)"
+        msg = "unknown field (typo?)" + did_you_mean(clean[-1], _valid_names(clean))
     return f"{where(lines, clean, file)}: field {field!r}: {msg}"
+
+
+def _name_errors(spec: StudySpec, lines: LineMap, file: str) -> list[str]:
+    """Search-space keys and custom ablation overrides must be student fields (dict keys the
+    typed schema cannot know)."""
+    out = []
+    named = [(("search", "space", k), k) for k in spec.search.space]
+    named += [(("ablations", "custom", v, k), k) for v, o in spec.ablations.custom.items() for k in o]
+    for loc, k in named:
+        if not is_student_param(k):
+            out.append(
+                f"{where(lines, loc, file)}: field {'.'.join(map(str, loc))!r}: {k!r} is not a student "
+                f"hyper-parameter{did_you_mean(k, PARAM_NAMES)}"
+            )
+    return out
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -372,8 +433,10 @@ def load_study(path: str | Path) -> StudySpec:
     data, lines = load_with_extends(path)
     try:
         spec = StudySpec.model_validate(data)
+        msgs = _name_errors(spec, lines, str(path))
     except ValidationError as e:
         msgs = [_fmt_error(err, lines, str(path)) for err in e.errors()]
+    if msgs:
         raise ConfigError(f"invalid study file {path}:\n  " + "\n  ".join(msgs)) from None
     return spec
 
@@ -382,4 +445,3 @@ def resolved_yaml(spec: StudySpec) -> str:
     import yaml
 
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-

@@ -1,12 +1,41 @@
-"""state.json: stage key -> status, fingerprint, outputs. Written atomically after every stage
-so a killed driver resumes at the first unfinished stage and never repeats finished work."""
+"""state.json: unit -> status, key, config, inputs, outputs (with the sha256 of every output file).
+Written atomically after every change, so a killed driver resumes at the first unfinished unit
+and never repeats finished work; `atomic_write` is how every study file is written."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 from pathlib import Path
+
+FAULT_ENV = "LEADER_FAULT_WRITE"  # fault injection (scripts/chaos_study.py): writes to matching paths fail
+
+
+def atomic_write(path: Path, write) -> None:
+    """`write(tmp_path)` then rename over `path`: a reader (or a resumed run) sees the old file
+    or the new one, never half of one. A full disk surfaces as the OSError naming the file."""
+    path = Path(path)
+    pattern = os.environ.get(FAULT_ENV)
+    if pattern and pattern in str(path):
+        raise OSError(errno.ENOSPC, f"No space left on device (injected by {FAULT_ENV})", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda t: Path(t).write_text(text))
+
+
+def write_frame(df, path: Path) -> None:
+    atomic_write(path, lambda t: df.to_parquet(t, index=False))
 
 
 class StudyState:
@@ -17,19 +46,12 @@ class StudyState:
     def get(self, key: str) -> dict:
         return self.data["stages"].get(key, {})
 
-    def done(self, key: str, fingerprint: str) -> bool:
-        s = self.get(key)
-        return s.get("status") in ("done", "skipped") and s.get("fingerprint") == fingerprint
-
-    def mark(self, key: str, status: str, fingerprint: str = "", **outputs) -> None:
-        prev = self.get(key)
-        self.data["stages"][key] = {**({"outputs": prev.get("outputs", {})} if status == "running" else {}),
-                                    "status": status, "fingerprint": fingerprint, "time": time.time(),
-                                    "outputs": {**prev.get("outputs", {}), **outputs}}
+    def mark(self, unit: str, status: str, **fields) -> None:
+        """Set `status` and the given fields; outputs merge with the recorded ones."""
+        prev = self.get(unit)
+        outputs = {**prev.get("outputs", {}), **fields.pop("outputs", {})}
+        self.data["stages"][unit] = {**prev, **fields, "status": status, "time": time.time(), "outputs": outputs}
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str))
-        os.replace(tmp, self.path)
+        write_text(self.path, json.dumps(self.data, indent=1, default=str))

@@ -50,9 +50,18 @@ def print_status(target: Path, storage_path: str | None = None) -> None:
         t.add_column(col)
     for k, v in state["stages"].items():
         colour = {"done": "green", "running": "yellow", "skipped": "dim"}.get(v["status"], "red")
-        t.add_row(k, f"[{colour}]{v['status']}[/{colour}]", str(v.get("outputs", {}).get("seconds", "")),
-                  time.strftime("%H:%M:%S", time.localtime(v.get("time", 0))))
+        t.add_row(
+            k,
+            f"[{colour}]{v['status']}[/{colour}]",
+            str(v.get("outputs", {}).get("seconds", "")),
+            time.strftime("%H:%M:%S", time.localtime(v.get("time", 0))),
+        )
     c.print(t)
+    for k, v in state["stages"].items():
+        if v["status"] == "failed":
+            c.print(f"[red]{k} failed: {v.get('error', '')}[/red]")
+            for f in v.get("failures", []):
+                c.print(f"  trial {f['trial']}: {f['error']} -> {f['error_file']}")
     prog = tune_progress(d)
     if prog:
         tt = Table(title="Tune experiments")

@@ -13,12 +13,20 @@ def trial_dirname(trial) -> str:
     return f"t_{trial.trial_id}"
 
 
-def student_trial(config: dict, *, ds=None, features_path: str | None = None, base: dict | None = None,
-                  evaluation: dict | None = None, overrides: dict | None = None, cpus: float = 1) -> None:
+def student_trial(
+    config: dict,
+    *,
+    ds=None,
+    features_path: str | None = None,
+    base: dict | None = None,
+    evaluation: dict | None = None,
+    overrides: dict | None = None,
+    cpus: float = 1,
+) -> None:
     from ray import tune
 
-    from leader.study.spec import student_config
     from leader.study.evaluation import align_to_test, score_test
+    from leader.study.spec import student_config
     from leader.train.student import predict_proba, train_student
 
     params = {**(base or {}), **{k: v for k, v in config.items() if k != "run"}}
@@ -40,11 +48,18 @@ def student_trial(config: dict, *, ds=None, features_path: str | None = None, ba
         return
     ev = evaluation or {}
     with tempfile.TemporaryDirectory() as tmp:
-        res = train_student(ds, cfg, features=features, report=lambda row: tune.report(row),
-                            checkpoint_dir=Path(tmp) / "model")
+        res = train_student(
+            ds, cfg, features=features, report=lambda row: tune.report(row), checkpoint_dir=Path(tmp) / "model"
+        )
         ids, probs = predict_proba(res.model, ds, "test")
-        boot, per = score_test(ds, align_to_test(ds, ids, probs), threshold=cfg.threshold,
-                               rounds=ev.get("bootstrap_rounds", 10), frac=ev.get("bootstrap_frac", 0.8), seed=run["seed"])
+        boot, per = score_test(
+            ds,
+            align_to_test(ds, ids, probs),
+            threshold=cfg.threshold,
+            rounds=ev.get("bootstrap_rounds", 10),
+            frac=ev.get("bootstrap_frac", 0.8),
+            seed=run["seed"],
+        )
         boot.to_parquet(Path(tmp) / "bootstrap.parquet", index=False)
         per.to_parquet(Path(tmp) / "persample.parquet", index=False)  # by test position: paired tests
         overall = boot[boot["group"] == "overall"].groupby("metric")["value"].mean()
@@ -62,10 +77,18 @@ def baseline_trial(config: dict, *, ds=None, name: str = "", fixed: dict | None 
     from leader.train.baselines import train_baseline
 
     params = {**(fixed or {}), **config}
-    res = train_baseline(ds, name, params, seed=int(params.pop("seed", 0)) if "seed" in params else 0,
-                         report=lambda row: tune.report(row), num_threads=max(1, int(cpus)))
+    res = train_baseline(
+        ds,
+        name,
+        params,
+        seed=int(params.pop("seed", 0)) if "seed" in params else 0,
+        report=lambda row: tune.report(row),
+        num_threads=max(1, int(cpus)),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "test_probs.npz", sample_ids=res.sample_ids, probs=res.probs)
         last = res.history[-1] if res.history else {}
-        tune.report({**last, "best_val_prauc": res.val_prauc, "n_params": res.n_params, "train_s": res.train_s,
-                     "final": 1}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        tune.report(
+            {**last, "best_val_prauc": res.val_prauc, "n_params": res.n_params, "train_s": res.train_s, "final": 1},
+            checkpoint=tune.Checkpoint.from_directory(tmp),
+        )

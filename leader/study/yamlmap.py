@@ -24,8 +24,9 @@ def _walk(node: yaml.Node, path: Loc, file: str, out: LineMap) -> None:
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
             if key in seen:
-                raise ConfigError(f"{file}:{k.start_mark.line + 1}: duplicate key {key!r} "
-                                  f"(first defined on line {seen[key]})")
+                raise ConfigError(
+                    f"{file}:{k.start_mark.line + 1}: duplicate key {key!r} (first defined on line {seen[key]})"
+                )
             seen[key] = k.start_mark.line + 1
             _walk(v, path + (key,), file, out)
             out[path + (key,)] = (file, k.start_mark.line + 1)  # point at the key, not its value
@@ -53,9 +54,14 @@ def load_yaml(path: str | Path) -> tuple[dict, LineMap]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {e.problem or e}"
-                          + (" (study files may not contain tags that construct objects)"
-                             if isinstance(e, yaml.constructor.ConstructorError) else "")) from None
+        raise ConfigError(
+            f"{path}{line}: invalid YAML: {e.problem or e}"
+            + (
+                " (study files may not contain tags that construct objects)"
+                if isinstance(e, yaml.constructor.ConstructorError)
+                else ""
+            )
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     finally:
@@ -107,7 +113,7 @@ def load_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[
     merged: dict = {}
     mlines: LineMap = {}
     for rel in parents:
-        ppath = (path.parent / rel)
+        ppath = path.parent / rel
         if not ppath.is_file():
             f, ln = lines.get(("extends",), (str(path), 1))
             raise ConfigError(f"{f}:{ln}: field 'extends': no such file {rel!r} (relative to {path.parent})")

@@ -59,7 +59,7 @@ def test_runner_built_report_matches_stored_results(real_study):
     from leader.report.load import load_study
 
     study_dir, root = real_study
-    out = root / "reports" / "tiny_report"  # the runner's last stage wrote it
+    out = study_dir / "report"  # the runner's last stage wrote it, in the study's own folder
     assert (out / "index.html").is_file() and (out / "index.md").is_file()
     met = pd.read_parquet(study_dir / "results" / "metrics.parquet")
     boot = pd.read_parquet(study_dir / "results" / "bootstrap.parquet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,7 +77,9 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     assert {"overall", "single", "multi", "history", "no_history"} <= set(m["group"])
     assert {"Prior", "CoOccurrence", "LogReg", "Probe"} <= set(m[m.stage == "baseline"]["model"])
     paired = pd.read_parquet(sd / "results" / "paired.parquet")
-    assert {"full_vs_no_kd", "full_vs_kd_shuffled", "student_vs_teacher", "student_vs_LogReg"} <= set(paired["comparison"])
+    assert {"full_vs_no_kd", "full_vs_kd_shuffled", "student_vs_teacher", "student_vs_LogReg"} <= set(
+        paired["comparison"]
+    )
     eff = pd.read_parquet(sd / "results" / "efficiency.parquet")
     assert {"LEADER(S)", "LEADER(T)"} <= set(eff["model"])
     assert len(pd.read_parquet(sd / "results" / "optuna_trials.parquet")) == 2
@@ -91,12 +94,12 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     visits = prepare("synthetic", None, PrepareOptions(n_patients=60)).visits
     ids = set(visits["patient_id"]) | set(visits["visit_id"])  # MIMIC subject_id / hadm_id
     assert len(ids) > 60 and not scan_tree(sd, ids)
-    reports = Path(os.environ.get("LEADER_REPORTS_DIR", REPO / "reports")) / "quickstart"
-    assert reports.is_dir() and not scan_tree(reports, ids)
+    reports = sd / "report"  # the report lives in the study's own folder, and the run says where
+    assert reports.is_dir() and not scan_tree(reports, ids) and f"report: {reports / 'index.html'}" in r.stdout
     assert "## Findings" in (reports / "index.md").read_text()
     # re-run: every stage skipped, nothing retrained
     r2 = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=300)
-    assert r2.returncode == 0 and "[run ] sweep" not in r2.stdout and "[skip] teacher/syn/minilm" in r2.stdout
+    assert r2.returncode == 0 and "[run ] sweep" not in r2.stdout and "[reuse] teacher/syn/minilm" in r2.stdout
 
 
 def _finished(exp: Path, epochs: int) -> dict[str, str]:
@@ -115,10 +118,18 @@ def test_kill_driver_mid_sweep_then_resume(tmp_path):
     p = tmp_path / "r.yaml"
     n = 10  # Tune reuses trial actors, so trials are short: enough of them that the kill lands mid-sweep
     p.write_text(STUDENT_ONLY.format(name="resume", storage=tmp_path / "out", epochs=6, n=n))
-    proc = subprocess.Popen(LEADER + ["study", "run", str(p)], env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    exp = tmp_path / "out" / "resume" / "tune" / "sweep-syn-none"
+    proc = subprocess.Popen(
+        LEADER + ["study", "run", str(p)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    tune_dir = tmp_path / "out" / "resume" / "tune"
     deadline = time.time() + 300
+    while time.time() < deadline and not list(tune_dir.glob("sweep-syn-none-*")):
+        time.sleep(1)
+    exp = next(tune_dir.glob("sweep-syn-none-*"))  # the experiment's name carries the sweep's key
     while time.time() < deadline and len(_finished(exp, 6)) < 2:
         time.sleep(1)
     time.sleep(1.5)  # let Tune write its experiment state
@@ -128,12 +139,33 @@ def test_kill_driver_mid_sweep_then_resume(tmp_path):
     assert 2 <= len(before) < n, f"sweep finished too fast or too slow: {len(before)}"
     r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "restoring interrupted Tune experiment" in r.stdout
+    assert "restoring interrupted Tune experiment" in r.stdout and "stale lock" in r.stdout
     after = _finished(exp, 6)
     for name, text in before.items():
         assert after[name] == text, f"finished trial {name} was run again"
     trials = pd.read_parquet(tmp_path / "out" / "resume" / "results" / "optuna_trials.parquet")
     assert len(trials) == n and (trials["state"] == "COMPLETE").all()
+
+
+def test_failed_trials_fail_the_study_loudly(tmp_path):
+    """Every trial errors (n_heads must divide d_model): the stage fails, the command exits
+    non-zero naming the trials' traceback files, and the report says first that it is incomplete."""
+    p = tmp_path / "f.yaml"
+    text = STUDENT_ONLY.format(name="fails", storage=tmp_path / "out", epochs=1, n=2)
+    p.write_text(
+        text.replace("report: {enabled: false}", "report: {enabled: true}").replace(
+            "    lr: {type: loguniform, low: 0.001, high: 0.01}", "    n_heads: {type: choice, values: [3]}"
+        )
+    )
+    r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=400)
+    assert r.returncode != 0, r.stdout[-3000:]
+    assert "INCOMPLETE" in r.stderr and "sweep/syn/none" in r.stderr and "error.txt" in r.stderr, r.stderr[-3000:]
+    errs = [Path(x) for x in re.findall(r"-> (\S+error\.txt)", r.stderr)]
+    assert len(errs) == 2 and all(e.is_file() for e in errs)
+    sd = tmp_path / "out" / "fails"
+    assert json.loads((sd / "state.json").read_text())["stages"]["sweep/syn/none"]["status"] == "failed"
+    first = (sd / "report" / "index.md").read_text().splitlines()[0]
+    assert "INCOMPLETE STUDY" in first
 
 
 def test_invalid_study_fails_fast(tmp_path):
@@ -160,19 +192,56 @@ def test_ray_job_submit(tmp_path):
     env = _env()
     # every port explicit: a second Ray on this machine (another test's, a user's) would otherwise
     # take the dashboard agent's default port, and this head would never get a job agent
-    ports = {f"--{k}": str(_free_port()) for k in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                                                  "metrics-export-port", "runtime-env-agent-port")}
-    head = subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
-                           "--num-cpus", "2", "--port", "6391", "--dashboard-port", "8275",
-                           *[x for kv in ports.items() for x in kv]],
-                          env=env, capture_output=True, text=True, timeout=180)
+    ports = {
+        f"--{k}": str(_free_port())
+        for k in (
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "metrics-export-port",
+            "runtime-env-agent-port",
+        )
+    }
+    head = subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--num-cpus",
+            "2",
+            "--port",
+            "6391",
+            "--dashboard-port",
+            "8275",
+            *[x for kv in ports.items() for x in kv],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert head.returncode == 0, head.stderr
     try:
         assert (Path.home() / ".ray" / "auth_token").is_file()
         p = REPO / "studies" / "_test_job.yaml"  # inside the working dir that is uploaded
         p.write_text(STUDENT_ONLY.format(name="job", storage=tmp_path / "out", epochs=1, n=2))
-        cmd = [RAY, "job", "submit", "--address", "http://127.0.0.1:8275", "--working-dir", str(REPO),
-               "--", "leader", "study", "run", "studies/_test_job.yaml"]
+        cmd = [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            "http://127.0.0.1:8275",
+            "--working-dir",
+            str(REPO),
+            "--",
+            "leader",
+            "study",
+            "run",
+            "studies/_test_job.yaml",
+        ]
         for _ in range(6):
             r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500, cwd=REPO)
             # a freshly started head's job agent can still be registering (Ray answers 500, no job is created);

@@ -82,12 +82,18 @@ def test_extends_cycle(tmp_path):
 
 
 def test_matrix_counts(tmp_path):
-    spec = load_study(_write(tmp_path, MIN.replace("[tiny-llama]", "[tiny-llama, minilm]") + """\
+    spec = load_study(
+        _write(
+            tmp_path,
+            MIN.replace("[tiny-llama]", "[tiny-llama, minilm]")
+            + """\
 search: {num_samples: 5, max_concurrent: 2}
 ablations: {variants: [no_kd, output_kd]}
 sensitivity: {alpha: [0.1, 0.5, 1.0], beta: [0.0]}
 seeds: [0, 1]
-"""))
+""",
+        )
+    )
     rows = grid_rows(spec)
     assert sum(r["stage"] == "ablation" for r in rows) == 3 * 2  # full is always added
     assert sum(r["stage"] == "sensitivity" for r in rows) == 4 * 2
@@ -103,20 +109,37 @@ def test_shipped_studies_valid(name):
 
 
 def test_cli_validate_exit_codes(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "leader.cli.main", "study", "validate", str(REPO / "studies/quickstart.yaml")],
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "leader.cli.main", "study", "validate", str(REPO / "studies/quickstart.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "sweep" in ok.stdout and "valid" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "leader.cli.main", "study", "validate",
-                          str(_write(tmp_path, MIN.replace("synthetic", "mimic9")))], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leader.cli.main",
+            "study",
+            "validate",
+            str(_write(tmp_path, MIN.replace("synthetic", "mimic9"))),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "datasets.0.source" in bad.stderr and "s.yaml:4" in bad.stderr
 
 
 def test_asha_grace_period_longer_than_the_trials_is_refused(tmp_path):
     p = tmp_path / "s.yaml"
-    p.write_text("name: g\ndatasets: [{name: syn, source: synthetic}]\n"
-                 "student: {epochs: 2, kd: none}\n"
-                 "search:\n  space: {lr: {type: loguniform, low: 0.001, high: 0.01}}\n"
-                 "  scheduler: {type: asha, grace_period: 4}\n")
+    p.write_text(
+        "name: g\ndatasets: [{name: syn, source: synthetic}]\n"
+        "student: {epochs: 2, kd: none}\n"
+        "search:\n  space: {lr: {type: loguniform, low: 0.001, high: 0.01}}\n"
+        "  scheduler: {type: asha, grace_period: 4}\n"
+    )
     with pytest.raises(ConfigError, match="grace_period"):
         load_study(p)

@@ -14,8 +14,8 @@ drug, BCE) instead of a binary outcome; inputs are diagnosis + procedure codes o
 to and including the current one (two embedding tables summed; GAMENet's RETAIN baseline also
 feeds past medications - not here, as in the issue's spec, as PyHealth's drug-recommendation
 RETAIN); code embeddings start at N(0, 1/d) and the logits' bias at the logit of each drug's train
-frequency (the shared trainer); at most `max_visits` most recent visits are read. GAMENet's RETAIN baseline reads visits in
-forward order and its softmax runs over a size-1 axis (every alpha is 1); here alpha is a real
+frequency (the shared trainer); at most `max_visits` most recent visits are read. GAMENet's RETAIN
+baseline reads visits in forward order and its softmax runs over a size-1 axis (every alpha is 1); here alpha is a real
 softmax over the visits, read from the current one backwards, as in the RETAIN paper.
 """
 
