@@ -80,10 +80,13 @@ def main() -> None:
     spec = yaml.safe_load((study_dir / "spec.yaml").read_text())
     opts = spec["datasets"][0].get("prepare", {})
     base = _grid_full_config(study_dir)
+    # prepared once here: pool workers then only read the cache (two first-time prepares of the
+    # same dataset in parallel race on its raw folder)
+    ds = prepare("synthetic", None, PrepareOptions(**opts))
     jobs = [(study_dir, opts, base, v, s) for s in range(a.seeds) for v in VARIANTS]
     with get_context("spawn").Pool(a.processes) as pool:
         runs = pool.map(_one, jobs)
-    idx = index_frame(prepare("synthetic", None, PrepareOptions(**opts)))
+    idx = index_frame(ds)
     per = {v: np.stack([r["prauc"] for r in runs if r["variant"] == v]) for v in VARIANTS}  # (seeds, N)
     out: dict = {
         "command": f"python scripts/bench_kd_target.py --study-dir {a.study_dir} --seeds {a.seeds}",
