@@ -11,6 +11,12 @@ from pathlib import Path
 
 # Files worth scanning for leaked identifiers: text a person or a dashboard will read.
 TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".md", ".html", ".txt", ".log", ".csv", ".out", ".err")
+# A backbone's vocabulary saved beside a teacher: pretrained vocabularies hold number tokens
+# ("10006") that collide with MIMIC ids, and they are the model's, not the cohort's (tiny models'
+# tokenizers are trained on prompts, which carry code names, never ids). Their names are still scanned.
+VOCAB_FILES = frozenset(
+    {"tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"}
+)
 
 
 def trial_name(trial) -> str:
@@ -53,7 +59,7 @@ def scan_tree(root: Path, identifiers: Iterable[int | str], *, names_only: bool 
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
         found = {m.group(0) for m in pat.finditer(p.name)}
-        if not names_only and p.is_file() and p.suffix.lower() in TEXT_SUFFIXES:
+        if not names_only and p.is_file() and p.suffix.lower() in TEXT_SUFFIXES and p.name not in VOCAB_FILES:
             found |= {m.group(0) for m in pat.finditer(p.read_text(errors="replace"))}
         if found:
             hits[rel] = sorted(found)

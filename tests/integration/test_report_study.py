@@ -65,7 +65,7 @@ def test_runner_built_report_matches_stored_results(real_study):
     boot = pd.read_parquet(study_dir / "results" / "bootstrap.parquet")
     res = pd.read_parquet(out / "results.parquet")
     ov = res[res["table"] == "overall"]
-    assert {"Frequency", "LEADER(S)"} <= set(ov["row"])
+    assert {"Prior", "LEADER(S)"} <= set(ov["row"])
     for _, r in ov.dropna(subset=["mean"]).iterrows():
         src = met[
             met["stage"].isin(["baseline", "best"])

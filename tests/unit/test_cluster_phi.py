@@ -27,3 +27,13 @@ def test_scan_tree_reports_names_and_text(tmp_path):
     hits = scan_tree(tmp_path, [10006, 100375])
     assert hits == {"tune/trial_alpha=0.1_pid=10006": ["10006"], "tune/ok_trial/result.json": ["100375"]}
     assert scan_tree(tmp_path, [100375], names_only=True) == {}
+
+
+def test_scan_tree_skips_a_backbones_vocabulary_but_not_its_folder_name(tmp_path):
+    tok = tmp_path / "teacher" / "tokenizer"
+    tok.mkdir(parents=True)
+    (tok / "tokenizer.json").write_text('{"vocab": {"10006": 4211}}')  # a pretrained number token
+    (tok / "notes.txt").write_text("patient 10006")
+    assert scan_tree(tmp_path, [10006]) == {"teacher/tokenizer/notes.txt": ["10006"]}
+    (tmp_path / "run=10006").mkdir()
+    assert "run=10006" in scan_tree(tmp_path, [10006])
