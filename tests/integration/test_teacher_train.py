@@ -11,7 +11,6 @@ pytestmark = pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("backbone,stage,fail_at", [("tiny-llama", 2, None), ("tiny-qwen2", 3, 3)])
 def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, tmp_path, backbone, stage, fail_at):
-    from leader.data.prompts import build_prompts
     from leader.metrics import mean_metrics
     from leader.models.teacher import load_teacher
 
@@ -51,8 +50,10 @@ def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, t
     # The saved adapter + head reproduce the validation PRAUC measured inside the run.
     lt = load_teacher(res.checkpoint_dir)
     val = teacher_ds.samples("val").iloc[:16]
-    probs, hid = lt.infer(build_prompts(teacher_ds, val["sample_id"]), batch_size=16)
+    prompts = lt.prompts(teacher_ds, val["sample_id"])  # fitted to max_length as in training
+    probs, hid = lt.infer(prompts, batch_size=16)
     assert hid.shape == (len(val), lt.d_hidden) and lt.meta["dataset_fingerprint"] == teacher_ds.fingerprint
-    assert mean_metrics(teacher_ds.labels(val["sample_id"]), probs)["prauc"] == pytest.approx(m["val_prauc"], abs=1e-5)
-    probs2, _ = lt.infer(build_prompts(teacher_ds, val["sample_id"]), batch_size=5)
+    best = m["best_val_prauc"]  # the saved state is the best-validation one
+    assert mean_metrics(teacher_ds.labels(val["sample_id"]), probs)["prauc"] == pytest.approx(best, abs=1e-5)
+    probs2, _ = lt.infer(prompts, batch_size=5)
     np.testing.assert_allclose(probs, probs2, atol=1e-5)
