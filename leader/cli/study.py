@@ -96,7 +96,8 @@ def run(
     dashboard: bool = typer.Option(
         True,
         "--dashboard/--no-dashboard",
-        help="With a local Ray: serve the Ray dashboard on 127.0.0.1 (token auth on).",
+        help="With a local Ray: print the dashboard URL (127.0.0.1, token auth on). The dashboard process "
+        "runs either way: Ray Train polls the state API it serves.",
     ),
 ) -> None:
     """Run (or resume) every unfinished stage of the study."""
