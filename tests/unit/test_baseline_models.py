@@ -277,7 +277,7 @@ def test_tuned_baseline_keeps_trials_that_train_every_epoch(tmp_path):
         {
             "name": "tb",
             "storage_path": str(tmp_path),
-            "datasets": [{"name": "syn", "source": "synthetic"}],
+            "datasets": [{"name": "random", "source": "synthetic"}],
             "student": {"kd": "none", "epochs": 2},
             "ablations": {"variants": ["full"]},
             "search": {"num_samples": 2, "sampler": "random", "scheduler": {"type": "asha", "grace_period": 1}},
