@@ -76,6 +76,26 @@ def _agg(df: pd.DataFrame) -> tuple[float, float, int]:
     return float(df["mean"].mean()), float(df["std"].mean()), int(len(df))
 
 
+def _record(
+    table, dataset, row, group, metric, mean, std, n_runs, *, best=False, p=float("nan"), delta=float("nan"), note=None
+) -> dict:
+    """One row of a table's long form (results.parquet); `note` defaults to 'missing' for a NaN mean."""
+    return dict(
+        table=table,
+        dataset=dataset,
+        row=row,
+        group=group,
+        metric=metric,
+        mean=mean,
+        std=std,
+        n_runs=n_runs,
+        best=best,
+        p_value_vs_runner_up=p,
+        delta=delta,
+        note=(MISSING if math.isnan(mean) else "") if note is None else note,
+    )
+
+
 def _boot(boot: pd.DataFrame, **keys) -> np.ndarray:
     if boot.empty:
         return np.array([])
@@ -156,18 +176,17 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
                 text = NOT_APPLICABLE if na else fmt(mean, std) + (sig_mark(p) if is_best else "")
                 cells.append(Cell(text, bold=is_best, missing=math.isnan(mean) and not na))
                 records.append(
-                    dict(
-                        table="overall",
-                        dataset=labels[0],
-                        row=labels[1],
-                        group=c[0],
-                        metric=c[1],
-                        mean=mean,
-                        std=std,
-                        n_runs=n,
+                    _record(
+                        "overall",
+                        labels[0],
+                        labels[1],
+                        c[0],
+                        c[1],
+                        mean,
+                        std,
+                        n,
                         best=is_best,
-                        p_value_vs_runner_up=p,
-                        delta=float("nan"),
+                        p=p,
                         note=(NOT_APPLICABLE_NOTE if na else MISSING if math.isnan(mean) else ""),
                     )
                 )
@@ -219,22 +238,7 @@ def ablation_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
                 if not math.isnan(delta):
                     text += f" ({delta:+.4f})"
                 cells.append(Cell(text, missing=math.isnan(mean)))
-                records.append(
-                    dict(
-                        table="ablation",
-                        dataset=ds,
-                        row=v,
-                        group="overall",
-                        metric=m,
-                        mean=mean,
-                        std=std,
-                        n_runs=n,
-                        best=False,
-                        p_value_vs_runner_up=float("nan"),
-                        delta=delta,
-                        note=MISSING if math.isnan(mean) else "",
-                    )
-                )
+                records.append(_record("ablation", ds, v, "overall", m, mean, std, n, delta=delta))
             t.rows.append([ds, names.get(v, v)])
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -271,22 +275,7 @@ def backbone_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> 
                 for m, _ in METRICS:
                     mean, std, n = _agg(dsel[(dsel["backbone"] == bb) & (dsel["model"] == who) & (dsel["metric"] == m)])
                     cells.append(Cell(fmt(mean, std), missing=math.isnan(mean)))
-                    records.append(
-                        dict(
-                            table="backbone",
-                            dataset=ds,
-                            row=f"{who} [{bb}]",
-                            group="overall",
-                            metric=m,
-                            mean=mean,
-                            std=std,
-                            n_runs=n,
-                            best=False,
-                            p_value_vs_runner_up=float("nan"),
-                            delta=float("nan"),
-                            note=MISSING if math.isnan(mean) else "",
-                        )
-                    )
+                    records.append(_record("backbone", ds, f"{who} [{bb}]", "overall", m, mean, std, n))
             t.rows.append([ds, bb])
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -334,22 +323,7 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
             ("peak_mem_teacher_mb", mt),
             ("peak_mem_student_mb", ms),
         ):
-            records.append(
-                dict(
-                    table="efficiency",
-                    dataset=ds,
-                    row=f"{bb} batch={bs}",
-                    group="",
-                    metric=name,
-                    mean=v,
-                    std=float("nan"),
-                    n_runs=len(g),
-                    best=False,
-                    p_value_vs_runner_up=float("nan"),
-                    delta=float("nan"),
-                    note=MISSING if math.isnan(v) else "",
-                )
-            )
+            records.append(_record("efficiency", ds, f"{bb} batch={bs}", "", name, v, float("nan"), len(g)))
     t.long = pd.DataFrame(records)
     return t
 
@@ -388,22 +362,7 @@ def sensitivity_table(metrics: pd.DataFrame) -> Table:
             for m, _ in METRICS:
                 mean, std, n = _agg(g[(g["param_value"] == v) & (g["metric"] == m)])
                 cells.append(Cell(fmt(mean, std), bold=best[m] == v, missing=math.isnan(mean)))
-                records.append(
-                    dict(
-                        table="sensitivity",
-                        dataset=ds,
-                        row=f"{p}={v:g}",
-                        group="overall",
-                        metric=m,
-                        mean=mean,
-                        std=std,
-                        n_runs=n,
-                        best=best[m] == v,
-                        p_value_vs_runner_up=float("nan"),
-                        delta=float("nan"),
-                        note=MISSING if math.isnan(mean) else "",
-                    )
-                )
+                records.append(_record("sensitivity", ds, f"{p}={v:g}", "overall", m, mean, std, n, best=best[m] == v))
             t.rows.append([ds, p, f"{v:g}"])
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
@@ -450,20 +409,7 @@ def optuna_table(trials: pd.DataFrame, importances: dict[str, dict[str, float]])
             ]
         )
         records.append(
-            dict(
-                table="optuna",
-                dataset=name,
-                row="best",
-                group="",
-                metric="objective",
-                mean=best_v,
-                std=float("nan"),
-                n_runs=len(g),
-                best=True,
-                p_value_vs_runner_up=float("nan"),
-                delta=float("nan"),
-                note=best_p,
-            )
+            _record("optuna", name, "best", "", "objective", best_v, float("nan"), len(g), best=True, note=best_p)
         )
     t.long = pd.DataFrame(records)
     return t
