@@ -4,12 +4,15 @@ truncated one that a later stage would trust."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+FAULT_ENV = "LEADER_FAULT_WRITE"  # fault injection (scripts/chaos_study.py): writes to matching paths fail
 
 
 def _tmp_name(path: Path) -> Path:
@@ -19,8 +22,13 @@ def _tmp_name(path: Path) -> Path:
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to (for writers that want a path: torch.save,
-    to_parquet...); it replaces `path` when the block ends without error, and is removed otherwise."""
+    to_parquet...); it replaces `path` when the block ends without error, and is removed otherwise.
+    A full disk surfaces as the OSError naming the file."""
     path = Path(path)
+    pattern = os.environ.get(FAULT_ENV)
+    if pattern and pattern in str(path):
+        raise OSError(errno.ENOSPC, f"No space left on device (injected by {FAULT_ENV})", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     try:
         yield tmp

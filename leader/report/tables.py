@@ -131,69 +131,58 @@ def overall_table(metrics: pd.DataFrame, boot: pd.DataFrame, declared_models: li
         return t
     records = []
     for ds, dsel in sel.groupby("dataset", sort=True):
-        keys = dsel[["stage", "model", "backbone"]].drop_duplicates()
-        multi_bb = keys.groupby("model")["backbone"].nunique().max() > 1
-        order = {"baseline": 0, "best": 1, "teacher": 2}
-        keys = keys.assign(o=keys["stage"].map(order)).sort_values(["o", "model", "backbone"])
-        present = set(keys["model"])
-        rowvals: list[tuple[list[str], dict]] = []
-        for _, k in keys.iterrows():
-            vals = {}
-            for g, m in cols:
-                sub = dsel[
-                    (dsel["stage"] == k.stage)
-                    & (dsel["model"] == k.model)
-                    & (dsel["backbone"] == k.backbone)
-                    & (dsel["group"] == g)
-                    & (dsel["metric"] == m)
-                ]
-                mean, std, n = _agg(sub)
-                b = _boot(boot, stage=k.stage, dataset=ds, model=k.model, backbone=k.backbone, group=g, metric=m)
-                vals[(g, m)] = (mean, std, n, b)
-            rowvals.append(([ds, _label(k.model, k.backbone, multi_bb)], vals))
-        for dm in declared_models or []:
-            if dm not in present:
-                rowvals.append(([ds, dm], {c: (float("nan"), float("nan"), 0, np.array([])) for c in cols}))
-        # best + runner-up per column
-        best_idx, pvals = {}, {}
-        for c in cols:
-            means = [(rv[1][c][0], i) for i, rv in enumerate(rowvals) if not math.isnan(rv[1][c][0])]
-            if not means:
-                continue
-            means.sort(reverse=True)
-            best_idx[c] = means[0][1]
-            if len(means) > 1:
-                pvals[c] = welch_p(rowvals[means[0][1]][1][c][3], rowvals[means[1][1]][1][c][3])
+        rowvals = _overall_rows(ds, dsel, boot, cols, declared_models or [])
+        best_idx, pvals = _column_bests(rowvals, cols)
         for i, (labels, vals) in enumerate(rowvals):
             cells = []
             # scored the with-history group only: a multi-visit-only model, '-' elsewhere as in the paper
             has_history = not math.isnan(vals[("history", "prauc")][0])
             for c in cols:
-                mean, std, n, b = vals[c]
+                mean, std, n, _ = vals[c]
                 is_best = best_idx.get(c) == i
                 p = pvals.get(c, float("nan")) if is_best else float("nan")
                 na = has_history and math.isnan(mean)
                 text = NOT_APPLICABLE if na else fmt(mean, std) + (sig_mark(p) if is_best else "")
                 cells.append(Cell(text, bold=is_best, missing=math.isnan(mean) and not na))
-                records.append(
-                    _record(
-                        "overall",
-                        labels[0],
-                        labels[1],
-                        c[0],
-                        c[1],
-                        mean,
-                        std,
-                        n,
-                        best=is_best,
-                        p=p,
-                        note=(NOT_APPLICABLE_NOTE if na else MISSING if math.isnan(mean) else ""),
-                    )
-                )
+                note = NOT_APPLICABLE_NOTE if na else MISSING if math.isnan(mean) else ""
+                records.append(_record("overall", *labels, *c, mean, std, n, best=is_best, p=p, note=note))
             t.rows.append(labels)
             t.cells.append(cells)
     t.long = pd.DataFrame(records)
     return t
+
+
+def _overall_rows(ds: str, dsel: pd.DataFrame, boot: pd.DataFrame, cols: list, declared: list[str]) -> list:
+    """[(labels, {(group, metric): (mean, std, n, bootstrap values)})] in table order: baselines,
+    best student, teacher; a declared model without results gets an all-missing row."""
+    keys = dsel[["stage", "model", "backbone"]].drop_duplicates()
+    multi_bb = keys.groupby("model")["backbone"].nunique().max() > 1
+    order = {"baseline": 0, "best": 1, "teacher": 2}
+    keys = keys.assign(o=keys["stage"].map(order)).sort_values(["o", "model", "backbone"])
+    scores = dict(iter(dsel.groupby(["stage", "model", "backbone", "group", "metric"], dropna=False)))
+    rows = []
+    for k in keys.itertuples():
+        vals = {}
+        for g, m in cols:
+            mean, std, n = _agg(scores.get((k.stage, k.model, k.backbone, g, m), dsel.iloc[:0]))
+            b = _boot(boot, stage=k.stage, dataset=ds, model=k.model, backbone=k.backbone, group=g, metric=m)
+            vals[(g, m)] = (mean, std, n, b)
+        rows.append(([ds, _label(k.model, k.backbone, multi_bb)], vals))
+    empty = (float("nan"), float("nan"), 0, np.array([]))
+    rows += [([ds, dm], dict.fromkeys(cols, empty)) for dm in declared if dm not in set(keys["model"])]
+    return rows
+
+
+def _column_bests(rows: list, cols: list) -> tuple[dict, dict]:
+    """Per column: the best row's index, and the Welch p of best vs runner-up (bootstrap rounds)."""
+    best_idx, pvals = {}, {}
+    for c in cols:
+        means = sorted(((v[c][0], i) for i, (_, v) in enumerate(rows) if not math.isnan(v[c][0])), reverse=True)
+        if means:
+            best_idx[c] = means[0][1]
+        if len(means) > 1:
+            pvals[c] = welch_p(rows[means[0][1]][1][c][3], rows[means[1][1]][1][c][3])
+    return best_idx, pvals
 
 
 def ablation_table(metrics: pd.DataFrame, declared: list[str] | None = None) -> Table:

@@ -11,8 +11,6 @@ per-sample scores are kept by POSITION in the test split (no patient or visit id
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -150,10 +148,3 @@ def standard_pairs(per: pd.DataFrame, dataset: str, backbone: str) -> list[tuple
         pairs.append((teacher, base, f"teacher_vs_{m}"))
     pairs.append((s_full, teacher, "student_vs_teacher"))
     return pairs
-
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)

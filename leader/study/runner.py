@@ -70,6 +70,19 @@ def _failures(grid) -> list[dict]:
     return out
 
 
+FINISHED = ("COMPLETE", "PRUNED")  # a sweep trial with a result (pruned: stopped by the scheduler)
+
+
+def _trial_state(history: pd.DataFrame, params: dict, max_t: int) -> str:
+    """PRUNED when the scheduler stopped the trial: it ran fewer than its epochs (or the search's
+    max_t) and its own early stopping (`patience` epochs without a better val_prauc) had not fired."""
+    n, epochs, patience = len(history), min(int(params["epochs"]), max_t), int(params["patience"])
+    if n >= epochs or "val_prauc" not in history or history["val_prauc"].isna().all():
+        return "COMPLETE"
+    since_best = n - 1 - int(np.nanargmax(history["val_prauc"].to_numpy()))
+    return "COMPLETE" if since_best >= patience else "PRUNED"
+
+
 class StudyRunner:
     def __init__(self, spec: StudySpec, study_dir: Path, echo=print):
         self.spec, self.dir, self.echo = spec, study_dir, echo
@@ -522,6 +535,7 @@ class StudyRunner:
         rows = []
         for r in grid:
             df = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+            params = {**s.student.model_dump(), **r.config}
             metric = s.search.metric
             val = df[metric].agg("max" if s.search.mode == "max" else "min") if metric in df else np.nan
             tid = Path(r.path).name if r.path else ""
@@ -530,7 +544,7 @@ class StudyRunner:
                     "dataset": ds.name,
                     "backbone": bb,
                     "trial_id": tid,
-                    "state": "ERROR" if r.error else "COMPLETE",
+                    "state": "ERROR" if r.error else _trial_state(df, params, s.max_epochs()),
                     "value": float(val),
                     "epochs": int(len(df)),
                     "error_file": fails.get(tid, {}).get("error_file", ""),
@@ -584,7 +598,7 @@ class StudyRunner:
         prev = pd.concat([pd.read_parquet(self.dir / e["part"]) for e in exps], ignore_index=True) if exps else None
         prior = None
         if prev is not None:
-            ok = prev[prev["state"] == "COMPLETE"]
+            ok = prev[prev["state"].isin(FINISHED)]
             cols = [f"param_{k}" for k in s.search.space]
             prior = (
                 [
@@ -602,7 +616,7 @@ class StudyRunner:
         rows = self._sweep_rows(grid, ds, bb)
         part = self.parts / f"{_part_name(name)}.{exp}.optuna.parquet"
         write_frame(rows, part)
-        ok = rows[rows["state"] == "COMPLETE"]
+        ok = rows[rows["state"].isin(FINISHED)]
         best = ok.loc[ok["value"].idxmax() if s.search.mode == "max" else ok["value"].idxmin()]
         exps = exps + [
             {

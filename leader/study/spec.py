@@ -139,9 +139,9 @@ class SearchSpec(_Strict):
     num_samples: int = Field(8, ge=1, description="Trials per (dataset, backbone) sweep.")
     max_concurrent: int = Field(1, ge=1, description="Trials run at the same time (ConcurrencyLimiter).")
     storage: str | None = Field(
-        None,
-        description="Optuna RDB URL (e.g. sqlite:///optuna.db, relative to the study dir) "
-        "so the search itself survives a lost driver.",
+        "sqlite:///optuna.db",
+        description="Optuna RDB URL (sqlite:/// paths are relative to the study dir; default: the study's "
+        "optuna.db, which `optuna-dashboard <study>/optuna.db` opens); null keeps the search in memory.",
     )
     seed: int = Field(0, description="Sampler seed.")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)

@@ -1,41 +1,19 @@
 """state.json: unit -> status, key, config, inputs, outputs (with the sha256 of every output file).
 Written atomically after every change, so a killed driver resumes at the first unfinished unit
-and never repeats finished work; `atomic_write` is how every study file is written."""
+and never repeats finished work; every study file is written with leader.atomic."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import time
 from pathlib import Path
 
-FAULT_ENV = "LEADER_FAULT_WRITE"  # fault injection (scripts/chaos_study.py): writes to matching paths fail
-
-
-def atomic_write(path: Path, write) -> None:
-    """`write(tmp_path)` then rename over `path`: a reader (or a resumed run) sees the old file
-    or the new one, never half of one. A full disk surfaces as the OSError naming the file."""
-    path = Path(path)
-    pattern = os.environ.get(FAULT_ENV)
-    if pattern and pattern in str(path):
-        raise OSError(errno.ENOSPC, f"No space left on device (injected by {FAULT_ENV})", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda t: Path(t).write_text(text))
+from leader import atomic
+from leader.atomic import FAULT_ENV, write_text  # noqa: F401  (the study's writers: one implementation)
 
 
 def write_frame(df, path: Path) -> None:
-    atomic_write(path, lambda t: df.to_parquet(t, index=False))
+    atomic.write_parquet(path, df, index=False)
 
 
 class StudyState:

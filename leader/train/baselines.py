@@ -151,6 +151,53 @@ def _batch_loss(out: dict, y: torch.Tensor, target_med: np.ndarray, tp: dict, n_
     return loss
 
 
+def _split_rows(ds, enc, info) -> dict[str, np.ndarray]:
+    """Train/val/test rows the model can score (a multi-visit-only model: samples with history)."""
+    keep = (enc.visit_mask.sum(1) >= 2) if info.needs_history else np.ones(len(enc.sample_ids), bool)
+    idx = {s: np.flatnonzero((enc.split == s) & keep) for s in ("train", "val", "test")}
+    if len(idx["train"]) < 2 or len(idx["val"]) == 0:
+        raise ConfigError(
+            f"baseline {info.name!r} on {ds.name!r}: needs >=2 train and >=1 val samples"
+            f"{' with history' if info.needs_history else ''} (has {len(idx['train'])}, {len(idx['val'])})"
+        )
+    return idx
+
+
+def _fit(model, batch, predict, enc, idx: dict, tp: dict, seed: int, report) -> tuple[float, int, list]:
+    """Adam epochs with early stopping on validation PRAUC; leaves the model in its best state."""
+    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], weight_decay=tp["weight_decay"])
+    tr = idx["train"]
+    y_tr = torch.from_numpy(enc.labels[tr])
+    gen = np.random.default_rng(seed)
+    best, best_epoch, best_state, history, bad = -1.0, 0, copy.deepcopy(model.state_dict()), [], 0
+    for epoch in range(int(tp["epochs"])):
+        model.train()
+        perm = gen.permutation(len(tr))
+        tot, n = 0.0, 0
+        for i in range(0, len(perm), int(tp["batch_size"])):
+            bi = perm[i : i + int(tp["batch_size"])]
+            loss = _batch_loss(model(batch(tr[bi])), y_tr[bi], enc.target_med[tr[bi]], tp, enc.labels.shape[1])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(bi)
+            n += len(bi)
+        vm = mean_metrics(enc.labels[idx["val"]], predict(idx["val"]))
+        if vm["prauc"] > best:
+            best, best_epoch, bad = vm["prauc"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        row = _row(epoch, tot / max(n, 1), vm, best)
+        history.append(row)
+        if report is not None:
+            report(dict(row))
+        if bad >= tp["patience"]:
+            break
+    model.load_state_dict(best_state)
+    return best, best_epoch, history
+
+
 def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
     tp = {k: p[k] for k in TRAIN_DEFAULTS}
     mp = {k: p[k] for k in info.model_keys}
@@ -160,14 +207,7 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
         )
     t0 = time.perf_counter()
     enc = encode_dataset(ds, StudentConfig(max_visits=tp["max_visits"], max_codes=tp["max_codes"]))
-    keep = (enc.visit_mask.sum(1) >= 2) if info.needs_history else np.ones(len(enc.sample_ids), bool)
-    idx = {s: np.flatnonzero((enc.split == s) & keep) for s in ("train", "val", "test")}
-    n_test_all = int((enc.split == "test").sum())
-    if len(idx["train"]) < 2 or len(idx["val"]) == 0:
-        raise ConfigError(
-            f"baseline {info.name!r} on {ds.name!r}: needs >=2 train and >=1 val samples"
-            f"{' with history' if info.needs_history else ''} (has {len(idx['train'])}, {len(idx['val'])})"
-        )
+    idx = _split_rows(ds, enc, info)
     all_train = enc.indices("train")  # graphs / neighbours / prior use every train visit
     model = info.impl.build(ds, enc, all_train, mp, ddi)
     model.init_embeddings()
@@ -187,36 +227,7 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
         out = [torch.sigmoid(model(batch(rows[i : i + bs]))["logits"]).numpy() for i in range(0, len(rows), bs)]
         return np.concatenate(out) if out else np.zeros((0, ds.n_meds), np.float32)
 
-    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], weight_decay=tp["weight_decay"])
-    tr = idx["train"]
-    y_tr = torch.from_numpy(enc.labels[tr])
-    gen = np.random.default_rng(seed)
-    best, best_epoch, best_state, history, bad = -1.0, 0, copy.deepcopy(model.state_dict()), [], 0
-    for epoch in range(int(tp["epochs"])):
-        model.train()
-        perm = gen.permutation(len(tr))
-        tot, n = 0.0, 0
-        for i in range(0, len(perm), int(tp["batch_size"])):
-            bi = perm[i : i + int(tp["batch_size"])]
-            loss = _batch_loss(model(batch(tr[bi])), y_tr[bi], enc.target_med[tr[bi]], tp, ds.n_meds)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(bi)
-            n += len(bi)
-        vm = mean_metrics(enc.labels[idx["val"]], predict(idx["val"]))
-        if vm["prauc"] > best:
-            best, best_epoch, bad = vm["prauc"], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-        row = _row(epoch, tot / max(n, 1), vm, best)
-        history.append(row)
-        if report is not None:
-            report(dict(row))
-        if bad >= tp["patience"]:
-            break
-    model.load_state_dict(best_state)
+    best, best_epoch, history = _fit(model, batch, predict, enc, idx, tp, seed, report)
     model.eval()
     train_s = time.perf_counter() - t0
     te = idx["test"]
@@ -228,7 +239,7 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
         history=history,
         n_params=int(sum(q.numel() for q in model.parameters())),
         train_s=train_s,
-        eval_mask_note=_mask_note(info, len(te), n_test_all),
+        eval_mask_note=_mask_note(info, len(te), int((enc.split == "test").sum())),
         best_epoch=best_epoch,
         params=p,
         model=model,

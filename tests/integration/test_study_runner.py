@@ -83,6 +83,14 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     eff = pd.read_parquet(sd / "results" / "efficiency.parquet")
     assert {"LEADER(S)", "LEADER(T)"} <= set(eff["model"])
     assert len(pd.read_parquet(sd / "results" / "optuna_trials.parquet")) == 2
+    import optuna  # the search is in the study's own sqlite file, as optuna-dashboard reads it
+
+    db = f"sqlite:///{sd / 'optuna.db'}"
+    (sweep,) = [n for n in optuna.get_all_study_names(db) if n.startswith("quickstart-sweep-syn-")]
+    assert len(optuna.load_study(study_name=sweep, storage=db).trials) == 2
+    # the console says what matters: no worker tracebacks, no Ray Train cleaner chatter
+    console = r.stdout + r.stderr
+    assert "Traceback" not in console and "PlacementGroupCleaner" not in console, console[-3000:]
     assert (sd / "features" / "syn" / "minilm" / "manifest.json").is_file()
     state = json.loads((sd / "state.json").read_text())["stages"]
     assert all(v["status"] in ("done", "skipped") for v in state.values())

@@ -286,7 +286,7 @@ def test_tuned_baseline_keeps_trials_that_train_every_epoch(tmp_path):
         }
     )
     ds = random_dataset(n_patients=60, seed=1)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         runner = StudyRunner(spec, spec.study_dir(), echo=lambda *_: None)
         runner.tuned_baseline(ds, "micron", spec.baselines.tuned["micron"])

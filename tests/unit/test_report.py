@@ -1,7 +1,7 @@
 """Reports from a study result folder: numbers match the stored results, declared outputs
 exist, missing data is shown as missing, and patient-level columns are refused.
 
-The study folder comes from leader.report.synthetic: synthetic predictions, metrics really
+The study folder comes from tests/report_study.py: synthetic predictions, metrics really
 computed by leader.metrics.bootstrap_metrics (the runner's own path)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from scipy import stats
 
 from leader.errors import DataError
 from leader.report.build import ALL_FIGURES, build_report, declared_items
-from leader.report.synthetic import make_study_dir
+from report_study import make_study_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from leader.report.build import build_report
 from leader.report.chromium import check_html, find_chromium
-from leader.report.synthetic import make_study_dir
+from report_study import make_study_dir
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="headless Chromium not installed (Debian package 'chromium')"

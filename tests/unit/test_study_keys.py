@@ -198,3 +198,17 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         write_text(f, "new")
     assert f.read_text() == "old" and [p.name for p in f.parent.iterdir()] == ["metrics.json"]
+
+
+def test_trial_state_tells_pruned_from_early_stopped_and_complete():
+    import pandas as pd
+
+    from leader.study.runner import _trial_state
+
+    p = {"epochs": 10, "patience": 3}
+    rising = pd.DataFrame({"val_prauc": [0.1, 0.2, 0.3, 0.4]})  # cut while still improving
+    assert _trial_state(rising, p, max_t=10) == "PRUNED"
+    stalled = pd.DataFrame({"val_prauc": [0.1, 0.5, 0.4, 0.4, 0.3]})  # its own patience fired
+    assert _trial_state(stalled, p, max_t=10) == "COMPLETE"
+    assert _trial_state(pd.DataFrame({"val_prauc": [0.1] * 10}), p, max_t=10) == "COMPLETE"
+    assert _trial_state(rising, p, max_t=4) == "COMPLETE"  # ran the search's whole budget

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from leader.baselines import fit_frequency
 from leader.data.dataset import EHRDataset
+from leader.data.encode import multi_hot
 
 
 @dataclass
@@ -33,16 +34,6 @@ class Fitted:
 def _rows(ds: EHRDataset, sample_ids) -> np.ndarray:
     pos = ds.visit_rows()
     return np.array([pos[int(s)] for s in np.atleast_1d(sample_ids)], dtype=np.int64)
-
-
-def _multi_hot(sets: list, n: int) -> sp.csr_matrix:
-    lens = [len(s) for s in sets]
-    cols = np.concatenate([np.asarray(s, np.int64) for s in sets]) if sets else np.zeros(0, np.int64)
-    rows = np.repeat(np.arange(len(sets)), lens)
-    m = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(sets), n))
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
 
 
 def train_prior(ds: EHRDataset) -> np.ndarray:
@@ -64,7 +55,7 @@ def fit_cooccurrence(ds: EHRDataset, params: dict, seed: int = 0) -> Fitted:
     nd = len(ds.vocabs["diag"])
 
     def predict(ids):
-        D = _multi_hot([ds.visits["diag"].iat[r] for r in _rows(ds, ids)], nd)  # (N, |diag|)
+        D = multi_hot([ds.visits["diag"].iat[r] for r in _rows(ds, ids)], nd)  # (N, |diag|)
         return (np.asarray(D @ cond) / np.maximum(np.asarray(D.sum(1)), 1)).astype(np.float32)
 
     return Fitted(predict, n_params=int(cond.size))
@@ -80,9 +71,9 @@ def logreg_features(ds: EHRDataset, sample_ids) -> sp.csr_matrix:
     last_meds = [v["med"].iat[p] if h else [] for p, h in zip(prev, has_prev, strict=False)]
     return sp.hstack(
         [
-            _multi_hot([v["diag"].iat[r] for r in rows], len(ds.vocabs["diag"])),
-            _multi_hot([v["proc"].iat[r] for r in rows], len(ds.vocabs["proc"])),
-            _multi_hot(last_meds, ds.n_meds),
+            multi_hot([v["diag"].iat[r] for r in rows], len(ds.vocabs["diag"])),
+            multi_hot([v["proc"].iat[r] for r in rows], len(ds.vocabs["proc"])),
+            multi_hot(last_meds, ds.n_meds),
         ]
     ).tocsr()
 
