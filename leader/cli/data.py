@@ -114,7 +114,7 @@ _SOURCE = typer.Option(None, "--source", hidden=True, help="Deprecated spelling 
 
 
 @app.command("prepare")
-def prepare_cmd(
+def prepare_cmd(  # long: typer declares one option per line; the body is short
     dataset: SourceChoice | None = typer.Option(None, "--dataset", help=_DATASET_HELP + " (required)."),
     root: Path | None = _ROOT,
     top_k_diag: int | None = _TKD,

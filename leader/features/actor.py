@@ -64,6 +64,8 @@ def _key(path: str | Path) -> str:
 
 
 def _make_actor_cls():
+    # long: the actor class is defined inside this factory so `import ray` waits until it is needed;
+    # its methods (load, put, fetch, pin, health) are one unit and read best together
     import ray
 
     @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)

@@ -176,6 +176,7 @@ def extract_features(
 
     `resources_per_worker` is a Ray resource dict per worker actor, e.g. {"CPU": 1, "GPU": 1};
     default one CPU. Returns `out_dir`; re-running it skips finished shards."""
+    # long: one straight pipeline (plan, resume, compute, manifest); the manifest literal is most of it
     from leader.ray_utils import ensure_ray
 
     ray = ensure_ray()

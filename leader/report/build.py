@@ -170,9 +170,22 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     notes = [f"missing file: {m}" for m in s.missing_files] + [f"unknown report item (ignored): {u}" for u in unknown]
     md += [f"> **{n}**" for n in notes] + [""]
     body += [f'<p class="note">{R.html.escape(n)}</p>' for n in notes]
-    toc = [(t, _build_table(t, s)) for t in tables]
+    longs = _write_tables(s, tables, out, md, body) + _write_figures(s, figs, out, md, body)
+    md.append(R.env_md(s.env, s.spec_text))
+    body.append(R.env_html(s.env, s.spec_text))
+    results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])
+    check_aggregate_only(results, str(out / "results.parquet"))
+    results.to_parquet(out / "results.parquet", index=False)
+    (out / "index.md").write_text("\n".join(md))
+    (out / "index.html").write_text(R.html_page(f"Study report: {s.name}", body))
+    return out
+
+
+def _write_tables(s, tables: list[str], out: Path, md: list, body: list) -> list[pd.DataFrame]:
+    """Each table as CSV + LaTeX, appended to the markdown and HTML; returns their long forms."""
     longs = []
-    for name, tab in toc:
+    for name in tables:
+        tab = _build_table(name, s)
         disp = tab.display_frame()
         check_aggregate_only(disp, f"tables/{name}.csv")
         disp.to_csv(out / "tables" / f"{name}.csv", index=False)
@@ -183,6 +196,13 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
             longs.append(tab.long)
         elif tab.notes:
             longs.append(pd.DataFrame([dict(table=name, note=tab.notes[0])]))
+    return longs
+
+
+def _write_figures(s, figs: list[str], out: Path, md: list, body: list) -> list[pd.DataFrame]:
+    """Each figure as PNG (or its 'missing' note), appended to the markdown and HTML; returns the
+    notes and the Optuna importances as long-form rows."""
+    longs = []
     for name in figs:
         fig = _build_figure(name, s)
         title = _FIG_TITLES[name]
@@ -196,15 +216,8 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
         body.append(R.html_figure(name, title, png, None))
     if "optuna_importance" in figs and not s.optuna.empty:
         for grp, imp in F.param_importances(s.optuna).items():
-            for p, v in imp.items():
-                longs.append(
-                    pd.DataFrame([dict(table="optuna_importance", dataset=grp, row=p, metric="importance", mean=v)])
-                )
-    md.append(R.env_md(s.env, s.spec_text))
-    body.append(R.env_html(s.env, s.spec_text))
-    results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])
-    check_aggregate_only(results, str(out / "results.parquet"))
-    results.to_parquet(out / "results.parquet", index=False)
-    (out / "index.md").write_text("\n".join(md))
-    (out / "index.html").write_text(R.html_page(f"Study report: {s.name}", body))
-    return out
+            longs += [
+                pd.DataFrame([dict(table="optuna_importance", dataset=grp, row=p, metric="importance", mean=v)])
+                for p, v in imp.items()
+            ]
+    return longs

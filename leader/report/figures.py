@@ -46,50 +46,38 @@ def sensitivity_figure(metrics: pd.DataFrame, params=("alpha", "beta"), metric: 
     )
     for i, ds in enumerate(datasets):
         for j, p in enumerate(params):
-            ax = axes[i][j]
-            d = sel[(sel["dataset"] == ds) & (sel["param"] == p)]
-            if d.empty:
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"missing: no {p} sweep",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    color="#b00020",
-                )
-                ax.set_axis_off()
-                continue
-            # mean of stored means per value (several seeds average), band = mean stored std
-            agg = d.groupby("param_value").agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
-            sns.lineplot(data=agg, x="param_value", y="mean", marker="o", ax=ax, color="#4C72B0", label="LEADER(S)")
-            ax.fill_between(
-                agg["param_value"],
-                agg["mean"] - agg["std"],
-                agg["mean"] + agg["std"],
-                alpha=0.25,
-                color="#4C72B0",
-                label="± 1 std (bootstrap)",
-            )
-            best = agg.loc[agg["mean"].idxmax()]
-            ax.scatter(
-                [best.param_value],
-                [best["mean"]],
-                s=90,
-                facecolors="none",
-                edgecolors="#C44E52",
-                linewidths=2,
-                zorder=5,
-                label=f"best {p}={best.param_value:g}",
-            )
-            if agg["param_value"].min() > 0 and agg["param_value"].max() / agg["param_value"].min() >= 50:
-                ax.set_xscale("log")
-            ax.set_xlabel(_PARAM_LABEL[p])
-            ax.set_ylabel(f"{metric.upper()} (overall)")
-            ax.set_title(f"{ds}: {metric.upper()} vs {p}")
-            ax.legend(loc="best", fontsize=8)
+            _sensitivity_panel(axes[i][j], sel[(sel["dataset"] == ds) & (sel["param"] == p)], ds, p, metric)
     fig.tight_layout()
     return fig
+
+
+def _sensitivity_panel(ax, d: pd.DataFrame, ds: str, p: str, metric: str) -> None:
+    """One (dataset, parameter) curve: mean per value (seeds averaged), band = mean stored std."""
+    if d.empty:
+        ax.text(0.5, 0.5, f"missing: no {p} sweep", ha="center", va="center", transform=ax.transAxes, color="#b00020")
+        ax.set_axis_off()
+        return
+    agg = d.groupby("param_value").agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
+    sns.lineplot(data=agg, x="param_value", y="mean", marker="o", ax=ax, color="#4C72B0", label="LEADER(S)")
+    lo, hi = agg["mean"] - agg["std"], agg["mean"] + agg["std"]
+    ax.fill_between(agg["param_value"], lo, hi, alpha=0.25, color="#4C72B0", label="± 1 std (bootstrap)")
+    best = agg.loc[agg["mean"].idxmax()]
+    ax.scatter(
+        [best.param_value],
+        [best["mean"]],
+        s=90,
+        facecolors="none",
+        edgecolors="#C44E52",
+        linewidths=2,
+        zorder=5,
+        label=f"best {p}={best.param_value:g}",
+    )
+    if agg["param_value"].min() > 0 and agg["param_value"].max() / agg["param_value"].min() >= 50:
+        ax.set_xscale("log")
+    ax.set_xlabel(_PARAM_LABEL[p])
+    ax.set_ylabel(f"{metric.upper()} (overall)")
+    ax.set_title(f"{ds}: {metric.upper()} vs {p}")
+    ax.legend(loc="best", fontsize=8)
 
 
 def efficiency_figure(eff: pd.DataFrame):

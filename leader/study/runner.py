@@ -469,29 +469,39 @@ class StudyRunner:
         prior: tuple[list, list] | None = None,
     ):
         """Tune + Optuna + the study's scheduler over `dists` (study-schema distributions): one
-        recipe for the student sweep and every tuned baseline, so each row had an equal chance.
-        `prior` (configs, values) tells the sampler about trials an earlier run finished."""
-        import optuna
+        recipe for the student sweep and every tuned baseline, so each row had an equal chance."""
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+        sp = self.spec.search
+        return tune.Tuner(
+            trainable,
+            param_space={k: _tune_dist(d) for k, d in dists.items()},
+            tune_config=tune.TuneConfig(
+                metric=sp.metric,
+                mode=sp.mode,
+                search_alg=self._searcher(name, prior),
+                scheduler=self._scheduler(max_t),
+                num_samples=num_samples or sp.num_samples,
+                trial_dirname_creator=trial_dirname,
+                reuse_actors=True,
+            ),
+            run_config=self._run_config(name),
+        )
+
+    def _searcher(self, name: str, prior: tuple[list, list] | None):
+        """Optuna (TPE or random), kept in the study's RDB storage; `prior` (configs, values) tells
+        the sampler about trials an earlier run finished."""
+        import optuna
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         s, sp = self.spec, self.spec.search
-        space = {k: _tune_dist(d) for k, d in dists.items()}
         # an extension draws from its own seeded stream: the sampler's first draws are the trials it keeps
         seed = sp.seed + (len(prior[0]) if prior else 0)
         sampler = (
             optuna.samplers.TPESampler(seed=seed) if sp.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
         )
-        storage = None
-        if sp.storage:
-            url = (
-                sp.storage.replace("sqlite:///", f"sqlite:///{self.dir}/", 1)
-                if sp.storage.startswith("sqlite:///") and not sp.storage.startswith("sqlite:////")
-                else sp.storage
-            )
-            storage = optuna.storages.RDBStorage(url)
+        storage = optuna.storages.RDBStorage(self._storage_url()) if sp.storage else None
         points, rewards = prior or (None, None)
         searcher = OptunaSearch(
             metric=sp.metric,
@@ -502,31 +512,26 @@ class StudyRunner:
             points_to_evaluate=points or None,
             evaluated_rewards=rewards or None,
         )
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=sp.max_concurrent)
-        grace = min(sp.scheduler.grace_period, max_t)
-        sched = (
-            ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=max_t,
-                grace_period=grace,
-                reduction_factor=sp.scheduler.reduction_factor,
-            )
-            if sp.scheduler.type == "asha"
-            else FIFOScheduler()
-        )
-        return tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(
-                metric=sp.metric,
-                mode=sp.mode,
-                search_alg=searcher,
-                scheduler=sched,
-                num_samples=num_samples or sp.num_samples,
-                trial_dirname_creator=trial_dirname,
-                reuse_actors=True,
-            ),
-            run_config=self._run_config(name),
+        return ConcurrencyLimiter(searcher, max_concurrent=sp.max_concurrent)
+
+    def _storage_url(self) -> str:
+        """search.storage with a relative sqlite path resolved inside the study folder."""
+        url = self.spec.search.storage
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return url.replace("sqlite:///", f"sqlite:///{self.dir}/", 1)
+        return url
+
+    def _scheduler(self, max_t: int):
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+        sch = self.spec.search.scheduler
+        if sch.type != "asha":
+            return FIFOScheduler()
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_t,
+            grace_period=min(sch.grace_period, max_t),
+            reduction_factor=sch.reduction_factor,
         )
 
     def _sweep_rows(self, grid, ds, bb: str) -> pd.DataFrame:

@@ -364,12 +364,41 @@ def _group_metrics(y, p, groups, prefix: str) -> dict:
     return {f"{prefix}_{r.group}_{r.metric}": float(r.mean) for r in s.itertuples()}
 
 
+def _fit_probe_head(model, cfg: TeacherTrainConfig, H_tr, y_tr, H_va, y_va) -> dict:
+    """Rank 0: the standardisation of the frozen states, then the linear probe on them (LP of LP-FT)."""
+    from leader.train.probe import fit_probe
+
+    mean, std = H_tr.mean(0), H_tr.std(0)
+    model.set_standardization(mean, std)
+    res = None
+    if cfg.lp_epochs and H_va is not None:
+        res = fit_probe(
+            model,
+            H_tr,
+            y_tr,
+            H_va,
+            np.asarray(y_va),
+            epochs=cfg.lp_epochs,
+            lr=cfg.lp_lr,
+            weight_decay=cfg.lp_weight_decay,
+            seed=cfg.seed,
+        )
+    return {
+        "mean": mean,
+        "std": std,
+        "head": res.head_state if res else None,
+        "probe_val_prauc": res.best_val_prauc if res else None,
+        "probe_epoch": res.best_epoch if res else None,
+        "probe_history": res.history if res else [],
+    }
+
+
 def _probe_stage(model, cfg: TeacherTrainConfig, data: dict, rank: int, world: int, dist) -> dict:
     """Frozen pass (sharded over ranks) -> standardisation -> linear probe, fitted on rank 0
     and broadcast, so every rank starts fine-tuning from the same head. Returns what the
     checkpoint must remember (norm, probe metrics, probe test probabilities)."""
     from leader.metrics import mean_metrics
-    from leader.train.probe import fit_probe, frozen_features
+    from leader.train.probe import frozen_features
 
     tr, va, te = data["train"], data["val"], data["test"]
     n_norm = len(tr["prompts"]) if cfg.lp_epochs else min(256, len(tr["prompts"]))
@@ -394,31 +423,7 @@ def _probe_stage(model, cfg: TeacherTrainConfig, data: dict, rank: int, world: i
     if rank == 0:
         print(f"[teacher] frozen pass done in {out['frozen_pass_s']:.0f} s", flush=True)
     if rank == 0:
-        mean, std = H_tr.mean(0), H_tr.std(0)
-        model.set_standardization(mean, std)
-        res = None
-        if cfg.lp_epochs and H_va is not None:
-            res = fit_probe(
-                model,
-                H_tr,
-                np.asarray(tr["labels"])[:n_norm],
-                H_va,
-                np.asarray(va["labels"]),
-                epochs=cfg.lp_epochs,
-                lr=cfg.lp_lr,
-                weight_decay=cfg.lp_weight_decay,
-                seed=cfg.seed,
-            )
-        payload = [
-            {
-                "mean": mean,
-                "std": std,
-                "head": res.head_state if res else None,
-                "probe_val_prauc": res.best_val_prauc if res else None,
-                "probe_epoch": res.best_epoch if res else None,
-                "probe_history": res.history if res else [],
-            }
-        ]
+        payload = [_fit_probe_head(model, cfg, H_tr, np.asarray(tr["labels"])[:n_norm], H_va, va["labels"])]
     if world > 1:
         dist.broadcast_object_list(payload, src=0)
     got = payload[0]
