@@ -5,6 +5,7 @@ wild)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Environment every Ray worker needs (DeepSpeed on CPU, offline Hugging Face, shared op cache).
@@ -16,13 +17,15 @@ WORKER_ENV_KEYS = (
     "TOKENIZERS_PARALLELISM",
     "LEADER_CACHE",
     "LEADER_DEMO_ROOT",
+    "LEADER_VERBOSE",
 )
 
 
 def worker_env() -> dict[str, str]:
+    from leader.console import quiet_env
     from leader.paths import cache_dir
 
-    env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
+    env = {**quiet_env(), **{k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}}
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -55,13 +58,19 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
 
     if ray.is_initialized():
         return ray
+    from leader.console import quiet_libraries, ray_logging_config
+
+    quiet_libraries()
+    kwargs.setdefault("logging_config", ray_logging_config())
+    if kwargs["logging_config"] is not None:  # quiet: the driver's own INFO lines too
+        kwargs.setdefault("logging_level", logging.WARNING)
     for k, v in worker_env().items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray Train patches print() on its workers to also log each line: every progress line twice.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     address = cluster_address(address)
-    runtime_env = {"env_vars": worker_env()}
+    runtime_env = {"env_vars": worker_env(), "worker_process_setup_hook": "leader.console.worker_setup"}
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
     else:

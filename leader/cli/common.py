@@ -40,6 +40,9 @@ def configure_logging(level_: int) -> None:
     """-1 quiet (warnings only), 0 normal, 1 verbose (debug)."""
     global _VERBOSITY
     _VERBOSITY = max(-1, min(1, level_))
+    from leader.console import set_verbose
+
+    set_verbose(_VERBOSITY > 0)  # libraries keep their own logging only with --verbose
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[_VERBOSITY]
     root = logging.getLogger()
     if not root.handlers:  # keep handlers someone else installed (pytest's, an embedding program's)

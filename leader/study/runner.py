@@ -70,6 +70,10 @@ def _failures(grid) -> list[dict]:
     return out
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 FINISHED = ("COMPLETE", "PRUNED")  # a sweep trial with a result (pruned: stopped by the scheduler)
 
 
@@ -134,6 +138,7 @@ class StudyRunner:
             completions=done,
             outputs={**out, "seconds": round(time.time() - t0, 2)},
         )
+        self.echo(f"[done] {uk.name} in {_duration(time.time() - t0)}")
         return self.state.get(uk.name)["outputs"]
 
     def _fail(self, name: str, e: Exception) -> None:
@@ -1120,6 +1125,7 @@ def run_study(
     gives Ray Train the state API it polls. Raises StudyIncomplete (non-zero exit) when a unit failed."""
     from leader.ray_utils import cluster_address, ensure_ray
     from leader.study.lock import StudyLock
+    from leader.study.summary import summary_lines
 
     spec = load_study(path)
     study_dir = spec.study_dir(storage_path)
@@ -1132,6 +1138,8 @@ def run_study(
             echo(f"Ray dashboard: http://{url} (this machine only; token in ~/.ray/auth_token)")
         report = StudyRunner(spec, study_dir, echo=echo).run()
     echo(f"study finished: {study_dir}")
+    for line in summary_lines(study_dir):
+        echo(f"  {line}")
     if report:
         echo(f"report: {report / 'index.html'}")
     return study_dir

@@ -65,8 +65,9 @@ def fit_probe(
     the best validation-PRAUC head is kept (epoch -1 = the head as it came in)."""
     head = model.head
     gen = torch.Generator().manual_seed(seed)
-    h_tr, y_tr = torch.from_numpy(np.asarray(H_tr, np.float32)), torch.from_numpy(np.asarray(Y_tr, np.float32))
-    h_va = torch.from_numpy(np.asarray(H_va, np.float32))
+    # copies: the inputs may be read-only views of Ray object-store buffers
+    h_tr, y_tr = torch.tensor(np.asarray(H_tr, np.float32)), torch.tensor(np.asarray(Y_tr, np.float32))
+    h_va = torch.tensor(np.asarray(H_va, np.float32))
 
     def val_prauc() -> float:
         with torch.no_grad():

@@ -510,11 +510,15 @@ class _TeacherRun:
         import torch
         import torch.distributed as dist
 
+        from leader.console import captured_stdout, quiet_train_worker
+
         self.config, self.cfg, self.data = config, TeacherTrainConfig(**config["cfg"]), config["data"]
         ctx = ray.train.get_context()
         self.rank, self.world, self.dist = ctx.get_world_rank(), ctx.get_world_size(), dist
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
-        deepspeed.init_distributed(dist_backend="nccl" if self.cfg.use_gpu else "gloo")
+        quiet_train_worker()
+        with captured_stdout():
+            deepspeed.init_distributed(dist_backend="nccl" if self.cfg.use_gpu else "gloo")
         self.model = _build_model(self.cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"])
         self.tr = self.data["train"]
         self.T = total_steps(self.cfg, len(self.tr["prompts"]), self.world)
@@ -773,7 +777,10 @@ def prebuild_comm_op(use_gpu: bool) -> None:
         return
     from deepspeed.comm.torch import build_shm_op
 
-    build_shm_op()
+    from leader.console import captured_stdout
+
+    with captured_stdout():
+        build_shm_op()
 
 
 def train_teacher(
@@ -784,6 +791,7 @@ def train_teacher(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from leader.console import train_logging_config
     from leader.ray_utils import ensure_ray
 
     cfg.ds_config_path()  # validated in workers; fail fast on a bad path here
@@ -823,6 +831,7 @@ def train_teacher(
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_to_keep),
+            logging_config=train_logging_config(),
         ),
     )
     result = trainer.fit()

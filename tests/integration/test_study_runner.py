@@ -91,6 +91,8 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     # the console says what matters: no worker tracebacks, no Ray Train cleaner chatter
     console = r.stdout + r.stderr
     assert "Traceback" not in console and "PlacementGroupCleaner" not in console, console[-3000:]
+    assert len(console.splitlines()) < 80, console
+    assert "[done] teacher/syn/minilm in " in r.stdout and "syn: test PRAUC LEADER(S) [minilm] " in r.stdout
     assert (sd / "features" / "syn" / "minilm" / "manifest.json").is_file()
     state = json.loads((sd / "state.json").read_text())["stages"]
     assert all(v["status"] in ("done", "skipped") for v in state.values())
