@@ -783,6 +783,24 @@ def prebuild_comm_op(use_gpu: bool) -> None:
         build_shm_op()
 
 
+def _loop_config(ds, cfg: TeacherTrainConfig, data: dict, spec, corpus, threads: int, stats: dict) -> dict:
+    """What every worker's `_train_loop` receives (plain data: it travels through Ray)."""
+    return {
+        "cfg": cfg.model_dump(mode="json"),
+        "data": data,
+        "n_meds": ds.n_meds,
+        "backbone_path": str(spec.path) if not spec.is_tiny else cfg.backbone_path,
+        "corpus": corpus,
+        "threads": threads,
+        "meta": {
+            "dataset": ds.name,
+            "dataset_fingerprint": ds.fingerprint,
+            "prompt_options": prompt_options(cfg),
+            "prompt_stats": stats,
+        },
+    }
+
+
 def train_teacher(
     ds, cfg: TeacherTrainConfig, storage_path: str | Path, name: str | None = None, out_dir: str | Path | None = None
 ) -> TeacherTrainResult:
@@ -805,23 +823,9 @@ def train_teacher(
     cpus = ray.cluster_resources().get("CPU", 1)
     threads = max(1, int(cpus // cfg.workers)) if not cfg.use_gpu else 4
     stats = prompt_stats(data)
-    loop_cfg = {
-        "cfg": cfg.model_dump(mode="json"),
-        "data": data,
-        "n_meds": ds.n_meds,
-        "backbone_path": str(spec.path) if not spec.is_tiny else cfg.backbone_path,
-        "corpus": corpus,
-        "threads": threads,
-        "meta": {
-            "dataset": ds.name,
-            "dataset_fingerprint": ds.fingerprint,
-            "prompt_options": prompt_options(cfg),
-            "prompt_stats": stats,
-        },
-    }
     trainer = TorchTrainer(
         _train_loop,
-        train_loop_config=loop_cfg,
+        train_loop_config=_loop_config(ds, cfg, data, spec, corpus, threads, stats),
         scaling_config=ScalingConfig(
             num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": 1} if not cfg.use_gpu else None
         ),
