@@ -24,6 +24,7 @@ QUIET_ENV = {
     "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning",  # upstream deprecations
     "TUNE_WARN_THRESHOLD_S": "60",  # "operation took 6 s, may be a bottleneck" on a busy small machine
     "RAY_AIR_NEW_OUTPUT": "0",  # Tune's legacy reporter: silent at verbose=0 (the new one still boxes)
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # "Creating initial MLflow database tables..." (tracking: mlflow)
     "KINETO_LOG_LEVEL": "6",  # torch.profiler's "USDT: profiler_start/stop" lines (efficiency stage)
 }
 # Library loggers raised to WARNING on the driver ("Wrote the latest version of all result files",

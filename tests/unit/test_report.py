@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from report_study import make_study_dir
 from scipy import stats
 
 from leader.errors import DataError
 from leader.report.build import ALL_FIGURES, build_report, declared_items
-from report_study import make_study_dir
 
 
 @pytest.fixture(scope="module")

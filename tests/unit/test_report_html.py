@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from report_study import make_study_dir
 
 from leader.report.build import build_report
 from leader.report.chromium import check_html, find_chromium
-from report_study import make_study_dir
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="headless Chromium not installed (Debian package 'chromium')"
