@@ -128,11 +128,28 @@ def _drop_exit_at_shutdown(default):
     return hook
 
 
+def _one_line_for_ray_threads(default):
+    def hook(args) -> None:
+        # Ray Train's placement-group cleaner polls the state API from a thread of its own; when a
+        # poll times out (a busy GCS) the thread dies with a 30-line traceback. Only its cleanup-
+        # after-a-crash duty is lost, not the run: one line says so.
+        name = args.thread.name if args.thread else ""
+        if name.startswith("PlacementGroupCleaner"):
+            print(f"ray: a Ray Train monitor thread stopped ({args.exc_type.__name__}: {args.exc_value})", flush=True)
+            return
+        default(args)
+
+    return hook
+
+
 def worker_setup() -> None:
     """Ray's worker_process_setup_hook (runtime_env): runs first in every worker process."""
     if verbose():
         return
+    import threading
+
     sys.unraisablehook = _drop_exit_at_shutdown(sys.unraisablehook)
+    threading.excepthook = _one_line_for_ray_threads(threading.excepthook)
     # Ray Train's placement-group cleaner actor: "Monitor thread did not exit within 12 s" at the
     # end of every teacher run on a busy machine
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
