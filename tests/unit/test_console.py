@@ -50,6 +50,7 @@ def test_ray_monitor_thread_crash_is_one_line_other_threads_keep_their_traceback
     hook(pgc)
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "TimeoutError: GCS" in out and seen == []
-    mine = types.SimpleNamespace(thread=threading.Thread(name="feature-loader"), exc_type=KeyError, exc_value=KeyError())
+    thread = threading.Thread(name="feature-loader")
+    mine = types.SimpleNamespace(thread=thread, exc_type=KeyError, exc_value=KeyError())
     hook(mine)
     assert seen == [mine]
