@@ -35,6 +35,12 @@ class LossConfig(BaseModel):
         description="Negative control: distil from teacher states permuted across training "
         "samples (same statistics, no information about the patient).",
     )
+    kd_head_init: Literal["teacher_mean", "default"] = Field(
+        "teacher_mean",
+        description="Start of the feature-KD projection: zero weights and the teacher's train-mean state as "
+        "bias (KD starts at the states' variance and cannot pull the student's representation to zero), or "
+        "torch's default Linear init.",
+    )
     kd_target: Literal["raw", "standardized"] = Field(
         "raw",
         description="Feature-KD target: the teacher's hidden state as in the paper's Eq. 9 (raw), or z-scored "

@@ -1,8 +1,9 @@
 """Does feature-KD transfer, and does its target's scale decide it? On a finished fidelity study
 (its dataset and its teacher's features), the platform's student trainer (`train_student`) runs
-the grid's 'full' configuration three ways per seed: no KD, feature-KD to the raw teacher states
-(the paper's Eq. 9) and feature-KD to the states z-scored per dimension with train-split
-statistics (`kd_target: standardized`). Test PRAUC and the paired patient-bootstrap test of each
+the grid's 'full' configuration four ways per seed: no KD, feature-KD to the raw teacher states
+(the paper's Eq. 9), feature-KD to the states z-scored per dimension with train-split statistics
+(`kd_target: standardized`), both with the projection started at the teacher's mean
+(`kd_head_init: teacher_mean`, the default), and raw with torch's default projection init. Test PRAUC and the paired patient-bootstrap test of each
 KD variant against no KD. Writes reports/bench/kd_target.json (flat dict).
 
 Usage: python scripts/bench_kd_target.py [--study-dir /tmp/leader_bench_fidelity/fidelity] [--seeds 2]
@@ -23,7 +24,10 @@ VARIANTS = {
     "no_kd": {"kd": "none"},
     "feature_raw": {"kd": "feature", "kd_target": "raw"},
     "feature_standardized": {"kd": "feature", "kd_target": "standardized"},
+    # the projection's start before kd_head_init existed (torch's default Linear init)
+    "feature_raw_default_init": {"kd": "feature", "kd_target": "raw", "kd_head_init": "default"},
 }
+FEATURE_VARIANTS = [v for v in VARIANTS if v != "no_kd"]
 
 
 def _grid_full_config(study_dir: Path) -> dict:
@@ -100,7 +104,7 @@ def main() -> None:
         out[f"{v}_prauc_by_seed"] = [round(float(x), 4) for x in per[v].mean(1)]
         kds = [r["train_kd"] for r in runs if r["variant"] == v and r["train_kd"] is not None]
         out[f"{v}_train_kd"] = round(float(np.mean(kds)), 4) if kds else None
-    for v in ("feature_raw", "feature_standardized"):
+    for v in FEATURE_VARIANTS:
         r = paired_test(per[v], per["no_kd"], idx["cluster"].to_numpy())
         out[f"{v}_vs_no_kd_diff"], out[f"{v}_vs_no_kd_p"] = round(r.diff, 4), r.p_bootstrap
     r = paired_test(per["feature_standardized"], per["feature_raw"], idx["cluster"].to_numpy())

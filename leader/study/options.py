@@ -58,6 +58,9 @@ class StudentLossOptions(BaseModel):
     kd_temperature: float = Field(1.0, gt=0, description="Temperature for output KD.")
     align: bool = Field(True, description="Use the profile alignment loss.")
     kd_shuffle: bool = Field(False, description="Negative control: KD from teacher states permuted across samples.")
+    kd_head_init: Literal["teacher_mean", "default"] = Field(
+        "teacher_mean", description="Feature-KD projection start: zero weights + teacher train-mean bias, or default."
+    )
     kd_target: Literal["raw", "standardized"] = Field(
         "raw", description="Feature-KD target: raw teacher states (Eq. 9) or z-scored per dimension (train split)."
     )

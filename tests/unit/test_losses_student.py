@@ -57,3 +57,19 @@ def test_total_loss_switches():
     assert float(full) == pytest_approx(parts["bce"] + parts["kd"] + parts["align"])
     _, parts = total_loss(out, y, LossConfig(kd="output", align=False), teacher_probs=torch.full((2, 3), 0.5))
     assert set(parts) == {"bce", "kd"}
+
+
+def test_kd_projection_starts_at_the_teacher_mean():
+    """The KD head starts at the trivial answer: its loss is the states' variance and it pulls
+    nothing out of the student's representation until it has learned a mapping."""
+    from leader.train.student import kd_projection
+
+    h = torch.randn(64, 7) * 0.05 + torch.linspace(-1, 1, 7)  # small spread around a large mean
+    proj = kd_projection(4, h, "teacher_mean")
+    z = torch.randn(64, 4, requires_grad=True)
+    kd = feature_kd(h, z, proj)
+    assert abs(float(kd) - float(h.var(0, unbiased=False).mean())) < 1e-6
+    kd.backward()
+    assert float(z.grad.abs().max()) == 0.0
+    default = kd_projection(4, h, "default")
+    assert float(feature_kd(h, z.detach(), default)) > 10 * float(kd)
