@@ -3,8 +3,9 @@
 the grid's 'full' configuration four ways per seed: no KD, feature-KD to the raw teacher states
 (the paper's Eq. 9), feature-KD to the states z-scored per dimension with train-split statistics
 (`kd_target: standardized`), both with the projection started at the teacher's mean
-(`kd_head_init: teacher_mean`, the default), and raw with torch's default projection init. Test PRAUC and the paired patient-bootstrap test of each
-KD variant against no KD. Writes reports/bench/kd_target.json (flat dict).
+(`kd_head_init: teacher_mean`, the default), and raw with torch's default projection init. Test
+PRAUC and the paired patient-bootstrap test of each KD variant against no KD. Writes
+reports/bench/kd_target.json (flat dict).
 
 Usage: python scripts/bench_kd_target.py [--study-dir /tmp/leader_bench_fidelity/fidelity] [--seeds 2]
 """
