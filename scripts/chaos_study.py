@@ -6,7 +6,7 @@ checked: the same set of units, each completed once, the same final metrics (see
 reused when its key or outputs changed, the exit code right (non-zero exactly when a fault must
 fail the run). Writes reports/bench/chaos.json.
 
-    nice -n 15 python scripts/chaos_study.py [--work /tmp/chaos] [--out reports/bench/chaos.json]
+    python scripts/chaos_study.py [--work /tmp/chaos] [--out reports/bench/chaos.json]
 
 The code under test is a snapshot of the committed tree (git archive HEAD), so the code
 version in every unit key stays the same for the whole run even if the checkout moves on.
@@ -103,7 +103,7 @@ class Chaos:
             ),
             "reference_seconds": self.ref_s,
             "total_seconds": round(time.time() - self.t0, 1),
-            "command": "nice -n 15 python scripts/chaos_study.py",
+            "command": "python scripts/chaos_study.py",
             "scenarios": sc,
         }
         if self.out:
@@ -404,59 +404,28 @@ def _changed_units(c: Chaos, spec: Path, fn, present: set[str]) -> set[str]:
     }
 
 
-def faults(
-    c: Chaos,
-    spec: Path,
-    ref: pd.Series,
-    skip_shard: bool = False,
-    only_teacher: bool = False,
-    skip_teacher: bool = False,
-) -> None:
+def faults(c: Chaos, spec: Path, ref: pd.Series) -> None:
     d = c.study_dir(spec)
     shard = sorted((d / "features" / "syn" / "tiny-llama").glob("shard-*.npy"))[0]
-    if only_teacher:
-        pass
-    elif skip_shard:  # --continue: the first pass ran it; its log and the study show the outcome
-        log = next(c.work.glob("corrupted_feature_shard*.log")).read_text()
-        ran = ran_units(log)
-        c.scenarios.append(
-            {
-                "fault": f"corrupted feature shard ({shard.name})",
-                "kind": "fault",
-                "rc": 0,
-                "stuck": False,
-                "wrong_exit": "study finished" not in log,
-                "ran": sorted(ran),
-                "expected": ["features/syn/tiny-llama"],
-                "stale_reuses": sorted({"features/syn/tiny-llama"} - ran),
-                "unexpected_runs": sorted(ran - {"features/syn/tiny-llama"}),
-                "recovered": ran == {"features/syn/tiny-llama"} and "study finished" in log,
-                "source": "re-checked from the log of the first pass",
-            }
-        )
-    else:
-        _between_runs(
-            c,
-            spec,
-            f"corrupted feature shard ({shard.name})",
-            {"features/syn/tiny-llama"},
-            prepare=lambda: _flip(shard),
-            ref=ref,
-        )
+    _between_runs(
+        c,
+        spec,
+        f"corrupted feature shard ({shard.name})",
+        {"features/syn/tiny-llama"},
+        prepare=lambda: _flip(shard),
+        ref=ref,
+    )
     ck = max(
         (p for p in (d / "teacher" / "syn" / "tiny-llama").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
     )
-    if not skip_teacher:  # (--continue: the failed first attempts left the report flagged incomplete)
-        _between_runs(
-            c,
-            spec,
-            f"corrupted teacher checkpoint ({ck.name})",
-            {"teacher/syn/tiny-llama"} | ({"report"} if only_teacher else set()),
-            prepare=None if skip_shard else (lambda: _flip(ck)),
-            ref=ref,
-        )
-    if only_teacher:
-        return
+    _between_runs(
+        c,
+        spec,
+        f"corrupted teacher checkpoint ({ck.name})",
+        {"teacher/syn/tiny-llama"},
+        prepare=lambda: _flip(ck),
+        ref=ref,
+    )
     _between_runs(
         c,
         spec,
@@ -559,115 +528,29 @@ def edits(c: Chaos, spec: Path) -> None:  # noqa: C901 - four edit scenarios in 
     _between_runs(c, spec, "study edited: seed 1 removed", {"report"}, prepare=_edit(spec, seed), check=dropped)
 
 
-def chain_from_logs(c: Chaos, spec: Path, ref: pd.Series) -> None:
-    """--continue: the kill chain of an earlier (interrupted) chaos run, re-checked from its
-    logs and the study folder as that run left it (before any later scenario ran)."""
-    keys = c.keys_of(spec)
-    final = (c.work / "kill_final.log").read_text()
-    v = verdict(c, spec, keys, ref, expect_once=False)
-    units, _ = completion_counts(c.study_dir(spec), keys)
-    # re-run once more by design by the later faults (the corruptions; the report the failed attempts flagged)
-    repaired = {"features/syn/tiny-llama", "teacher/syn/tiny-llama", "report"}
-    v["duplicate_units"] = [u for u, n in units.items() if n > (2 if u in repaired else 1)]
-    for i, (what, _, unit) in enumerate(KILL_POINTS):
-        log = (c.work / f"kill{i}.log").read_text()
-        killed = "study finished" not in log and "error:" not in log
-        c.scenarios.append(
-            {
-                "fault": what,
-                "kind": "kill",
-                "killed": killed,
-                "stuck": False,
-                "unit": unit,
-                "landed_in": landed_in(log),
-                "rerun_rc": 0 if "study finished" in final else 1,
-                **v,
-                "recovered": bool(killed and "study finished" in final and ok(v)),
-                "source": "re-checked from the logs of the first pass",
-            }
-        )
-    c.flush()
-
-
-def recheck_chain(work: Path, out: Path) -> None:
-    """--recheck-chain: exactly-once of the kill chain's units, from the completion counts the
-    study keeps per key (still there after the edits re-keyed the study), for the original spec."""
-    c = Chaos(work, work / "src")
-    c.out = out
-    data = json.loads(out.read_text())
-    c.scenarios, c.ref_s = data["scenarios"], data.get("reference_seconds")
-    c.t0 = time.time() - float(data.get("total_seconds", 0))
-    spec = c.write_spec("faults_original", {**STUDY, "storage_path": None})
-    spec.write_text(yaml.safe_dump({**STUDY, "storage_path": str(work / "faults")}, sort_keys=False))
-    keys = c.keys_of(spec)
-    st = state_of(work / "faults" / "chaos")
-    repaired = {"features/syn/tiny-llama", "teacher/syn/tiny-llama", "report"}
-    dups = []
-    for name, k in keys.items():
-        ident = f"{k['key']}:{k['trials']}" if name.startswith("sweep/") else k["key"]
-        n = st.get(name, {}).get("completions", {}).get(ident, 0)
-        if n > (2 if name in repaired else 1):
-            dups.append(name)
-    for sc in c.scenarios:
-        if sc["kind"] == "kill" and sc.get("source"):
-            sc["duplicate_units"] = dups
-            sc["recovered"] = bool(
-                sc["killed"]
-                and sc.get("rerun_rc") == 0
-                and not dups
-                and not sc["missing_units"]
-                and not sc["duplicate_trials"]
-                and not sc["lost_trials"]
-                and sc["metrics"] == "same"
-            )
-    c.flush()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "leader_chaos")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "bench" / "chaos.json")
-    ap.add_argument(
-        "--continue",
-        dest="cont",
-        action="store_true",
-        help="Keep --work (its reference and kill chain) and run the remaining scenarios.",
-    )
-    ap.add_argument("--recheck-chain", action="store_true", help="Re-check the kill chain's exactly-once in --out.")
     a = ap.parse_args()
     import shutil
 
-    if a.recheck_chain:
-        return recheck_chain(a.work, a.out)
-
     src = a.work / "src"
-    if not a.cont:
-        shutil.rmtree(a.work, ignore_errors=True)
-        src.mkdir(parents=True)
-        subprocess.run(f"git -C {REPO} archive HEAD | tar -x -C {src}", shell=True, check=True)
+    shutil.rmtree(a.work, ignore_errors=True)
+    src.mkdir(parents=True)
+    subprocess.run(f"git -C {REPO} archive HEAD | tar -x -C {src}", shell=True, check=True)
     c = Chaos(a.work, src)
     c.out = a.out
-    ref_spec = c.write_spec("reference", STUDY) if not a.cont else a.work / "reference.yaml"
-    if not a.cont:
-        r = c.run(ref_spec, log="reference")
-        if r["rc"] != 0:
-            raise SystemExit(f"reference run failed (rc {r['rc']}):\n{r['log'][-3000:]}")
-        c.ref_s = r["s"]
+    ref_spec = c.write_spec("reference", STUDY)
+    r = c.run(ref_spec, log="reference")
+    if r["rc"] != 0:
+        raise SystemExit(f"reference run failed (rc {r['rc']}):\n{r['log'][-3000:]}")
+    c.ref_s = r["s"]
     ref = metrics(c.study_dir(ref_spec))
-    if a.cont:
-        spec = a.work / "faults.yaml"
-        faults(c, spec, ref, skip_shard=True, only_teacher=True)
-        c.scenarios[-1]["first_attempt_stuck"] = (
-            "the first pass's run hung for 20 min after its raylet died (load "
-            "average ~200 on this machine) and was killed; this is the re-run"
-        )
-        chain_from_logs(c, spec, ref)
-        faults(c, spec, ref, skip_shard=True, skip_teacher=True)
-    else:
-        spec = c.write_spec("faults", STUDY)
-        kill_chain(c, spec, c.keys_of(spec), ref)
-        c.flush()
-        faults(c, spec, ref)
+    spec = c.write_spec("faults", STUDY)
+    kill_chain(c, spec, c.keys_of(spec), ref)
+    c.flush()
+    faults(c, spec, ref)
     edits(c, spec)
     print(json.dumps({k: v for k, v in c.flush().items() if k != "scenarios"}, indent=1))
 
