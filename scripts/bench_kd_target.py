@@ -31,9 +31,9 @@ VARIANTS = {
 FEATURE_VARIANTS = [v for v in VARIANTS if v != "no_kd"]
 
 
-def _grid_full_config(study_dir: Path) -> dict:
+def _grid_full_config(study_dir: Path, dataset: str = "*") -> dict:
     """The configuration the study's ablation grid trained (the sweep's best + the study's student)."""
-    for params in sorted((study_dir / "tune").glob("grid-*/*/params.json")):
+    for params in sorted((study_dir / "tune").glob(f"grid-{dataset}-*/*/params.json")):
         p = json.loads(params.read_text())
         if p.get("run", {}).get("variant") == "full":
             return {k: v for k, v in p.items() if k != "run"}
@@ -49,10 +49,10 @@ def _one(job: tuple) -> dict:
     from leader.study.spec import student_config
     from leader.train.student import predict_proba, train_student
 
-    study_dir, prepare_opts, base, variant, seed = job
+    study_dir, dataset, prepare_opts, base, variant, seed = job
     torch.set_num_threads(1)
     ds = prepare("synthetic", None, PrepareOptions(**prepare_opts))
-    feats = next((study_dir / "features").glob("*/*/manifest.json")).parent
+    feats = next((study_dir / "features" / dataset).glob("*/manifest.json")).parent
     t0 = time.perf_counter()
     cfg = student_config({**base, **VARIANTS[variant], "seed": seed})
     res = train_student(ds, cfg, features=load_features(feats) if cfg.loss.kd != "none" else None)
@@ -73,6 +73,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--study-dir", default="/tmp/leader_bench_fidelity/fidelity")
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--dataset", default=None, help="The study's synthetic dataset (default: its first).")
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", default="reports/bench/kd_target.json")
     a = ap.parse_args()
@@ -83,18 +84,20 @@ def main() -> None:
     t_all = time.perf_counter()
     study_dir = Path(a.study_dir)
     spec = yaml.safe_load((study_dir / "spec.yaml").read_text())
-    opts = spec["datasets"][0].get("prepare", {})
-    base = _grid_full_config(study_dir)
+    entry = next(d for d in spec["datasets"] if d["source"] == "synthetic" and a.dataset in (None, d["name"]))
+    opts, dataset = entry.get("prepare", {}), entry["name"]
+    base = _grid_full_config(study_dir, dataset)
     # prepared once here: pool workers then only read the cache (two first-time prepares of the
     # same dataset in parallel race on its raw folder)
     ds = prepare("synthetic", None, PrepareOptions(**opts))
-    jobs = [(study_dir, opts, base, v, s) for s in range(a.seeds) for v in VARIANTS]
+    jobs = [(study_dir, dataset, opts, base, v, s) for s in range(a.seeds) for v in VARIANTS]
     with get_context("spawn").Pool(a.processes) as pool:
         runs = pool.map(_one, jobs)
     idx = index_frame(ds)
     per = {v: np.stack([r["prauc"] for r in runs if r["variant"] == v]) for v in VARIANTS}  # (seeds, N)
     out: dict = {
-        "command": f"python scripts/bench_kd_target.py --study-dir {a.study_dir} --seeds {a.seeds}",
+        "command": f"python scripts/bench_kd_target.py --study-dir {a.study_dir} --seeds {a.seeds}"
+        + (f" --dataset {a.dataset} --out {a.out}" if a.dataset else ""),
         "study": str(study_dir),
         "seeds": a.seeds,
         "alpha": base.get("alpha"),
