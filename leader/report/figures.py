@@ -6,7 +6,6 @@ the report can show the reason instead of failing or drawing an empty axis.
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import matplotlib
@@ -17,6 +16,8 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from leader.study.optuna_store import rebuild_study  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -207,58 +208,6 @@ def _groups(trials: pd.DataFrame):
     if not keys:
         return [("all", trials)]
     return [(" / ".join(map(str, k if isinstance(k, tuple) else (k,))), g) for k, g in trials.groupby(keys, sort=True)]
-
-
-def rebuild_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.Study:
-    """An in-memory optuna Study from stored rows (param_<name> columns), so upstream
-    importance evaluators can be used instead of re-implementing them."""
-    study = optuna.create_study(direction=direction)
-    pcols = [c for c in trials.columns if c.startswith("param_")]
-    dists = {}
-    for c in pcols:
-        col = trials[c].dropna()
-        name = c[len("param_") :]
-        if col.empty or col.astype(str).nunique() < 2:  # fixed config values are not searched parameters
-            continue
-        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
-            dists[name] = optuna.distributions.CategoricalDistribution(sorted(map(str, col.unique())))
-        elif pd.api.types.is_integer_dtype(col):
-            dists[name] = optuna.distributions.IntDistribution(int(col.min()), int(col.max()))
-        else:
-            lo, hi = float(col.min()), float(col.max())
-            log = lo > 0 and hi / lo >= 100
-            dists[name] = optuna.distributions.FloatDistribution(lo, hi, log=log)
-    for _, r in trials.sort_values("trial_id").iterrows():
-        state = str(r["state"]).upper().split(".")[-1]
-        state = "FAIL" if state in ("ERROR", "FAILED", "FAIL") else state  # Ray Tune says ERROR
-        if state not in ("COMPLETE", "PRUNED", "FAIL"):
-            continue
-        params, pd_ = {}, {}
-        for name, dist in dists.items():
-            v = r[f"param_{name}"]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                continue
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                v = str(v)
-            elif isinstance(dist, optuna.distributions.IntDistribution):
-                v = int(v)
-            else:
-                v = float(v)
-            params[name], pd_[name] = v, dist
-        value = r["value"]
-        ok = state == "COMPLETE" and value == value
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.COMPLETE
-                if ok
-                else optuna.trial.TrialState["PRUNED" if state == "PRUNED" else "FAIL"],
-                value=float(value) if ok else None,
-                params=params,
-                distributions=pd_,
-                user_attrs={"trial_id": str(r["trial_id"])},
-            )
-        )
-    return study
 
 
 def optuna_history_figure(trials: pd.DataFrame):

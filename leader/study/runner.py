@@ -644,6 +644,9 @@ class StudyRunner:
         rows = self._sweep_rows(grid, ds, bb)
         part = self.parts / f"{_part_name(name)}.{exp}.optuna.parquet"
         write_frame(rows, part)
+        from leader.study.optuna_store import export_sweep
+
+        export_sweep(rows, self.dir, f"{s.name}-{exp}", "maximize" if s.search.mode == "max" else "minimize")
         ok = rows[rows["state"].isin(FINISHED)]
         best = ok.loc[ok["value"].idxmax() if s.search.mode == "max" else ok["value"].idxmin()]
         exps = exps + [

@@ -139,9 +139,10 @@ class SearchSpec(_Strict):
     num_samples: int = Field(8, ge=1, description="Trials per (dataset, backbone) sweep.")
     max_concurrent: int = Field(1, ge=1, description="Trials run at the same time (ConcurrencyLimiter).")
     storage: str | None = Field(
-        "sqlite:///optuna.db",
-        description="Optuna RDB URL (sqlite:/// paths are relative to the study dir; default: the study's "
-        "optuna.db, which `optuna-dashboard <study>/optuna.db` opens); null keeps the search in memory.",
+        None,
+        description="Optuna RDB URL for the searcher itself (sqlite:/// paths are relative to the study dir). "
+        "Caveat: Ray Tune then cannot restore an interrupted sweep (it restarts it). Finished sweeps are "
+        "always exported to <study>/optuna.db for `optuna-dashboard`.",
     )
     seed: int = Field(0, description="Sampler seed.")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
