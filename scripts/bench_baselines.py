@@ -33,17 +33,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from leader.study.runner import BASELINE_LABELS  # the names the study writes
+
 TRIVIAL = ["prior", "cooccurrence", "logreg"]
 TUNED = ["retain", "gamenet", "micron", "cognet"]
-LABELS = {
-    "prior": "Prior",
-    "cooccurrence": "CoOccurrence",
-    "logreg": "LogReg",
-    "retain": "RETAIN",
-    "gamenet": "GAMENet",
-    "micron": "MICRON",
-    "cognet": "COGNet",
-}
 GROUPS = {"": "overall", "single_": "no_history", "multi_": "history"}
 
 
@@ -111,7 +104,7 @@ def summarize(sdir: Path) -> dict:
     stages = json.loads((sdir / "state.json").read_text())["stages"]
     eff_file = sdir / "results" / "efficiency.parquet"
     eff = pd.read_parquet(eff_file) if eff_file.is_file() else pd.DataFrame()  # absent if the student never finished
-    rows = {n: dict(stage="baseline", model=LABELS[n]) for n in TRIVIAL + TUNED}
+    rows = {n: dict(stage="baseline", model=BASELINE_LABELS[n]) for n in TRIVIAL + TUNED}
     rows["leader_student"] = dict(stage="best", model="LEADER(S)")
     from leader.models.baselines.safedrug import REASON
 

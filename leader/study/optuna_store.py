@@ -12,8 +12,6 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
 
 def export_sweep(trials: pd.DataFrame, study_dir: Path, name: str, direction: str) -> str:
     """Write one sweep's trials to the study's optuna.db as study `name`; returns the storage URL."""
