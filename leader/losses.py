@@ -13,41 +13,11 @@ backbone distils into the same student. Each ablation is a switch on LossConfig.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
 from torch import nn
 
-
-class LossConfig(BaseModel):
-    kd: Literal["feature", "output", "none"] = Field(
-        "feature", description="Distillation: teacher hidden-state MSE, teacher-probability KD, or none."
-    )
-    alpha: float = Field(0.5, ge=0, description="Weight of the KD term.")
-    beta: float = Field(0.1, ge=0, description="Weight of the profile alignment (InfoNCE) term.")
-    tau: float = Field(0.1, gt=0, description="InfoNCE temperature.")
-    kd_temperature: float = Field(1.0, gt=0, description="Temperature for output KD.")
-    align: bool = Field(True, description="Use the profile alignment loss.")
-    kd_shuffle: bool = Field(
-        False,
-        description="Negative control: distil from teacher states permuted across training "
-        "samples (same statistics, no information about the patient).",
-    )
-    kd_head_init: Literal["teacher_mean", "default"] = Field(
-        "teacher_mean",
-        description="Start of the feature-KD projection: zero weights and the teacher's train-mean state as "
-        "bias (KD starts at the states' variance and cannot pull the student's representation to zero), or "
-        "torch's default Linear init.",
-    )
-    kd_target: Literal["raw", "standardized"] = Field(
-        "raw",
-        description="Feature-KD target: the teacher's hidden state as in the paper's Eq. 9 (raw), or z-scored "
-        "per dimension with train-split statistics (what an LP-FT teacher's head reads; a deviation). Measured "
-        "here: standardized beat raw at 1,000 patients / 30 epochs and lost badly in the 300-patient, 12-epoch "
-        "quickstart (README, 'Does the method hold here?').",
-    )
+from leader.train.student_config import LossConfig
 
 
 def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -39,8 +39,8 @@ STUDY = {
     },
     "teacher_resources": {"num_workers": 2, "cpu_per_worker": 1},
     "student": {
-        "epochs": 30,
-        "patience": 5,
+        "epochs": 50,
+        "patience": 8,
         "d_model": 64,
         "d_embed": 64,
         "n_heads": 4,

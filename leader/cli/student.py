@@ -42,7 +42,8 @@ def train(
     """Train LEADER(S) once and print test metrics (mean ± std over bootstrap rounds)."""
     from leader.cli.common import build_config, load_dataset
     from leader.metrics import summarize
-    from leader.train.student import LOSS_FIELDS, StudentTrainConfig, evaluate_student, train_student
+    from leader.train.student import evaluate_student, train_student
+    from leader.train.student_config import LOSS_FIELDS, StudentTrainConfig
 
     loss = dict(alpha=alpha, beta=beta, align=not no_align, kd=kd or ("feature" if features else "none"))
     options = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_threads=threads, loss=loss)

@@ -15,8 +15,11 @@ visit_mask (B, V) bool, profile (B, F) int64, optional target_med (B, C) int64 (
 Visits are left-aligned, oldest first, the current visit last; only the MOST RECENT
 `max_visits` are kept. The current visit's medications are the label, so its med slot is empty;
 the profile pseudo-record is appended to the medication sequence, so a single-visit patient
-still has a non-empty medication sequence. Padding never changes the output (masked attention
-and masked mean pooling everywhere).
+still has a non-empty medication sequence. Visit positions count back from the current visit
+(0 = current; the profile has its own position), so the current visit looks the same to the
+visit encoder whatever the length of the history. Padding never changes the output (masked
+attention and pooling everywhere; batches are trimmed to their longest history and code set, and
+empty sets skip the set encoders).
 """
 
 from __future__ import annotations
@@ -25,24 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
 from torch import nn
 
 from leader.data.dataset import EHRDataset
-
-
-class StudentConfig(BaseModel):
-    d_embed: int = Field(64, ge=4, description="Code embedding width d_e.")
-    d_model: int = Field(64, ge=4, description="Transformer / representation width d_t.")
-    n_set_layers: int = Field(1, ge=1, description="Transformer layers in each code-set encoder.")
-    n_visit_layers: int = Field(1, ge=1, description="Transformer layers in the visit encoder.")
-    n_heads: int = Field(4, ge=1, description="Attention heads (must divide d_model).")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in encoders and MLP.")
-    max_visits: int = Field(10, ge=1, description="Keep at most this many MOST RECENT visits (current included).")
-    max_codes: int = Field(64, ge=1, description="Truncate a code set to this many codes.")
-    shared_visit_encoder: bool = Field(
-        True, description="One visit encoder for diag/proc/med sequences (False: one per type, ablation)."
-    )
+from leader.train.student_config import StudentConfig
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -65,16 +54,23 @@ class EncodedDataset:
         return np.flatnonzero(self.split == split)
 
     def batch(self, idx: np.ndarray, with_target: bool = False) -> dict[str, torch.Tensor]:
-        b = {
-            "diag": torch.from_numpy(self.diag[idx].astype(np.int64)),
-            "proc": torch.from_numpy(self.proc[idx].astype(np.int64)),
-            "med": torch.from_numpy(self.med[idx].astype(np.int64)),
-            "visit_mask": torch.from_numpy(self.visit_mask[idx]),
-            "profile": torch.from_numpy(self.profile[idx]),
-        }
+        """Padding is trimmed to the batch's longest history and code set (most patients have one
+        visit and short sets; padding never changes the output, it only costs time)."""
+        vm = self.visit_mask[idx]  # (B, V)
+        v = max(1, int(vm.sum(1).max()) if len(idx) else 1)
+        b = {k: _trim_codes(getattr(self, k)[idx][:, :v]) for k in ("diag", "proc", "med")}
+        b["visit_mask"] = torch.from_numpy(vm[:, :v])
+        b["profile"] = torch.from_numpy(self.profile[idx])
         if with_target:
-            b["target_med"] = torch.from_numpy(self.target_med[idx].astype(np.int64))
+            b["target_med"] = _trim_codes(self.target_med[idx])
         return b
+
+
+def _trim_codes(a: np.ndarray) -> torch.Tensor:
+    """(..., C) code+1 array -> int64 tensor without the trailing all-pad columns (>= 1 kept)."""
+    filled = (a > 0).reshape(-1, a.shape[-1]).any(0)
+    c = max(1, int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else 1)
+    return torch.from_numpy(a[..., :c].astype(np.int64))
 
 
 def _pad_sets(sets: list, max_codes: int) -> np.ndarray:
@@ -153,27 +149,33 @@ def encode_dataset(ds: EHRDataset, cfg: StudentConfig) -> EncodedDataset:
 
 
 # ----------------------------------------------------------------------------- modules
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """x (..., L, d), mask (..., L) bool -> (..., d); an all-masked row gives zeros."""
+def _masked_pool(x: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """x (..., L, d), mask (..., L) bool -> (..., d) mean or sum; an all-masked row gives zeros."""
     m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(-2) / m.sum(-2).clamp_min(1.0)
+    s = (x * m).sum(-2)
+    return s if how == "sum" else s / m.sum(-2).clamp_min(1.0)
 
 
 class _Encoder(nn.Module):
-    """Transformer layers (MHA + FFN, residual + LayerNorm) then masked mean pooling."""
+    """Transformer layers (MHA + FFN, residual + LayerNorm) then masked mean or sum pooling (or
+    the output at one position)."""
 
-    def __init__(self, d: int, n_heads: int, n_layers: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, n_layers: int, dropout: float, pooling: str = "mean"):
         super().__init__()
+        self.pooling = pooling
         layer = nn.TransformerEncoderLayer(d, n_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True)
         self.enc = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # x (N, L, d), mask (N, L) True = real. Rows with nothing real attend to position 0
-        # only (avoids NaN softmax); their pooled output is zeroed by the mask.
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        # x (N, L, d), mask (N, L) True = real; `at` (N,) picks one output position instead of
+        # pooling. Rows with nothing real attend to position 0 only (avoids NaN softmax); their
+        # pooled output is zeroed by the mask.
         attend = mask.clone()
         attend[:, 0] |= ~mask.any(1)
         h = self.enc(x, src_key_padding_mask=~attend)  # (N, L, d)
-        return _masked_mean(h, mask)
+        if at is not None:
+            return h[torch.arange(h.shape[0], device=h.device), at]  # (N, d)
+        return _masked_pool(h, mask, self.pooling)
 
 
 class LeaderStudent(nn.Module):
@@ -192,7 +194,10 @@ class LeaderStudent(nn.Module):
         )
         self.in_proj = nn.Linear(cfg.d_embed, d) if cfg.d_embed != d else nn.Identity()
         self.set_enc = nn.ModuleDict(
-            {k: _Encoder(d, cfg.n_heads, cfg.n_set_layers, cfg.dropout) for k in ("diag", "proc", "med")}
+            {
+                k: _Encoder(d, cfg.n_heads, cfg.n_set_layers, cfg.dropout, cfg.set_pooling)
+                for k in ("diag", "proc", "med")
+            }
         )
         n_visit = 1 if cfg.shared_visit_encoder else 3
         self.visit_enc = nn.ModuleList(
@@ -204,6 +209,15 @@ class LeaderStudent(nn.Module):
         self.mlp1 = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.out = nn.Linear(d, n_med)
         self.align_p = nn.Linear(d, d)
+        if cfg.wide:
+            self.wide = nn.ModuleDict(
+                {
+                    k: nn.EmbeddingBag(n + 1, n_med, mode="sum", padding_idx=0)
+                    for k, n in (("diag", n_diag), ("proc", n_proc), ("med", n_med))
+                }
+            )
+            for e in self.wide.values():
+                nn.init.zeros_(e.weight)
         self.align_m = nn.Linear(d, d)
 
     def init_output_bias(self, freq: np.ndarray) -> None:
@@ -221,21 +235,38 @@ class LeaderStudent(nn.Module):
         )
 
     def _sets(self, kind: str, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, V, C) -> per-visit set representation (B, V, d)."""
+        """codes (B, V, C) -> per-visit set representation (B, V, d); empty sets (padding visits,
+        the current visit's med slot) are zeros and skip the encoder."""
         B, V, C = codes.shape
-        x = self.in_proj(self.emb[kind](codes.reshape(B * V, C)))  # (B*V, C, d)
-        return self.set_enc[kind](x, codes.reshape(B * V, C) > 0).reshape(B, V, -1)
+        flat = codes.reshape(B * V, C)
+        keep = (flat > 0).any(-1)  # (B*V,)
+        out = torch.zeros(B * V, self.cfg.d_model, dtype=self.out.weight.dtype, device=codes.device)
+        if keep.any():
+            x = self.in_proj(self.emb[kind](flat[keep]))  # (n, C, d)
+            out[keep] = self.set_enc[kind](x, flat[keep] > 0)
+        return out.reshape(B, V, -1)
 
-    def _visits(self, i: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pos = self.visit_pos(torch.arange(x.shape[1], device=x.device))[None]  # (1, V, d)
+    def _visits(self, i: int, x: torch.Tensor, mask: torch.Tensor, recency: torch.Tensor, at: torch.Tensor):
+        """x (B, L, d) -> (B, d). Positions count back from the current visit (0 = current), so
+        'the current visit' is the same position for every patient whatever its history length;
+        `at` (B,) is the slot read under visit_pooling='current'."""
         enc = self.visit_enc[0 if self.cfg.shared_visit_encoder else i]
-        return enc(x + pos, mask)  # (B, d)
+        pos = self.visit_pos(recency)  # (B, L, d)
+        return enc(x + pos, mask, at if self.cfg.visit_pooling == "current" else None)
 
     def profile_vector(self, profile: torch.Tensor) -> torch.Tensor:
         if len(self.prof_emb) == 0:
             return self.prof_proj(torch.zeros(profile.shape[0], self.prof_proj.in_features, device=profile.device))
         parts = [e(profile[:, i]) for i, e in enumerate(self.prof_emb)]
         return self.prof_proj(torch.cat(parts, -1))  # (B, d)
+
+    def _wide(self, batch: dict[str, torch.Tensor], cur: torch.Tensor) -> torch.Tensor:
+        """Sum of per-code weight rows (B, |meds|) for the current diag/proc sets and the previous
+        visit's drugs (none for a first visit)."""
+        rows = torch.arange(cur.shape[0], device=cur.device)
+        prev = batch["med"][rows, (cur - 1).clamp_min(0)] * (cur > 0)[:, None]  # (B, C)
+        sets = {"diag": batch["diag"][rows, cur], "proc": batch["proc"][rows, cur], "med": prev}
+        return sum(self.wide[k](v) for k, v in sets.items())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         vm = batch["visit_mask"]  # (B, V)
@@ -244,13 +275,21 @@ class LeaderStudent(nn.Module):
         md = self._sets("med", batch["med"])
         med_mask = vm & (batch["med"] > 0).any(-1)  # past visits with medications
         p = self.profile_vector(batch["profile"])  # (B, d)
-        D = self._visits(0, dg, vm)  # (B, d)
-        P = self._visits(1, pr, vm)
+        cur = vm.sum(1) - 1  # (B,) slot of the current visit (visits are left-aligned)
+        j = torch.arange(vm.shape[1], device=vm.device)[None]  # (1, V)
+        recency = (cur[:, None] - j).clamp(0, self.cfg.max_visits - 1)  # (B, V) 0 = current
+        D = self._visits(0, dg, vm, recency, cur)  # (B, d)
+        P = self._visits(1, pr, vm, recency, cur)
         md = torch.cat([md, p[:, None, :]], 1)  # (B, V+1, d): profile pseudo-record appended
         mm = torch.cat([med_mask, torch.ones_like(med_mask[:, :1])], 1)
-        M = self._visits(2, md, mm)
+        prof_pos = torch.full_like(recency[:, :1], self.cfg.max_visits)  # its own position
+        last = torch.full_like(cur, md.shape[1] - 1)
+        M = self._visits(2, md, mm, torch.cat([recency, prof_pos], 1), last)
         z = self.mlp1(torch.cat([D, P, M], -1))  # (B, d)
-        out = {"logits": self.out(z), "z": z, "profile": p}
+        logits = self.out(z)  # (B, |meds|)
+        if self.cfg.wide:
+            logits = logits + self._wide(batch, cur)
+        out = {"logits": logits, "z": z, "profile": p}
         if "target_med" in batch:
             t = batch["target_med"]  # (B, C)
             m = self._sets("med", t[:, None, :])[:, 0]  # (B, d)

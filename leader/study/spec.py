@@ -357,7 +357,7 @@ def student_config(params: dict):
     from pydantic import ValidationError as VE
 
     from leader.study.options import MODEL_FIELDS as model
-    from leader.train.student import StudentTrainConfig
+    from leader.train.student_config import StudentTrainConfig
 
     top = PARAM_NAMES - model
     cfg: dict[str, Any] = {}

@@ -30,42 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, Field, model_validator
 
 from leader import atomic
 from leader.data.dataset import EHRDataset
 from leader.errors import CheckpointError, ConfigError, read_json
-from leader.losses import LossConfig, total_loss
+from leader.losses import total_loss
 from leader.metrics import bootstrap_metrics, mean_metrics
-from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
-
-LOSS_FIELDS = frozenset(LossConfig.model_fields)
-
-
-class StudentTrainConfig(BaseModel):
-    student: StudentConfig = Field(default_factory=StudentConfig, description="Model hyper-parameters.")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay.")
-    epochs: int = Field(30, ge=1, description="Maximum epochs.")
-    batch_size: int = Field(64, ge=2, description="Training batch size (also the InfoNCE negatives pool).")
-    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation PRAUC.")
-    seed: int = Field(0, description="Seed for init, shuffling and dropout.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="Decision threshold for Jaccard/F1 (p > threshold).")
-    init_bias_from_prior: bool = Field(True, description="Start the output bias at logit(train drug frequency).")
-    loss: LossConfig = Field(default_factory=LossConfig, description="Loss terms: KD kind and weight, alignment.")
-    num_threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lift_flat_loss_fields(cls, data):
-        """Study files, the CLI and sweeps name loss fields flat (alpha, kd, ...), as the paper does."""
-        if isinstance(data, dict) and LOSS_FIELDS & data.keys():
-            data = dict(data)
-            loss = data.pop("loss", None) or {}
-            loss = loss.model_dump() if isinstance(loss, LossConfig) else dict(loss)
-            loss.update({k: data.pop(k) for k in LOSS_FIELDS & data.keys()})
-            data["loss"] = loss
-        return data
+from leader.models.student import LeaderStudent, encode_dataset
+from leader.train.student_config import StudentTrainConfig
 
 
 @dataclass

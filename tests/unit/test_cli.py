@@ -66,7 +66,7 @@ def test_set_is_checked_against_the_config(argv, message, tmp_path, monkeypatch)
 
 def test_set_overrides_reach_the_config():
     from leader.cli.common import build_config
-    from leader.train.student import LOSS_FIELDS, StudentTrainConfig
+    from leader.train.student_config import LOSS_FIELDS, StudentTrainConfig
 
     options = {"epochs": 3, "loss": {"alpha": 0.5, "kd": "none"}}
     cfg = build_config(

@@ -71,6 +71,23 @@ def test_padding_does_not_change_output(random_ds):
     assert not torch.allclose(m(changed)["logits"][0], ref["logits"][0])
 
 
+@pytest.mark.parametrize("pooling", [{}, {"set_pooling": "sum", "visit_pooling": "current"}])
+def test_prediction_does_not_depend_on_the_batch(random_ds, pooling):
+    """Batches are trimmed to their longest history and code set: a single-visit sample must get
+    the same output alone as beside a patient with a full history (the profile pseudo-record's
+    position and the current visit's must not move with the batch)."""
+    cfg = CFG.model_copy(update=pooling)
+    enc = encode_dataset(random_ds, cfg)
+    m = _model(random_ds, cfg)
+    single = int(np.flatnonzero(enc.visit_mask.sum(1) == 1)[0])
+    full = int(np.flatnonzero(enc.visit_mask.sum(1) == 3)[0])
+    alone = m(enc.batch(np.array([single])))
+    assert alone["logits"].shape == (1, random_ds.n_meds)
+    both = m(enc.batch(np.array([single, full])))
+    torch.testing.assert_close(both["logits"][:1], alone["logits"], atol=1e-5, rtol=1e-5)
+    assert enc.batch(np.array([single]))["visit_mask"].shape[1] == 1  # trimmed
+
+
 def test_split_visit_encoder(random_ds):
     m = _model(random_ds, CFG.model_copy(update={"shared_visit_encoder": False}))
     assert len(m.visit_enc) == 3

@@ -49,22 +49,19 @@ def test_student_value_checked_without_torch(tmp_path):
         _load(tmp_path, MIN + "student: {kd: none, dropout: 1.5}\n")
 
 
-def test_student_mirror_matches_trainer_configs():
-    from leader.losses import LossConfig
-    from leader.models.student import StudentConfig
-    from leader.study.options import StudentLossOptions, StudentModelOptions, StudentTrainOptions
-    from leader.train.student import StudentTrainConfig
+def test_student_block_is_the_trainer_configs():
+    """validate checks the study's student block against the trainer's own classes (no mirror):
+    every flat name is a field of exactly the config the runner builds."""
+    from leader.study.options import MODEL_FIELDS, PARAM_NAMES, StudentOptions
+    from leader.train.student_config import LossConfig, StudentConfig, StudentTrainConfig, StudentTrainFields
 
-    pairs = [
-        (StudentModelOptions, StudentConfig, set()),
-        (StudentLossOptions, LossConfig, set()),
-        (StudentTrainOptions, StudentTrainConfig, {"student", "loss"}),
-    ]
-    for mirror, real, skip in pairs:
-        assert set(mirror.model_fields) == set(real.model_fields) - skip, real.__name__
-        for name, f in mirror.model_fields.items():
-            r = real.model_fields[name]
-            assert (f.annotation, f.default, repr(f.metadata)) == (r.annotation, r.default, repr(r.metadata)), name
+    assert issubclass(StudentOptions, (StudentTrainFields, LossConfig, StudentConfig))
+    assert MODEL_FIELDS == set(StudentConfig.model_fields)
+    assert PARAM_NAMES == set(StudentTrainFields.model_fields) | set(LossConfig.model_fields) | MODEL_FIELDS
+    assert set(StudentTrainConfig.model_fields) == set(StudentTrainFields.model_fields) | {"student", "loss"}
+    for cls in (StudentConfig, LossConfig, StudentTrainConfig):
+        with pytest.raises(ValueError, match="Extra inputs"):
+            cls(no_such_field=1)
 
 
 def test_validate_and_plan_import_no_torch():
