@@ -49,12 +49,12 @@ def _one(job: tuple) -> dict:
     from leader.study.spec import student_config
     from leader.train.student import predict_proba, train_student
 
-    study_dir, dataset, prepare_opts, base, variant, seed = job
+    study_dir, dataset, prepare_opts, base, variant, overrides, seed = job
     torch.set_num_threads(1)
     ds = prepare("synthetic", None, PrepareOptions(**prepare_opts))
     feats = next((study_dir / "features" / dataset).glob("*/manifest.json")).parent
     t0 = time.perf_counter()
-    cfg = student_config({**base, **VARIANTS[variant], "seed": seed})
+    cfg = student_config({**base, **overrides, "seed": seed})
     res = train_student(ds, cfg, features=load_features(feats) if cfg.loss.kd != "none" else None)
     ids, probs = predict_proba(res.model, ds, "test")
     _, per = score_test(ds, align_to_test(ds, ids, probs), threshold=cfg.threshold, rounds=1, frac=0.8, seed=seed)
@@ -69,6 +69,25 @@ def _one(job: tuple) -> dict:
     }
 
 
+def run_variants(study_dir: Path, dataset: str | None, variants: dict[str, dict], seeds: int, processes: int):
+    """Train the study grid's 'full' configuration with each variant's overrides, `seeds` times, in
+    parallel processes: (runs, dataset, base config, prepare options). Each run: variant, seed,
+    per-test-sample PRAUC, best epoch, KD loss, seconds."""
+    from leader.data.cache import PrepareOptions, prepare
+
+    spec = yaml.safe_load((study_dir / "spec.yaml").read_text())
+    entry = next(d for d in spec["datasets"] if d["source"] == "synthetic" and dataset in (None, d["name"]))
+    opts, name = entry.get("prepare", {}), entry["name"]
+    base = _grid_full_config(study_dir, name)
+    # prepared once here: pool workers then only read the cache (two first-time prepares of the
+    # same dataset in parallel race on its raw folder)
+    ds = prepare("synthetic", None, PrepareOptions(**opts))
+    jobs = [(study_dir, name, opts, base, v, o, s) for s in range(seeds) for v, o in variants.items()]
+    with get_context("spawn").Pool(processes) as pool:
+        runs = pool.map(_one, jobs)
+    return runs, ds, base
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--study-dir", default="/tmp/leader_bench_fidelity/fidelity")
@@ -77,22 +96,12 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", default="reports/bench/kd_target.json")
     a = ap.parse_args()
-    from leader.data.cache import PrepareOptions, prepare
     from leader.significance import paired_test
     from leader.study.evaluation import index_frame
 
     t_all = time.perf_counter()
     study_dir = Path(a.study_dir)
-    spec = yaml.safe_load((study_dir / "spec.yaml").read_text())
-    entry = next(d for d in spec["datasets"] if d["source"] == "synthetic" and a.dataset in (None, d["name"]))
-    opts, dataset = entry.get("prepare", {}), entry["name"]
-    base = _grid_full_config(study_dir, dataset)
-    # prepared once here: pool workers then only read the cache (two first-time prepares of the
-    # same dataset in parallel race on its raw folder)
-    ds = prepare("synthetic", None, PrepareOptions(**opts))
-    jobs = [(study_dir, dataset, opts, base, v, s) for s in range(a.seeds) for v in VARIANTS]
-    with get_context("spawn").Pool(a.processes) as pool:
-        runs = pool.map(_one, jobs)
+    runs, ds, base = run_variants(study_dir, a.dataset, VARIANTS, a.seeds, a.processes)
     idx = index_frame(ds)
     per = {v: np.stack([r["prauc"] for r in runs if r["variant"] == v]) for v in VARIANTS}  # (seeds, N)
     out: dict = {

@@ -1,7 +1,11 @@
 """Student benchmark -> reports/bench/student.json: training throughput (samples/s), inference
 latency per patient at batch 1 and 256, peak memory, on the synthetic cohort.
 
-Usage: python scripts/bench_student.py [--patients 2000] [--epochs 3] [--threads N]
+Also, measured in the same run: train-step throughput of this tree's model against the model of
+an earlier commit (`--before`, default: the last commit that padded every batch to max_visits and
+the longest code set and ran the set encoders on empty visits), same data, batch size and threads.
+
+Usage: python scripts/bench_student.py [--patients 2000] [--epochs 3] [--threads N] [--before REF]
 """
 
 from __future__ import annotations
@@ -10,10 +14,46 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import torch
+
+
+def _module_at(ref: str, path: str, name: str) -> types.ModuleType:
+    """The file `path` as it was at git `ref`, imported under `name`."""
+    src = subprocess.run(["git", "show", f"{ref}:{path}"], capture_output=True, text=True, check=True).stdout
+    mod = types.ModuleType(name)
+    mod.__file__ = f"{ref}:{path}"
+    sys.modules[name] = mod
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+    return mod
+
+
+def _train_steps_per_s(mod, ds, batch_size: int, seed: int = 0) -> float:
+    """Samples/s of one epoch of forward + BCE + backward + Adam step with module `mod`'s model
+    and batches (dropout on, as in training)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    cfg = mod.StudentConfig()
+    enc = mod.encode_dataset(ds, cfg)
+    torch.manual_seed(seed)
+    model = mod.LeaderStudent.for_dataset(ds, cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    tr = np.random.default_rng(seed).permutation(enc.indices("train"))
+    y = torch.from_numpy(enc.labels)
+    t0 = time.perf_counter()
+    for i in range(0, len(tr), batch_size):
+        bi = tr[i : i + batch_size]
+        loss = F.binary_cross_entropy_with_logits(model(enc.batch(bi))["logits"], y[bi])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return len(tr) / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -21,6 +61,7 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--before", default="6b4a883", help="git ref of the model to compare train steps with")
     ap.add_argument("--out", default="reports/bench/student.json")
     a = ap.parse_args()
 
@@ -38,7 +79,14 @@ def main() -> None:
     res = train_student(ds, cfg)
     thr = [h["samples_per_s"] for h in res.history]
     lat = measure_student_latency(res.model, ds, batch_sizes=(1, 256), repeats=20)
+    torch.set_num_threads(a.threads)
+    import leader.models.student as now
+
+    before = _module_at(a.before, "leader/models/student.py", "student_before")
+    step_now = _train_steps_per_s(now, ds, cfg.batch_size)
+    step_before = _train_steps_per_s(before, ds, cfg.batch_size)
     out = {
+        "command": " ".join(["python", "scripts/bench_student.py", *sys.argv[1:]]),
         "n_patients": a.patients,
         "n_samples": int(len(ds.visits)),
         "n_train_samples": int(ds.samples("train").shape[0]),
@@ -49,6 +97,9 @@ def main() -> None:
         "latency_ms_per_patient_b1": lat["latency_ms_per_patient_b1"],
         "latency_ms_per_patient_b256": lat["latency_ms_per_patient_b256"],
         "batch256_speedup_per_patient": lat["latency_ms_per_patient_b1"] / lat["latency_ms_per_patient_b256"],
+        "train_step_samples_per_s": step_now,
+        f"train_step_samples_per_s_at_{a.before}": step_before,
+        "train_step_speedup_vs_before": step_now / step_before,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_traced_mb_b256": lat["peak_traced_mb"],
         "n_params": lat["n_params"],

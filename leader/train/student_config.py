@@ -27,8 +27,8 @@ class StudentConfig(BaseModel):
         0.3,
         ge=0,
         lt=1,
-        description="Dropout in encoders and MLP. 0.3: the student overfits within ~10 epochs at 0.1 on a "
-        "1,000-patient cohort (README, 'Student fidelity').",
+        description="Dropout in encoders and MLP. 0.3: at 0.1 the student overfits a 1,000-patient cohort "
+        "within ~10 epochs (reports/bench/student_design.json).",
     )
     max_visits: int = Field(10, ge=1, description="Keep at most this many MOST RECENT visits (current included).")
     max_codes: int = Field(64, ge=1, description="Truncate a code set to this many codes.")

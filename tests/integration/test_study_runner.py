@@ -58,6 +58,7 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
     d = yaml.safe_load(text)
     d["datasets"] = [{"name": "syn", "source": "synthetic", "prepare": {"n_patients": 60}}]
     d["student"]["epochs"] = 1
+    d["baselines"]["tuned"]["retain"]["params"].update(epochs=2, patience=1)
     d["search"].update(num_samples=2)
     d["search"]["scheduler"]["grace_period"] = 1  # <= the trimmed epochs
     d["ablations"] = {"variants": ["full", "no_kd", "kd_shuffled"]}

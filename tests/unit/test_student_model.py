@@ -71,7 +71,14 @@ def test_padding_does_not_change_output(random_ds):
     assert not torch.allclose(m(changed)["logits"][0], ref["logits"][0])
 
 
-@pytest.mark.parametrize("pooling", [{}, {"set_pooling": "sum", "visit_pooling": "current"}])
+@pytest.mark.parametrize(
+    "pooling",
+    [
+        {"set_pooling": "mean", "visit_pooling": "mean"},
+        {"set_pooling": "sum", "visit_pooling": "current"},
+        {"wide": True},
+    ],
+)
 def test_prediction_does_not_depend_on_the_batch(random_ds, pooling):
     """Batches are trimmed to their longest history and code set: a single-visit sample must get
     the same output alone as beside a patient with a full history (the profile pseudo-record's
@@ -79,6 +86,8 @@ def test_prediction_does_not_depend_on_the_batch(random_ds, pooling):
     cfg = CFG.model_copy(update=pooling)
     enc = encode_dataset(random_ds, cfg)
     m = _model(random_ds, cfg)
+    for e in getattr(m, "wide", {}).values():  # the linear path starts at zero: make it count
+        torch.nn.init.normal_(e.weight)
     single = int(np.flatnonzero(enc.visit_mask.sum(1) == 1)[0])
     full = int(np.flatnonzero(enc.visit_mask.sum(1) == 3)[0])
     alone = m(enc.batch(np.array([single])))
