@@ -88,6 +88,14 @@ def run_variants(study_dir: Path, dataset: str | None, variants: dict[str, dict]
     return runs, ds, base
 
 
+def write_bench(out: dict, path: str, t_start: float) -> None:
+    """Add the wall time since `t_start`, write the flat dict to `path` and print it."""
+    out["wall_s"] = round(time.perf_counter() - t_start, 1)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--study-dir", default="/tmp/leader_bench_fidelity/fidelity")
@@ -122,10 +130,7 @@ def main() -> None:
         out[f"{v}_vs_no_kd_diff"], out[f"{v}_vs_no_kd_p"] = round(r.diff, 4), r.p_bootstrap
     r = paired_test(per["feature_standardized"], per["feature_raw"], idx["cluster"].to_numpy())
     out["standardized_vs_raw_diff"], out["standardized_vs_raw_p"] = round(r.diff, 4), r.p_bootstrap
-    out["wall_s"] = round(time.perf_counter() - t_all, 1)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(out, indent=1))
+    write_bench(out, a.out, t_all)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ Usage: python scripts/bench_student_design.py [--study-dir /tmp/leader_bench_fid
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_kd_target import run_variants
+from bench_kd_target import run_variants, write_bench
 
 NO_KD = {"kd": "none"}
 VARIANTS = {
@@ -75,10 +74,7 @@ def main() -> None:
         if v != "default":
             r = paired_test(per["default"], per[v], cluster)
             out[f"default_vs_{v}_diff"], out[f"default_vs_{v}_p"] = round(r.diff, 4), r.p_bootstrap
-    out["wall_s"] = round(time.perf_counter() - t_all, 1)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps(out, indent=1))
+    write_bench(out, a.out, t_all)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,7 @@ class LeaderStudent(nn.Module):
         self.mlp1 = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.out = nn.Linear(d, n_med)
         self.align_p = nn.Linear(d, d)
+        self.align_m = nn.Linear(d, d)
         if cfg.wide:
             self.wide = nn.ModuleDict(
                 {
@@ -218,7 +219,6 @@ class LeaderStudent(nn.Module):
             )
             for e in self.wide.values():
                 nn.init.zeros_(e.weight)
-        self.align_m = nn.Linear(d, d)
 
     def init_output_bias(self, freq: np.ndarray) -> None:
         """Output bias = logit(train frequency of each drug): the model starts AT the

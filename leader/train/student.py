@@ -226,6 +226,11 @@ def train_student(
     return StudentTrainResult(model=model, best_epoch=best_epoch, history=history, best_val=best_val, checkpoint_dir=ck)
 
 
+# 2: visit positions count back from the current visit, pooling is configurable. Weights of an
+# older student would load without error and predict differently, so they are refused instead.
+STUDENT_FORMAT = 2
+
+
 def save_student(
     model: LeaderStudent, cfg: StudentTrainConfig, ds: EHRDataset, folder: str | Path, extra: dict | None = None
 ) -> Path:
@@ -242,6 +247,7 @@ def save_student(
         "profile_sizes": [len(c) for c in ds.profile_vocabs.values()],
         "med_names": list(ds.vocabs["med"].names),
         "med_codes": list(ds.vocabs["med"].codes),
+        "student_format": STUDENT_FORMAT,
         **(extra or {}),
     }
     atomic.write_text(folder / "config.json", cfg.model_dump_json(indent=1))
@@ -261,6 +267,11 @@ def load_student(checkpoint_dir: str | Path) -> StudentCheckpoint:
         what="student checkpoint",
         required=("n_diag", "n_proc", "n_med", "profile_sizes"),
     )
+    if meta.get("student_format", 1) != STUDENT_FORMAT:
+        raise CheckpointError(
+            f"{folder / 'meta.json'}: field 'student_format' is {meta.get('student_format', 1)}, this version reads "
+            f"{STUDENT_FORMAT} (the student's visit positions changed); retrain the student"
+        )
     model = LeaderStudent(cfg.student, meta["n_diag"], meta["n_proc"], meta["n_med"], meta["profile_sizes"])
     model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
     model.eval()

@@ -1,8 +1,11 @@
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
-from leader.errors import ConfigError
+from leader.errors import CheckpointError, ConfigError
 from leader.features.types import TeacherFeatures
 from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
 from leader.train.student import (
@@ -120,6 +123,13 @@ def test_train_deterministic_reports_and_checkpoint(random_ds, tmp_path):
     assert len(seen) == len(a.history) == 2
     assert {"epoch", "train_loss", "val_prauc", "val_jaccard", "val_f1"} <= set(seen[0])
     ck = load_student(tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck" / "meta.json").read_text())
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "ck", old)
+    meta.pop("student_format")
+    (old / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="student_format"):  # an older student: refused, not misread
+        load_student(old)
     ids, p1 = predict_proba(a.model, random_ds, "test")
     _, p2 = predict_proba(ck.model, random_ds, "test")
     np.testing.assert_allclose(p1, p2, atol=1e-6)
