@@ -133,8 +133,11 @@ def _finished(exp: Path, epochs: int) -> dict[str, str]:
 
 def test_kill_driver_mid_sweep_then_resume(tmp_path):
     p = tmp_path / "r.yaml"
-    n = 10  # Tune reuses trial actors, so trials are short: enough of them that the kill lands mid-sweep
-    p.write_text(STUDENT_ONLY.format(name="resume", storage=tmp_path / "out", epochs=6, n=n))
+    # Tune reuses trial actors and a 60-patient epoch takes milliseconds, so trials are short: enough
+    # of them, and enough epochs each, that the kill lands mid-sweep (6 epochs x 10 trials finished
+    # inside the 2.5 s between "2 done" and the kill once batches were trimmed)
+    n, epochs = 16, 30
+    p.write_text(STUDENT_ONLY.format(name="resume", storage=tmp_path / "out", epochs=epochs, n=n))
     proc = subprocess.Popen(
         LEADER + ["study", "run", str(p)],
         env=_env(),
@@ -147,17 +150,17 @@ def test_kill_driver_mid_sweep_then_resume(tmp_path):
     while time.time() < deadline and not list(tune_dir.glob("sweep-syn-none-*")):
         time.sleep(1)
     exp = next(tune_dir.glob("sweep-syn-none-*"))  # the experiment's name carries the sweep's key
-    while time.time() < deadline and len(_finished(exp, 6)) < 2:
+    while time.time() < deadline and len(_finished(exp, epochs)) < 2:
         time.sleep(1)
     time.sleep(1.5)  # let Tune write its experiment state
-    before = _finished(exp, 6)
+    before = _finished(exp, epochs)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     assert 2 <= len(before) < n, f"sweep finished too fast or too slow: {len(before)}"
     r = subprocess.run(LEADER + ["study", "run", str(p)], env=_env(), capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "restoring interrupted Tune experiment" in r.stdout and "stale lock" in r.stdout
-    after = _finished(exp, 6)
+    after = _finished(exp, epochs)
     for name, text in before.items():
         assert after[name] == text, f"finished trial {name} was run again"
     trials = pd.read_parquet(tmp_path / "out" / "resume" / "results" / "optuna_trials.parquet")
