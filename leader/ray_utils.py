@@ -5,12 +5,14 @@ wild)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
-# Environment every Ray worker needs (DeepSpeed on CPU, offline Hugging Face, shared op cache).
+# Environment every Ray worker needs (offline Hugging Face, shared op cache). DS_ACCELERATOR is
+# NOT forwarded: on a cluster the driver runs on a CPU-only head, and its "cpu" would reach the GPU
+# workers; each process that imports DeepSpeed decides for itself (`select_ds_accelerator`).
 WORKER_ENV_KEYS = (
-    "DS_ACCELERATOR",
     "TORCH_EXTENSIONS_DIR",
     "HF_HUB_OFFLINE",
     "TRANSFORMERS_OFFLINE",
@@ -19,6 +21,7 @@ WORKER_ENV_KEYS = (
     "LEADER_DEMO_ROOT",
     "LEADER_VERBOSE",
 )
+SETUP_HOOK = "leader.console.worker_setup"
 
 
 def worker_env() -> dict[str, str]:
@@ -31,14 +34,51 @@ def worker_env() -> dict[str, str]:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("LEADER_CACHE", str(cache_dir()))
     env.setdefault("TORCH_EXTENSIONS_DIR", str(cache_dir() / "torch_extensions"))
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            env.setdefault("DS_ACCELERATOR", "cpu")
-    except Exception:  # pragma: no cover
-        pass
     return env
+
+
+def job_runtime_env() -> dict:
+    """The runtime env of the `ray job submit` this driver runs under ({} outside a job). Ray
+    refuses to merge a job's and a driver's runtime env that share a field or an env var key, even
+    with equal values (ray-project/ray#39208), so the driver adds only what the job lacks."""
+    from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
+
+    raw = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
+    if not raw:
+        return {}
+    return dict(json.loads(raw).get("runtime_env") or {})
+
+
+def driver_runtime_env() -> dict:
+    """What `ray.init` passes: the worker env and setup hook, minus what the job already sets."""
+    job = job_runtime_env()
+    taken = set((job.get("env_vars") or {}).keys())
+    env = {k: v for k, v in worker_env().items() if k not in taken}
+    out: dict = {"env_vars": env} if env else {}
+    if "worker_process_setup_hook" not in job:
+        out["worker_process_setup_hook"] = SETUP_HOOK
+    return out
+
+
+def select_ds_accelerator(use_gpu: bool | None = None) -> str:
+    """Set DS_ACCELERATOR for THIS process before DeepSpeed is imported: an explicit value wins,
+    else 'cuda' where this process sees a GPU and 'cpu' elsewhere. A worker that was given GPUs
+    but told 'cpu' is a misconfiguration (it would train on CPU over NCCL): refused."""
+    import torch
+
+    from leader.errors import ConfigError
+
+    cuda = torch.cuda.is_available()
+    explicit = os.environ.get("DS_ACCELERATOR")
+    if use_gpu and explicit == "cpu" and cuda:
+        raise ConfigError(
+            "DS_ACCELERATOR=cpu in a worker that was given a GPU (teacher use_gpu / gpu_per_worker > 0): "
+            "unset DS_ACCELERATOR on the GPU nodes"
+        )
+    if use_gpu and not cuda:
+        raise ConfigError("teacher use_gpu is set but this worker sees no CUDA device (check gpu_per_worker)")
+    os.environ["DS_ACCELERATOR"] = explicit or ("cuda" if cuda else "cpu")
+    return os.environ["DS_ACCELERATOR"]
 
 
 def cluster_address(address: str | None = None) -> str | None:
@@ -70,7 +110,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     # Ray Train patches print() on its workers to also log each line: every progress line twice.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     address = cluster_address(address)
-    runtime_env = {"env_vars": worker_env(), "worker_process_setup_hook": "leader.console.worker_setup"}
+    runtime_env = driver_runtime_env()
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
     else:

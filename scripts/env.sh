@@ -2,7 +2,8 @@
 export LEADER_CACHE=${LEADER_CACHE:-$HOME/.cache/leader}
 # DeepSpeed compiles a CPU comm op on first use (~45 s); keep it across runs.
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$LEADER_CACHE/torch_extensions}
-export DS_ACCELERATOR=${DS_ACCELERATOR:-cpu}
+# DS_ACCELERATOR is left unset: each process that imports DeepSpeed picks cuda or cpu from what it
+# sees (leader.ray_utils.select_ds_accelerator); set it only to force one.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 export RAY_USAGE_STATS_ENABLED=0

@@ -43,31 +43,35 @@ class TeacherConfig:
     backbone_path: str | None = None
 
 
-class TeacherModel(nn.Module):
-    def __init__(self, backbone: nn.Module, spec: BackboneSpec, tokenizer, cfg: TeacherConfig):
-        super().__init__()
-        self.backbone = backbone  # peft-wrapped
-        self.spec, self.tokenizer, self.cfg = spec, tokenizer, cfg
-        self.d_hidden = int(backbone.config.hidden_size)
-        self.head = nn.Linear(self.d_hidden, cfg.n_meds)  # replaces the LM head
+class _HeadMixin:
+    """The Linear(d_h, |meds|) head with its fixed standardisation: shared by the teacher and by
+    the CPU copy the LP stage fits (under ZeRO-3 the engine's own head is partitioned)."""
+
+    head: nn.Linear
+    feat_mean: torch.Tensor
+    feat_scale: torch.Tensor
+
+    def _init_head(self, d_hidden: int, n_meds: int) -> None:
+        self.head = nn.Linear(d_hidden, n_meds)  # replaces the LM head
         # Fixed standardisation of the pooled state before the head (identity until set): pooled
         # sentence features are narrow (MiniLM: per-dimension std ~0.07), so an unscaled head
         # needs weights of norm ~100 that a small LR never reaches. Buffers, not parameters.
-        self.register_buffer("feat_mean", torch.zeros(self.d_hidden))
-        self.register_buffer("feat_scale", torch.ones(self.d_hidden))
-
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        return pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+        self.register_buffer("feat_mean", torch.zeros(d_hidden))
+        self.register_buffer("feat_scale", torch.ones(d_hidden))
 
     def head_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, d_h) pooled state -> (B, M) logits; also used on cached frozen features (LP)."""
-        x = (h.to(self.head.weight.dtype) - self.feat_mean) / self.feat_scale
-        return self.head(x)
+        """(B, d_h) pooled state -> (B, M) fp32 logits; also used on cached frozen features (LP).
+        The standardisation runs in fp32: under DeepSpeed fp16, dividing by a per-dimension std of
+        ~0.07 (or the 1e-6 floor) can overflow fp16. The head is called as a module so ZeRO-3's
+        hooks gather its partitioned weights."""
+        x = (h.float() - self.feat_mean.float()) / self.feat_scale.float()  # (B, d_h)
+        return self.head(x.to(self.head.weight.dtype)).float()  # (B, M)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.pooled(input_ids, attention_mask)  # (B, d_h): the feature-KD target
-        return self.head_logits(h), h
+    def restore_fp32_buffers(self) -> None:
+        """DeepSpeed's fp16 engine calls module.half(), which also turns the standardisation
+        buffers to fp16; they are statistics, not weights, and stay fp32."""
+        for name in NORM_KEYS:
+            setattr(self, name, getattr(self, name).float())
 
     def init_head_from_prior(self, freq: np.ndarray) -> None:
         """Start at the drug-frequency prior: bias = logit(train frequency), weights 0. A default
@@ -79,9 +83,39 @@ class TeacherModel(nn.Module):
             self.head.weight.zero_()
 
     def set_standardization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        dev = self.feat_mean.device
         with torch.no_grad():
-            self.feat_mean.copy_(torch.as_tensor(mean, dtype=self.feat_mean.dtype))
-            self.feat_scale.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=self.feat_scale.dtype))
+            self.feat_mean.copy_(torch.as_tensor(mean, dtype=self.feat_mean.dtype, device=dev))
+            self.feat_scale.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=self.feat_scale.dtype, device=dev))
+
+
+class TeacherHead(_HeadMixin, nn.Module):
+    """The head alone, on CPU (the LP stage fits it on cached features)."""
+
+    def __init__(self, d_hidden: int, n_meds: int, state: dict[str, torch.Tensor] | None = None):
+        super().__init__()
+        self._init_head(d_hidden, n_meds)
+        if state:
+            self.head.load_state_dict({k: v.float().cpu() for k, v in state.items()})
+
+
+class TeacherModel(_HeadMixin, nn.Module):
+    def __init__(self, backbone: nn.Module, spec: BackboneSpec, tokenizer, cfg: TeacherConfig):
+        super().__init__()
+        self.backbone = backbone  # peft-wrapped
+        self.spec, self.tokenizer, self.cfg = spec, tokenizer, cfg
+        self.d_hidden = int(backbone.config.hidden_size)
+        self._init_head(self.d_hidden, cfg.n_meds)
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # use_cache=False: one forward per prompt, never a generation; LLaMA's default cache would
+        # keep ~0.5 MiB of keys/values per token (16 GiB at eval batch 16 x 2048 tokens on 7B).
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.pooled(input_ids, attention_mask)  # (B, d_h): the feature-KD target
+        return self.head_logits(h), h
 
     @staticmethod
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

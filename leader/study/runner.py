@@ -1145,15 +1145,22 @@ def run_study(
     `dashboard` starts a local Ray's dashboard (127.0.0.1 only) so progress can be watched, and
     gives Ray Train the state API it polls. Raises StudyIncomplete (non-zero exit) when a unit failed."""
     from leader.ray_utils import cluster_address, ensure_ray
+    from leader.storage import check_study_storage, nodes_see_folder
     from leader.study.lock import StudyLock
     from leader.study.summary import summary_lines
 
     spec = load_study(path)
+    raw = expand_env(str(storage_path or spec.storage_path))
+    source = "--storage-path" if storage_path else f"{path}: storage_path"
+    clustered = cluster_address(address) is not None
+    check_study_storage(raw, clustered=clustered, source=source)  # before Ray starts: no work, no wait
     study_dir = spec.study_dir(storage_path)
+    ray = ensure_ray(address, dashboard=dashboard)
+    if clustered:
+        nodes_see_folder(study_dir, source=source)
     study_dir.mkdir(parents=True, exist_ok=True)
     with StudyLock(study_dir, echo=echo):
         write_text(study_dir / "spec.yaml", resolved_yaml(spec))
-        ray = ensure_ray(address, dashboard=dashboard)
         url = ray._private.worker.get_dashboard_url() if dashboard and cluster_address(address) is None else None
         if url:
             echo(f"Ray dashboard: http://{url} (this machine only; token in ~/.ray/auth_token)")

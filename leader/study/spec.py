@@ -218,6 +218,15 @@ class TeacherResourceSpec(_Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DeepSpeed ranks) for teacher fine-tuning.")
     cpu_per_worker: float = Field(1, gt=0)
     gpu_per_worker: float = Field(0, ge=0)
+    gpu_memory_gb: float = Field(
+        32, gt=0, description="Memory of one GPU (V100: 16 or 32); `study plan` refuses a teacher that cannot fit."
+    )
+    gpu_peak_tflops: float = Field(
+        125, gt=0, description="Peak dense TFLOP/s of one GPU at the training precision (V100 fp16 tensor cores: 125)."
+    )
+    assumed_mfu: float = Field(
+        0.3, gt=0, le=1, description="Share of the peak a teacher step reaches, for `study plan`'s GPU-hour estimate."
+    )
 
 
 class ReportSpec(_Strict):

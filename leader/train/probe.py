@@ -25,8 +25,9 @@ from leader.metrics import mean_metrics
 
 
 @torch.no_grad()
-def frozen_features(model, prompts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
-    """Pooled last-layer states (B, d_h) of `prompts`, in order, batched by length."""
+def frozen_features(model, prompts: list[str], max_length: int, batch_size: int = 32, device=None) -> np.ndarray:
+    """Pooled last-layer states (B, d_h) of `prompts`, in order, batched by length; inputs go to
+    `device` (the training engine's: DeepSpeed never moves inputs)."""
     from leader.models.teacher import length_buckets
 
     was_training = model.training
@@ -35,7 +36,10 @@ def frozen_features(model, prompts: list[str], max_length: int, batch_size: int 
     out = np.zeros((len(prompts), model.d_hidden), np.float32)
     for idx in length_buckets(tok, prompts, batch_size):
         enc = tok([prompts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        out[idx] = model.pooled(enc["input_ids"], enc["attention_mask"]).float().numpy()
+        ii, mm = enc["input_ids"], enc["attention_mask"]
+        if device is not None:
+            ii, mm = ii.to(device), mm.to(device)
+        out[idx] = model.pooled(ii, mm).float().cpu().numpy()
     model.train(was_training)
     return out
 

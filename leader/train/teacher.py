@@ -50,9 +50,11 @@ class TeacherTrainConfig(BaseModel):
     zero_stage: Literal[2, 3] = Field(2, description="DeepSpeed ZeRO stage.")
     deepspeed_config: str | None = Field(
         None,
-        description="DeepSpeed JSON (default cluster/deepspeed/zero{2,3}_cpu.json); batch sizes and grad "
-        "accumulation are filled from this config.",
+        description="DeepSpeed JSON (default: cluster/deepspeed/zero{2,3}_v100_fp16.json on GPUs, "
+        "zero{2,3}_cpu.json on CPU); batch sizes, grad accumulation, precision and offload are then set from "
+        "this config's fields.",
     )
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs Ray reserves for each training worker.")
     fp16: bool = Field(False, description="fp16 mixed precision with loss scaling (GPU only).")
     cpu_offload: bool = Field(False, description="Offload optimizer state (and ZeRO-3 params) to CPU memory.")
     epochs: int = Field(1, ge=1, description="Passes over the training split.")
@@ -123,7 +125,16 @@ class TeacherTrainConfig(BaseModel):
         "32 GB V100s.",
     )
     max_failures: int = Field(
-        1, ge=0, description="Ray Train worker-group restarts after a failure (resume from the latest checkpoint)."
+        3,
+        ge=-1,
+        description="Ray Train worker-group restarts after a failure (resume from the latest checkpoint); "
+        "-1 = unlimited. Each preemption of a spot GPU node costs one.",
+    )
+    max_nonfinite_steps: int = Field(
+        10,
+        ge=1,
+        description="Consecutive optimizer steps whose loss is NaN/inf (fp16 overflow in the forward) before the "
+        "run fails; each such step is skipped on every rank and counted.",
     )
     max_train_samples: int | None = Field(
         None, ge=1, description="Use only the first N training samples (smoke tests)."
@@ -145,7 +156,8 @@ class TeacherTrainConfig(BaseModel):
         if self.deepspeed_config:
             p = Path(self.deepspeed_config)
             return p if p.is_absolute() else repo_root() / p
-        return repo_root() / "cluster" / "deepspeed" / f"zero{self.zero_stage}_cpu.json"
+        kind = "v100_fp16" if self.use_gpu else "cpu"  # the GPU files carry the tuned ZeRO buckets
+        return repo_root() / "cluster" / "deepspeed" / f"zero{self.zero_stage}_{kind}.json"
 
 
 @dataclass
@@ -171,6 +183,10 @@ def build_ds_config(cfg: TeacherTrainConfig, world: int, cuda: bool) -> dict:
         if zo["stage"] == 3:
             zo["offload_param"] = {"device": "cpu", "pin_memory": cuda}
     ds["zero_optimization"] = zo
+    if zo.get("offload_optimizer"):
+        # we pass a torch AdamW (DeepSpeed's CPU Adam compiles a C++ op); DeepSpeed refuses any
+        # optimizer but its own under offload unless told otherwise
+        ds["zero_force_ds_cpu_optimizer"] = False
     fp16 = bool(cfg.fp16 and cuda)
     ds["fp16"] = {**ds.get("fp16", {}), "enabled": fp16} if fp16 else {"enabled": False}
     ds.setdefault("bf16", {"enabled": False})
@@ -226,9 +242,12 @@ def total_steps(cfg: TeacherTrainConfig, n_train: int, world: int) -> int:
     return min(t, cfg.max_steps) if cfg.max_steps else t
 
 
-def _tok(tok, prompts: list[str], max_length: int):
+def _tok(tok, prompts: list[str], max_length: int, device=None):
+    """Token ids and mask (B, L) on `device`: DeepSpeed moves the model, never the inputs."""
     enc = tok(prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return enc["input_ids"], enc["attention_mask"]
+    if device is None:
+        return enc["input_ids"], enc["attention_mask"]
+    return enc["input_ids"].to(device, non_blocking=True), enc["attention_mask"].to(device, non_blocking=True)
 
 
 def _rss_mb() -> float:
@@ -306,11 +325,17 @@ def check_learning(metrics: dict, cfg: TeacherTrainConfig) -> None:
 
 
 def final_train_loss(losses: list[float]) -> float | None:
-    """Mean of the last 10 % of step losses (one step is too noisy to judge)."""
-    if not losses:
+    """Mean of the last 10 % of step losses (one step is too noisy to judge); skipped non-finite
+    steps are recorded as NaN and left out."""
+    finite = [x for x in losses if x is not None and math.isfinite(x)]
+    if not finite:
         return None
-    k = max(1, len(losses) // 10)
-    return float(np.mean(losses[-k:]))
+    k = max(1, len(finite) // 10)
+    return float(np.mean(finite[-k:]))
+
+
+class NonFiniteLossError(LeaderError):
+    """Too many consecutive optimizer steps had a NaN/inf loss (fp16 overflow, a broken batch)."""
 
 
 # ----------------------------------------------------------------------------- worker loop
@@ -334,7 +359,7 @@ def _shard_gather(fn, items: list, rank: int, world: int, dist) -> list:
     return out
 
 
-def _predict(module, prompts: list[str], max_length: int, bs: int):
+def _predict(module, prompts: list[str], max_length: int, bs: int, device=None):
     """Sigmoid probabilities of `prompts` (in order), batched by token length."""
     import torch
 
@@ -344,7 +369,7 @@ def _predict(module, prompts: list[str], max_length: int, bs: int):
     out = np.zeros((len(prompts), module.cfg.n_meds), np.float32)
     with torch.no_grad():
         for idx in length_buckets(tok, prompts, bs):
-            ii, mm = _tok(tok, [prompts[j] for j in idx], max_length)
+            ii, mm = _tok(tok, [prompts[j] for j in idx], max_length, device)
             logits, _ = module(ii, mm)
             out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
     return out
@@ -352,7 +377,8 @@ def _predict(module, prompts: list[str], max_length: int, bs: int):
 
 def _eval_sharded(engine, prompts, max_length, bs, rank, world, dist):
     engine.eval()
-    rows = _shard_gather(lambda ps: _predict(engine.module, ps, max_length, bs), prompts, rank, world, dist)
+    fn = lambda ps: _predict(engine.module, ps, max_length, bs, engine.device)  # noqa: E731
+    rows = _shard_gather(fn, prompts, rank, world, dist)
     engine.train()
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, engine.module.cfg.n_meds), np.float32)
 
@@ -364,16 +390,17 @@ def _group_metrics(y, p, groups, prefix: str) -> dict:
     return {f"{prefix}_{r.group}_{r.metric}": float(r.mean) for r in s.itertuples()}
 
 
-def _fit_probe_head(model, cfg: TeacherTrainConfig, H_tr, y_tr, H_va, y_va) -> dict:
-    """Rank 0: the standardisation of the frozen states, then the linear probe on them (LP of LP-FT)."""
+def _fit_probe_head(head, cfg: TeacherTrainConfig, H_tr, y_tr, H_va, y_va) -> dict:
+    """Rank 0, on a CPU copy of the head: the standardisation of the frozen states, then the
+    linear probe on them (LP of LP-FT)."""
     from leader.train.probe import fit_probe
 
     mean, std = H_tr.mean(0), H_tr.std(0)
-    model.set_standardization(mean, std)
+    head.set_standardization(mean, std)
     res = None
     if cfg.lp_epochs and H_va is not None:
         res = fit_probe(
-            model,
+            head,
             H_tr,
             y_tr,
             H_va,
@@ -393,58 +420,82 @@ def _fit_probe_head(model, cfg: TeacherTrainConfig, H_tr, y_tr, H_va, y_va) -> d
     }
 
 
-def _probe_stage(model, cfg: TeacherTrainConfig, data: dict, rank: int, world: int, dist) -> dict:
-    """Frozen pass (sharded over ranks) -> standardisation -> linear probe, fitted on rank 0
-    and broadcast, so every rank starts fine-tuning from the same head. Returns what the
-    checkpoint must remember (norm, probe metrics, probe test probabilities)."""
-    from leader.metrics import mean_metrics
+def _frozen_states(module, cfg: TeacherTrainConfig, data: dict, rank: int, world: int, dist, device) -> dict:
+    """Pooled states of the frozen backbone (LoRA still at its zero init) for the prompts the LP
+    stage needs, sharded over ranks and computed on the training device."""
     from leader.train.probe import frozen_features
 
     tr, va, te = data["train"], data["val"], data["test"]
     n_norm = len(tr["prompts"]) if cfg.lp_epochs else min(256, len(tr["prompts"]))
-    feats = lambda ps: frozen_features(model, ps, cfg.max_length, cfg.eval_batch_size)  # noqa: E731
-    t0 = time.perf_counter()
+    feats = lambda ps: frozen_features(module, ps, cfg.max_length, cfg.eval_batch_size, device)  # noqa: E731
+    want_val = bool(cfg.lp_epochs and va["prompts"])
+    want_test = bool(cfg.lp_epochs and cfg.eval_test and te["prompts"])
     if rank == 0:
-        n_all = (
-            n_norm
-            + (len(va["prompts"]) if cfg.lp_epochs else 0)
-            + (len(te["prompts"]) if cfg.lp_epochs and cfg.eval_test else 0)
-        )
+        n_all = n_norm + len(va["prompts"]) * want_val + len(te["prompts"]) * want_test
         print(
-            f"[teacher] frozen pass over {n_all} prompts on {world} worker(s) (linear probe: {cfg.lp_epochs} epochs)",
+            f"[teacher] frozen pass over {n_all} prompts on {world} worker(s), {device} "
+            f"(linear probe: {cfg.lp_epochs} epochs)",
             flush=True,
         )
-    H_tr = np.stack(_shard_gather(feats, tr["prompts"][:n_norm], rank, world, dist))
-    H_va = np.stack(_shard_gather(feats, va["prompts"], rank, world, dist)) if cfg.lp_epochs and va["prompts"] else None
-    want_test = cfg.lp_epochs and cfg.eval_test and te["prompts"]
-    H_te = np.stack(_shard_gather(feats, te["prompts"], rank, world, dist)) if want_test else None
-    out: dict = {"frozen_pass_s": time.perf_counter() - t0}
-    payload = [None]
+    return {
+        "n_norm": n_norm,
+        "H_tr": np.stack(_shard_gather(feats, tr["prompts"][:n_norm], rank, world, dist)),
+        "H_va": np.stack(_shard_gather(feats, va["prompts"], rank, world, dist)) if want_val else None,
+        "H_te": np.stack(_shard_gather(feats, te["prompts"], rank, world, dist)) if want_test else None,
+    }
+
+
+def _probe_stage(module, cfg: TeacherTrainConfig, data: dict, rank: int, world: int, dist, device, head_state) -> dict:
+    """Frozen pass (sharded over ranks, on `device`) -> standardisation -> linear probe, fitted on
+    rank 0 on a CPU copy of the head (`head_state`: its current weights) and broadcast, so every
+    rank starts fine-tuning from the same head. Returns the fitted norm and head ('mean', 'std',
+    'head') and what the checkpoint must remember (probe metrics, probe test probabilities)."""
+    import torch
+
+    from leader.metrics import mean_metrics
+    from leader.models.teacher import TeacherHead
+
+    tr, te = data["train"], data["test"]
+    t0 = time.perf_counter()
+    H = _frozen_states(module, cfg, data, rank, world, dist, device)
+    out: dict = {"frozen_pass_s": time.perf_counter() - t0, "frozen_pass_device": str(device)}
+    payload: list = [None]
     if rank == 0:
         print(f"[teacher] frozen pass done in {out['frozen_pass_s']:.0f} s", flush=True)
-    if rank == 0:
-        payload = [_fit_probe_head(model, cfg, H_tr, np.asarray(tr["labels"])[:n_norm], H_va, va["labels"])]
+        head = TeacherHead(H["H_tr"].shape[1], len(tr["labels"][0]), head_state)
+        payload = [
+            _fit_probe_head(
+                head, cfg, H["H_tr"], np.asarray(tr["labels"])[: H["n_norm"]], H["H_va"], data["val"]["labels"]
+            )
+        ]
+        if payload[0]["head"] is not None:
+            head.head.load_state_dict(payload[0]["head"])
+        if H["H_te"] is not None:
+            with torch.no_grad():
+                p_te = torch.sigmoid(head.head_logits(torch.from_numpy(H["H_te"]))).numpy()
+            out["probe_test_probs"] = p_te
+            out["probe_test_prauc"] = mean_metrics(np.asarray(te["labels"]), p_te)["prauc"]
+            payload[0]["probe_test_prauc"] = out["probe_test_prauc"]
+        fit = payload[0]
+        if fit["probe_val_prauc"] is not None:
+            print(
+                f"[teacher] linear probe: val PRAUC {fit['probe_val_prauc']:.3f} (epoch {fit['probe_epoch']})",
+                flush=True,
+            )
     if world > 1:
         dist.broadcast_object_list(payload, src=0)
     got = payload[0]
-    if rank == 0 and got["probe_val_prauc"] is not None:
-        print(
-            f"[teacher] linear probe: val PRAUC {got['probe_val_prauc']:.3f} (epoch {got['probe_epoch']})", flush=True
-        )
-    model.set_standardization(got["mean"], got["std"])
-    if got["head"] is not None:
-        model.head.load_state_dict(got["head"])
-    out.update(
-        probe_val_prauc=got["probe_val_prauc"], probe_epoch=got["probe_epoch"], probe_history=got["probe_history"]
-    )
-    if H_te is not None:
-        import torch
-
-        with torch.no_grad():
-            p_te = torch.sigmoid(model.head_logits(torch.from_numpy(H_te))).numpy()
-        out["probe_test_probs"] = p_te
-        out["probe_test_prauc"] = mean_metrics(np.asarray(te["labels"]), p_te)["prauc"]
+    out.update({k: got.get(k) for k in ("mean", "std", "head", "probe_val_prauc", "probe_epoch", "probe_history")})
+    if got.get("probe_test_prauc") is not None:
+        out["probe_test_prauc"] = got["probe_test_prauc"]
     return out
+
+
+def _apply_probe(module, probe: dict) -> None:
+    """A plain (single-process) module takes the fitted norm and head directly."""
+    module.set_standardization(probe["mean"], probe["std"])
+    if probe["head"] is not None:
+        module.head.load_state_dict(probe["head"])
 
 
 class _Progress:
@@ -502,19 +553,26 @@ def _load_trainable(engine, state: dict, rank: int) -> None:
 
 class _TeacherRun:
     """One worker's DeepSpeed run, step by step. State that a checkpoint must carry lives in
-    `self.st` (step, losses, validation history, probe, best validation) plus `best_state`."""
+    `self.st` (step, losses, validation history, probe, best validation) plus `best_state`.
+    `ctx` says where it runs (leader.train.teacher_context: Ray Train, or one local process)."""
 
-    def __init__(self, config: dict):
-        import deepspeed
-        import ray.train
+    def __init__(self, config: dict, ctx=None):
         import torch
         import torch.distributed as dist
 
         from leader.console import captured_stdout, quiet_train_worker
+        from leader.ray_utils import select_ds_accelerator
 
         self.config, self.cfg, self.data = config, TeacherTrainConfig(**config["cfg"]), config["data"]
-        ctx = ray.train.get_context()
-        self.rank, self.world, self.dist = ctx.get_world_rank(), ctx.get_world_size(), dist
+        select_ds_accelerator(self.cfg.use_gpu)  # before DeepSpeed is imported in this process
+        import deepspeed
+
+        if ctx is None:
+            from leader.train.teacher_context import RayTrainContext
+
+            ctx = RayTrainContext()
+        self.ctx, self.rank, self.world, self.dist = ctx, ctx.rank, ctx.world, dist
+        self.device = ctx.device(self.cfg.use_gpu)
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
         quiet_train_worker()
         with captured_stdout():
@@ -523,50 +581,75 @@ class _TeacherRun:
         self.tr = self.data["train"]
         self.T = total_steps(self.cfg, len(self.tr["prompts"]), self.world)
         init_head(self.model, self.cfg, self.tr["labels"])
-        self.st: dict = {"step": 0, "losses": [], "history": [], "probe": {}, "best_val": None, "best_step": None}
+        self.st: dict = {
+            "step": 0,
+            "losses": [],
+            "history": [],
+            "probe": {},
+            "best_val": None,
+            "best_step": None,
+            "nonfinite_steps": 0,
+            "nonfinite_run": 0,
+        }
         self.best_state: dict | None = None
         self.probe_test_probs = None
         self.resumed_from = None
 
     def start(self) -> None:
-        """Fresh run: probe stage first; resumed run: everything from the checkpoint."""
+        """DeepSpeed first (the model moves to the training device), then on a fresh run the probe
+        stage runs there; a resumed run takes everything from its checkpoint."""
         import deepspeed
-        import ray.train
         import torch
 
-        cfg, ckpt = self.cfg, ray.train.get_checkpoint()
-        if ckpt is None and cfg.uses_standardization:
-            probe = _probe_stage(self.model, cfg, self.data, self.rank, self.world, self.dist)
-            self.probe_test_probs = probe.pop("probe_test_probs", None)
-            self.st["probe"] = probe
-            self.st["norm"] = {"mean": self.model.feat_mean.tolist(), "std": self.model.feat_scale.tolist()}
-            if probe.get("probe_val_prauc") is not None:
-                self.st["best_val"], self.st["best_step"] = probe["probe_val_prauc"], 0
+        cfg, ckpt = self.cfg, self.ctx.latest_checkpoint()
         opt = torch.optim.AdamW(optimizer_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, self.T))
         self.engine, _, _, _ = deepspeed.initialize(
             model=self.model,
             optimizer=opt,
             lr_scheduler=sched,
-            config=build_ds_config(cfg, self.world, cfg.use_gpu and torch.cuda.is_available()),
+            config=build_ds_config(cfg, self.world, self.device.type == "cuda"),
         )
+        self.engine.module.restore_fp32_buffers()
+        self.device = self.engine.device
+        if ckpt is None and cfg.uses_standardization:
+            self._run_probe()
         if self.st["best_step"] == 0 and cfg.keep_best:
             self.best_state = _trainable_state(self.engine)  # the probe: LoRA at its zero init + fitted head
         if ckpt is not None:
             self._restore(ckpt)
 
+    def _run_probe(self) -> None:
+        """LP of LP-FT on the engine's device; the fitted head is written into the engine (gathered
+        under ZeRO-3) and DeepSpeed's fp32 master copies are refreshed from it."""
+        head_state = {k[len("head.") :]: v for k, v in _trainable_state(self.engine).items() if k.startswith("head.")}
+        probe = _probe_stage(
+            self.engine.module, self.cfg, self.data, self.rank, self.world, self.dist, self.device, head_state
+        )
+        self.engine.module.set_standardization(probe.pop("mean"), probe.pop("std"))
+        head = probe.pop("head")
+        if head is not None:
+            _load_trainable(self.engine, {f"head.{k}": v for k, v in head.items()}, self.rank)
+            _refresh_master_weights(self.engine)
+        self.probe_test_probs = probe.pop("probe_test_probs", None)
+        self.st["probe"] = probe
+        self.st["norm"] = {"mean": self.engine.module.feat_mean.tolist(), "std": self.engine.module.feat_scale.tolist()}
+        if probe.get("probe_val_prauc") is not None:
+            self.st["best_val"], self.st["best_step"] = probe["probe_val_prauc"], 0
+
     def _restore(self, ckpt) -> None:
         from safetensors.torch import load_file
 
-        with ckpt.as_directory() as d:
+        with ckpt as d:
+            d = Path(d)
             self.engine.load_checkpoint(
-                d, tag="ds", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+                str(d), tag="ds", load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
             )
-            self.st = json.loads((Path(d) / "state.json").read_text())
-            if (Path(d) / "best.safetensors").exists():
-                self.best_state = load_file(str(Path(d) / "best.safetensors"))
-            if (Path(d) / "probe_test_probs.npy").exists():
-                self.probe_test_probs = np.load(Path(d) / "probe_test_probs.npy")
+            self.st = {"nonfinite_steps": 0, "nonfinite_run": 0, **json.loads((d / "state.json").read_text())}
+            if (d / "best.safetensors").exists():
+                self.best_state = load_file(str(d / "best.safetensors"))
+            if (d / "probe_test_probs.npy").exists():
+                self.probe_test_probs = np.load(d / "probe_test_probs.npy")
         if self.st.get("norm"):
             self.engine.module.set_standardization(
                 np.asarray(self.st["norm"]["mean"]), np.asarray(self.st["norm"]["std"])
@@ -574,8 +657,6 @@ class _TeacherRun:
         self.resumed_from = self.st["step"]
 
     def checkpoint(self, metrics: dict, name: str) -> None:
-        import ray.train
-        from ray.train import Checkpoint
         from safetensors.torch import save_file
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -588,7 +669,7 @@ class _TeacherRun:
                     )
                 if self.probe_test_probs is not None:  # the Probe baseline row survives a restart
                     np.save(Path(tmp) / "probe_test_probs.npy", self.probe_test_probs)
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+            self.ctx.report(metrics, tmp, name)
 
     def validate(self, epoch: int) -> float:
         from leader.metrics import mean_metrics
@@ -604,23 +685,49 @@ class _TeacherRun:
             self.best_state = _trainable_state(self.engine)
         return v
 
-    def train_step(self, gb: np.ndarray, y: torch.Tensor) -> float:  # noqa: F821
-        """One optimizer step over the global batch `gb` (this rank's micro batches)."""
+    def _all_finite(self, loss) -> bool:
+        """Every rank's loss is finite (a MIN all-reduce on the backend's device): the skip decision
+        must be the same everywhere, or the ranks' gradient collectives would no longer match."""
         import torch
 
-        cfg, tot = self.cfg, 0.0
+        ok = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+        if self.world > 1:
+            self.dist.all_reduce(ok, op=self.dist.ReduceOp.MIN)
+        return bool(ok.item() > 0)
+
+    def train_step(self, gb: np.ndarray, y: torch.Tensor) -> float:  # noqa: F821
+        """One optimizer step over the global batch `gb` (this rank's micro batches). A micro batch
+        whose loss is non-finite on any rank is skipped on all of them (no backward, no step) and
+        counted; NaN is recorded when every micro batch of the step was skipped."""
+        import torch
+
+        cfg, tot, n_ok = self.cfg, 0.0, 0
         for m in range(cfg.grad_accum):
             lo = (m * self.world + self.rank) * cfg.batch_size
             idx = gb[lo : lo + cfg.batch_size]
-            ii, mm = _tok(self.model.tokenizer, [self.tr["prompts"][i] for i in idx], cfg.max_length)
+            ii, mm = _tok(self.model.tokenizer, [self.tr["prompts"][i] for i in idx], cfg.max_length, self.device)
             logits, _ = self.engine(ii, mm)
-            loss = self.model.loss(logits, y[idx].to(logits.device))
+            loss = self.model.loss(logits, y[idx].to(logits.device, non_blocking=True))
+            if not self._all_finite(loss):
+                continue
             self.engine.backward(loss)
             self.engine.step()
-            tot += float(loss.detach()) / cfg.grad_accum
-        lt = torch.tensor([tot], dtype=torch.float64)
-        self.dist.all_reduce(lt)
-        return float(lt.item()) / self.world
+            tot, n_ok = tot + float(loss.detach()), n_ok + 1
+        self._count_nonfinite(n_ok < cfg.grad_accum)
+        lt = torch.tensor([tot / max(n_ok, 1)], dtype=torch.float64, device=self.device)
+        self.dist.all_reduce(lt)  # on the backend's device: NCCL has no CPU tensors
+        return float(lt.item()) / self.world if n_ok else float("nan")
+
+    def _count_nonfinite(self, skipped: bool) -> None:
+        st = self.st
+        st["nonfinite_steps"] += int(skipped)
+        st["nonfinite_run"] = st["nonfinite_run"] + 1 if skipped else 0
+        if st["nonfinite_run"] >= self.cfg.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f"teacher {self.cfg.backbone}: {st['nonfinite_run']} consecutive optimizer steps had a NaN/inf loss "
+                f"(step {st['step'] + 1}, {st['nonfinite_steps']} in all): fp16 overflow in the forward (known for "
+                f"Qwen on V100) or a broken batch. Try fp16: false (fp32), a lower lr, or check the prompts."
+            )
 
     def train(self) -> dict:
         """All steps; returns throughput figures. Checkpoints at epoch ends / every N steps."""
@@ -681,9 +788,6 @@ class _TeacherRun:
 
     def finish(self, speed: dict) -> None:
         """The best-validation state (probe included) -> test metrics by group -> save."""
-        import ray.train
-        from ray.train import Checkpoint
-
         from leader.train.probe import prior_bce
 
         cfg, st, te = self.cfg, self.st, self.data["test"]
@@ -701,6 +805,8 @@ class _TeacherRun:
             "final_train_loss": final_train_loss(st["losses"]),
             "best_val_prauc": st["best_val"],
             "best_step": st["best_step"],
+            "nonfinite_steps": st.get("nonfinite_steps", 0),
+            "fp16_skipped_steps": int(getattr(self.engine, "skipped_steps", 0) or 0),
             **{k: v for k, v in st["probe"].items() if k != "probe_history"},
         }
         if cfg.eval_test and te["prompts"]:
@@ -714,11 +820,7 @@ class _TeacherRun:
         with tempfile.TemporaryDirectory() as tmp:
             if self.rank == 0:
                 self._save(Path(tmp) / "teacher", final, state)
-            ray.train.report(
-                final,
-                checkpoint=Checkpoint.from_directory(tmp) if self.rank == 0 else None,
-                checkpoint_dir_name="final",
-            )
+            self.ctx.report(final, tmp if self.rank == 0 else None, "final")
 
     def _save(self, out: Path, final: dict, state: dict) -> None:
         from leader.models.teacher import save_teacher
@@ -736,7 +838,8 @@ class _TeacherRun:
         target = self.engine.module
         if self.engine.zero_optimization_stage() == 3:
             target = _build_model(cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"], train=False)
-            target.set_standardization(self.engine.module.feat_mean.numpy(), self.engine.module.feat_scale.numpy())
+            m = self.engine.module
+            target.set_standardization(m.feat_mean.float().cpu().numpy(), m.feat_scale.float().cpu().numpy())
         save_teacher(target, out, meta, trainable_state=state)
         if self.probe_test_probs is not None:
             np.savez(
@@ -746,10 +849,20 @@ class _TeacherRun:
             )
 
 
-def _train_loop(config: dict) -> None:
-    run = _TeacherRun(config)
+def _refresh_master_weights(engine) -> None:
+    """After writing trainable parameters by hand: ZeRO keeps fp32 master copies (and under fp16
+    the module holds fp16 ones), and the next optimizer step would start from the stale masters."""
+    refresh = getattr(getattr(engine, "optimizer", None), "refresh_fp32_params", None)
+    if callable(refresh):
+        refresh()
+
+
+def _train_loop(config: dict, ctx=None) -> dict:
+    """What each Ray Train worker runs (`ctx` None), or one local process (a LocalContext)."""
+    run = _TeacherRun(config, ctx)
     run.start()
     run.finish(run.train())
+    return run.st
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -821,13 +934,15 @@ def train_teacher(
     storage = Path(storage_path).resolve()
     name = name or f"teacher_{ds.name}_{cfg.backbone}_z{cfg.zero_stage}_w{cfg.workers}"
     cpus = ray.cluster_resources().get("CPU", 1)
-    threads = max(1, int(cpus // cfg.workers)) if not cfg.use_gpu else 4
+    threads = max(1, int(cpus // cfg.workers)) if not cfg.use_gpu else max(1, int(cfg.cpus_per_worker))
     stats = prompt_stats(data)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config=_loop_config(ds, cfg, data, spec, corpus, threads, stats),
         scaling_config=ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": 1} if not cfg.use_gpu else None
+            num_workers=cfg.workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
         ),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         run_config=RunConfig(
@@ -851,6 +966,23 @@ def train_teacher(
     return TeacherTrainResult(out, metrics)
 
 
+def train_teacher_in_process(ds, cfg: TeacherTrainConfig, out_dir: str | Path, threads: int = 0) -> TeacherTrainResult:
+    """The real worker loop (DeepSpeed, probe, checkpoints, finite checks) in THIS process, world
+    size 1, no Ray: what `scripts/gpu_check.py` and the CPU tests of DeepSpeed paths (ZeRO-3 +
+    checkpointing, offload) run. Checkpoints are folders under `out_dir`/run; calling it again on
+    the same folder resumes from the newest one."""
+    import torch
+
+    from leader.train.teacher_context import LocalContext
+
+    data, spec, corpus = _inputs_and_spec(ds, cfg)
+    total_steps(cfg, len(data["train"]["prompts"]), 1)
+    ctx = LocalContext(Path(out_dir) / "run", backend="nccl" if cfg.use_gpu else "gloo")
+    config = _loop_config(ds, cfg, data, spec, corpus, threads or torch.get_num_threads(), prompt_stats(data))
+    _train_loop(config, ctx)
+    return TeacherTrainResult(ctx.root / "final" / "teacher", ctx.reports[-1])
+
+
 def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -> list[float]:
     """Single-process plain-torch reference: the same prompts, head init, probe stage, parameter
     groups and global batches as a `world`-worker run (per-worker batch x world in one step).
@@ -863,7 +995,8 @@ def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -
     tr = data["train"]
     init_head(model, cfg, tr["labels"])
     if cfg.uses_standardization:
-        _probe_stage(model, cfg, data, 0, 1, None)
+        head = {k[len("head.") :]: v for k, v in model.trainable_state().items() if k.startswith("head.")}
+        _apply_probe(model, _probe_stage(model, cfg, data, 0, 1, None, None, head))
     n = len(tr["prompts"])
     T = total_steps(cfg, n, world)
     G = cfg.batch_size * cfg.grad_accum * world

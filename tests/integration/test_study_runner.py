@@ -205,11 +205,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit(tmp_path):
+@pytest.fixture()
+def shared_mount():
+    """/mnt/leader as cluster/runtime_env.yaml names it: the test uses the file as written, so
+    it needs that folder (made here when it can be, and removed again if this test made it)."""
+    import shutil
+    import uuid
+
+    root = Path("/mnt/leader")
+    made = not root.exists()
+    try:
+        (root / "storage").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        pytest.skip(f"cannot create {root} for cluster/runtime_env.yaml ({e})")
+    name = f"job_{uuid.uuid4().hex[:8]}"
+    yield root, name
+    shutil.rmtree(root if made else root / "storage" / name, ignore_errors=True)
+
+
+def test_ray_job_submit(tmp_path, shared_mount):
+    """The README's cluster command, verbatim: `ray job submit --runtime-env cluster/runtime_env.yaml
+    --working-dir .` to a `ray start --head` cluster, results in $LEADER_STORAGE."""
     import ray
+
+    root, name = shared_mount
 
     ray.shutdown()  # an in-process Ray left by an earlier test holds the default agent ports
     env = _env()
+    if not (Path.home() / ".ray" / "auth_token").is_file():  # as docs/cluster.md says: once per machine
+        subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True, timeout=60)
     # every port explicit: a second Ray on this machine (another test's, a user's) would otherwise
     # take the dashboard agent's default port, and this head would never get a job agent
     ports = {
@@ -247,15 +271,17 @@ def test_ray_job_submit(tmp_path):
     try:
         assert (Path.home() / ".ray" / "auth_token").is_file()
         p = REPO / "studies" / "_test_job.yaml"  # inside the working dir that is uploaded
-        p.write_text(STUDENT_ONLY.format(name="job", storage=tmp_path / "out", epochs=1, n=2))
+        p.write_text(STUDENT_ONLY.format(name=name, storage="${LEADER_STORAGE}", epochs=1, n=2))
         cmd = [
             RAY,
             "job",
             "submit",
             "--address",
             "http://127.0.0.1:8275",
+            "--runtime-env",
+            "cluster/runtime_env.yaml",
             "--working-dir",
-            str(REPO),
+            ".",
             "--",
             "leader",
             "study",
@@ -271,7 +297,13 @@ def test_ray_job_submit(tmp_path):
             time.sleep(10)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert "study finished" in r.stdout
-        assert (tmp_path / "out" / "job" / "results" / "metrics.parquet").is_file()
+        assert (root / "storage" / name / "results" / "metrics.parquet").is_file()
+        # the same cluster refuses a relative storage_path before any work (it would land in the job's
+        # unpacked working_dir on the head)
+        p.write_text(STUDENT_ONLY.format(name=name + "_rel", storage="studies_out", epochs=1, n=2))
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert r.returncode != 0
+        assert "storage_path" in r.stdout + r.stderr and "relative" in r.stdout + r.stderr
     finally:
         (REPO / "studies" / "_test_job.yaml").unlink(missing_ok=True)
         _stop_cluster("6391")

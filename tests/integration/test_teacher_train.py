@@ -9,8 +9,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("backbone,stage,fail_at", [("tiny-llama", 2, None), ("tiny-qwen2", 3, 3)])
-def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, tmp_path, backbone, stage, fail_at):
+@pytest.mark.parametrize(
+    "backbone,stage,fail_at,lp_epochs",
+    # lp_epochs > 0: the probe is fitted AFTER deepspeed.initialize and written into the engine, so
+    # the run only matches the reference if ZeRO's fp32 master copies were refreshed from it
+    [("tiny-llama", 2, None, 0), ("tiny-qwen2", 3, 3, 0), ("tiny-llama", 3, None, 3)],
+)
+def test_distributed_matches_single_process_and_resumes(
+    ray_local, teacher_ds, tmp_path, backbone, stage, fail_at, lp_epochs
+):
     from leader.metrics import mean_metrics
     from leader.models.teacher import load_teacher
 
@@ -26,6 +33,7 @@ def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, t
         max_eval_samples=16,
         fail_at_step=fail_at,
         max_failures=1,
+        lp_epochs=lp_epochs,
         # mechanics on a tiny model that knows nothing: start at p = 0.5 so 5 steps must lower the
         # loss visibly (a prior-initialised head starts at the floor), and no learned-nothing guard
         head_init="default",
@@ -40,6 +48,8 @@ def test_distributed_matches_single_process_and_resumes(ray_local, teacher_ds, t
         f"[teacher-train] {backbone} zero={stage} steps/s/worker={m['steps_per_s_per_worker']:.3f} "
         f"peak_rss_mb/worker={m['rss_mb_peak_worker']:.0f}"
     )
+    if lp_epochs:
+        assert m["frozen_pass_device"] == "cpu" and m["probe_val_prauc"] is not None  # after initialize, on its device
     if fail_at is not None:
         assert m["resumed_from"] == 2  # latest checkpoint before the crash at step 3
     else:

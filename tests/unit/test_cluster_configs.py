@@ -111,6 +111,12 @@ def test_runtime_env_parses_with_ray(runtime_env):
     assert env.working_dir() == "."
     assert env.env_vars()["HF_HUB_OFFLINE"] == "1"
     assert env.env_vars()["LEADER_CACHE"].startswith("/mnt/leader")
+    assert env.env_vars()["LEADER_STORAGE"].startswith("/mnt/leader")
+    # every path a paper study reads is named, and the head never decides the workers' accelerator
+    assert {"LEADER_LLAMA7B_PATH", "LEADER_QWEN7B_PATH", "LEADER_QWEN18B_PATH", "MIMIC3_ROOT", "MIMIC4_ROOT"} <= set(
+        env.env_vars()
+    )
+    assert "DS_ACCELERATOR" not in env.env_vars()
 
 
 def test_runtime_env_excludes_data_but_ships_code(runtime_env, tmp_path):
@@ -248,10 +254,16 @@ def test_kuberay_manifest_shape_and_security(kuberay, launcher):
         spec = group["template"]["spec"]
         claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v]
         assert claims == [pvc["metadata"]["name"]]
+        assert spec["securityContext"]["fsGroup"] == 1000  # the shared volume is writable by the pods' user
         for c in spec["containers"]:
             env = {e["name"]: e.get("value") for e in c["env"]}
-            assert env["RAY_AUTH_MODE"] == "token" and env["LEADER_CACHE"].startswith("/mnt/leader")
+            # token auth comes from KubeRay's authOptions, not hand-set env vars
+            assert "RAY_AUTH_MODE" not in env and env["LEADER_CACHE"].startswith("/mnt/leader")
+            assert env["LEADER_STORAGE"] == "/mnt/leader/storage" and "DS_ACCELERATOR" not in env
             assert any(m["mountPath"] == "/mnt/leader" for m in c["volumeMounts"])
+    assert rc["spec"]["authOptions"] == {"mode": "token", "secretName": "leader-ray-token"}
+    (init,) = head["template"]["spec"]["initContainers"]
+    assert "/mnt/leader/storage" in " ".join(init["command"]) and init["securityContext"]["runAsUser"] == 1000
     (wc,) = worker["template"]["spec"]["containers"]
     assert wc["resources"]["limits"]["nvidia.com/gpu"] == gpu_type["resources"]["GPU"] == 8
     assert worker["rayStartParams"]["num-gpus"] == "8"
