@@ -43,10 +43,13 @@ def check_study_storage(raw: str, *, clustered: bool, source: str = "storage_pat
 
 def nodes_see_folder(folder: Path, *, source: str = "storage_path") -> None:
     """Write a marker into `folder` and read it back from a task pinned to every alive node."""
-    folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f".shared-check-{uuid.uuid4().hex[:12]}"
     token = uuid.uuid4().hex
-    marker.write_text(token)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(token)
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot write to {folder} ({e.strerror or e})") from None
     try:
         blind = nodes_missing(marker, token)
     finally:

@@ -43,6 +43,16 @@ class TeacherConfig:
     backbone_path: str | None = None
 
 
+class Fp32Linear(nn.Linear):
+    """nn.Linear that computes in fp32 whatever its weights' dtype: under DeepSpeed fp16 they are
+    fp16 copies of fp32 masters, and a standardised input (divided by a per-dimension std as small
+    as the 1e-6 floor) overflows fp16. Still called as a module, so ZeRO-3 gathers its weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return nn.functional.linear(x.float(), self.weight.float(), bias)
+
+
 class _HeadMixin:
     """The Linear(d_h, |meds|) head with its fixed standardisation: shared by the teacher and by
     the CPU copy the LP stage fits (under ZeRO-3 the engine's own head is partitioned)."""
@@ -52,7 +62,7 @@ class _HeadMixin:
     feat_scale: torch.Tensor
 
     def _init_head(self, d_hidden: int, n_meds: int) -> None:
-        self.head = nn.Linear(d_hidden, n_meds)  # replaces the LM head
+        self.head = Fp32Linear(d_hidden, n_meds)  # replaces the LM head
         # Fixed standardisation of the pooled state before the head (identity until set): pooled
         # sentence features are narrow (MiniLM: per-dimension std ~0.07), so an unscaled head
         # needs weights of norm ~100 that a small LR never reaches. Buffers, not parameters.
@@ -60,12 +70,10 @@ class _HeadMixin:
         self.register_buffer("feat_scale", torch.ones(d_hidden))
 
     def head_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, d_h) pooled state -> (B, M) fp32 logits; also used on cached frozen features (LP).
-        The standardisation runs in fp32: under DeepSpeed fp16, dividing by a per-dimension std of
-        ~0.07 (or the 1e-6 floor) can overflow fp16. The head is called as a module so ZeRO-3's
-        hooks gather its partitioned weights."""
+        """(B, d_h) pooled state -> (B, M) logits, in fp32 (see Fp32Linear); also used on cached
+        frozen features (LP)."""
         x = (h.float() - self.feat_mean.float()) / self.feat_scale.float()  # (B, d_h)
-        return self.head(x.to(self.head.weight.dtype)).float()  # (B, M)
+        return self.head(x)  # (B, M)
 
     def restore_fp32_buffers(self) -> None:
         """DeepSpeed's fp16 engine calls module.half(), which also turns the standardisation
