@@ -237,6 +237,7 @@ class StudyRunner:
             opts = {**t.options.model_dump(exclude_unset=True), "backbone": bb}
             opts.setdefault("workers", tr.num_workers)
             opts.setdefault("use_gpu", tr.gpu_per_worker > 0)
+            opts.setdefault("cpus_per_worker", tr.cpu_per_worker)
             # one Ray Train run folder per key: a killed driver resumes the same run from its
             # latest checkpoint, and a changed config never restores another config's run. A run
             # that had finished (its copied output failed verification) is not resumable: train anew.

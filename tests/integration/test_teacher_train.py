@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
     "backbone,stage,fail_at,lp_epochs",
     # lp_epochs > 0: the probe is fitted AFTER deepspeed.initialize and written into the engine, so
     # the run only matches the reference if ZeRO's fp32 master copies were refreshed from it
-    [("tiny-llama", 2, None, 0), ("tiny-qwen2", 3, 3, 0), ("tiny-llama", 3, None, 3)],
+    [("tiny-llama", 2, None, 0), ("tiny-qwen2", 3, 3, 0), ("tiny-llama", 3, None, 10)],
 )
 def test_distributed_matches_single_process_and_resumes(
     ray_local, teacher_ds, tmp_path, backbone, stage, fail_at, lp_epochs
@@ -28,12 +28,13 @@ def test_distributed_matches_single_process_and_resumes(
         max_steps=5,
         batch_size=4,
         max_length=64,
-        lr=1e-2,
+        lr=1e-2 if not lp_epochs else 1e-3,  # from the probe's head a large step diverges and amplifies fp noise
         checkpoint_every=2,
         max_eval_samples=16,
         fail_at_step=fail_at,
         max_failures=1,
         lp_epochs=lp_epochs,
+        lp_lr=0.05,  # the probe moves the head (best epoch >= 0), so the write into the engine matters
         # mechanics on a tiny model that knows nothing: start at p = 0.5 so 5 steps must lower the
         # loss visibly (a prior-initialised head starts at the floor), and no learned-nothing guard
         head_init="default",
@@ -42,14 +43,16 @@ def test_distributed_matches_single_process_and_resumes(
     res = train_teacher(teacher_ds, cfg, tmp_path / "store")
     m = res.metrics
     losses = m["losses"]
-    assert len(losses) == 5 and losses[-1] < losses[0] - 0.1
+    assert len(losses) == 5 and np.isfinite(losses).all()
+    if not lp_epochs:  # from p = 0.5 five steps must lower the loss visibly (the probe starts far lower)
+        assert losses[-1] < losses[0] - 0.1
     assert m["zero_stage"] == stage and m["world_size"] == 2
     print(
         f"[teacher-train] {backbone} zero={stage} steps/s/worker={m['steps_per_s_per_worker']:.3f} "
         f"peak_rss_mb/worker={m['rss_mb_peak_worker']:.0f}"
     )
     if lp_epochs:
-        assert m["frozen_pass_device"] == "cpu" and m["probe_val_prauc"] is not None  # after initialize, on its device
+        assert m["frozen_pass_device"] == "cpu" and m["probe_epoch"] >= 0  # after initialize, on its device
     if fail_at is not None:
         assert m["resumed_from"] == 2  # latest checkpoint before the crash at step 3
     else:
