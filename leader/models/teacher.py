@@ -50,7 +50,8 @@ class Fp32Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.float()
-        return nn.functional.linear(x.float(), self.weight.float(), bias)
+        with torch.autocast(x.device.type, enabled=False):  # bf16 autocast covers the backbone only
+            return nn.functional.linear(x.float(), self.weight.float(), bias)
 
 
 class _HeadMixin:
@@ -114,12 +115,22 @@ class TeacherModel(_HeadMixin, nn.Module):
         self.spec, self.tokenizer, self.cfg = spec, tokenizer, cfg
         self.d_hidden = int(backbone.config.hidden_size)
         self._init_head(self.d_hidden, cfg.n_meds)
+        self.precision = "fp32"  # what the backbone computes in (leader.precision); set_precision
+        self.autocast_dtype: torch.dtype | None = None
+
+    def set_precision(self, used: str, device_type: str = "cpu") -> None:
+        from leader.precision import autocast_dtype
+
+        self.precision, self.autocast_dtype = used, autocast_dtype(used, device_type)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # use_cache=False: one forward per prompt, never a generation; LLaMA's default cache would
         # keep ~0.5 MiB of keys/values per token (16 GiB at eval batch 16 x 2048 tokens on 7B).
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        return pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+        dt = self.autocast_dtype
+        with torch.autocast(input_ids.device.type, dtype=dt or torch.bfloat16, enabled=dt is not None):
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        h = pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+        return h.float() if dt is not None else h
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.pooled(input_ids, attention_mask)  # (B, d_h): the feature-KD target
@@ -217,6 +228,7 @@ def save_teacher(
         "lora_rank": cfg.lora_rank,
         "lora_alpha": cfg.lora_alpha,
         "kind": model.spec.kind,
+        "precision": model.precision,  # what the backbone computed in (leader.precision)
         "tokenizer_dir": str(model.spec.path) if model.spec.path else None,
         **(meta or {}),
     }
@@ -275,9 +287,13 @@ def length_buckets(tokenizer, prompts: list[str], batch_size: int) -> list[np.nd
 
 
 def load_teacher(
-    in_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    in_dir: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    precision: str | None = None,
 ) -> LoadedTeacher:
-    """Registry backbone + saved adapter + saved head."""
+    """Registry backbone + saved adapter + saved head. `precision` (leader.precision) defaults to
+    the format the teacher was trained in, where `device` has it (`for_inference`)."""
     from peft import PeftModel
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
@@ -318,4 +334,9 @@ def load_teacher(
     model.head.load_state_dict(head)
     if norm:
         model.set_standardization(norm["feat_mean"].numpy(), norm["feat_scale"].numpy())
-    return LoadedTeacher(model.to(device).eval(), meta)
+    from leader.precision import for_inference, resolve
+
+    dev = torch.device(device)
+    used = resolve(precision, dev.type) if precision else for_inference(meta.get("precision"), dev.type)
+    model.set_precision(used, dev.type)
+    return LoadedTeacher(model.to(dev).eval(), meta)

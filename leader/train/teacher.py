@@ -56,6 +56,11 @@ class TeacherTrainConfig(BaseModel):
     )
     cpus_per_worker: float = Field(1, gt=0, description="CPUs Ray reserves for each training worker.")
     fp16: bool = Field(False, description="fp16 mixed precision with loss scaling (GPU only).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Backbone number format (leader.precision): auto = bf16 autocast on a CPU with AVX512-BF16/AMX, "
+        "else fp32; on GPUs the fp16 flag (DeepSpeed loss scaling). Master weights, head and loss stay fp32.",
+    )
     cpu_offload: bool = Field(False, description="Offload optimizer state (and ZeRO-3 params) to CPU memory.")
     epochs: int = Field(1, ge=1, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (across epochs).")
@@ -92,6 +97,11 @@ class TeacherTrainConfig(BaseModel):
         True,
         description="Fail the run when the final training loss is not below the "
         "prior-level BCE (the teacher learned nothing about patients).",
+    )
+    length_buckets: bool = Field(
+        True,
+        description="Batch prompts of similar token length together across the epoch (shuffled buckets): less "
+        "padding computed. False = random global batches (each still sorted into micro batches).",
     )
     fit_prompts: bool = Field(
         True,
@@ -187,7 +197,7 @@ def build_ds_config(cfg: TeacherTrainConfig, world: int, cuda: bool) -> dict:
         # we pass a torch AdamW (DeepSpeed's CPU Adam compiles a C++ op); DeepSpeed refuses any
         # optimizer but its own under offload unless told otherwise
         ds["zero_force_ds_cpu_optimizer"] = False
-    fp16 = bool(cfg.fp16 and cuda)
+    fp16 = cuda and resolve_precision(cfg, "cuda") == "fp16"
     ds["fp16"] = {**ds.get("fp16", {}), "enabled": fp16} if fp16 else {"enabled": False}
     ds.setdefault("bf16", {"enabled": False})
     ds["steps_per_print"] = ds.get("steps_per_print", 10**9)
@@ -211,7 +221,15 @@ def _build_model(cfg: TeacherTrainConfig, n_meds: int, backbone_path: str | None
     )
     if train and cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    dev = "cuda" if cfg.use_gpu else "cpu"
+    model.set_precision(resolve_precision(cfg, dev), dev)
     return model
+
+
+def resolve_precision(cfg: TeacherTrainConfig, device_type: str) -> str:
+    from leader.precision import resolve
+
+    return resolve(cfg.precision, device_type, fp16=cfg.fp16)
 
 
 def lr_lambda(cfg: TeacherTrainConfig, total_steps: int):
@@ -226,10 +244,34 @@ def lr_lambda(cfg: TeacherTrainConfig, total_steps: int):
     return f
 
 
-def global_batches(n: int, global_batch: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Seeded order of one epoch, cut into full global batches (the remainder is dropped)."""
-    perm = np.random.default_rng(seed + 1000 * epoch).permutation(n)
-    return [perm[i * global_batch : (i + 1) * global_batch] for i in range(n // global_batch)]
+def global_batches(n: int, global_batch: int, seed: int, epoch: int, lens=None) -> list[np.ndarray]:
+    """Seeded order of one epoch, cut into full global batches (a random remainder is dropped).
+    With `lens` (token lengths) the batches are length buckets: the kept samples sorted by length,
+    cut into global batches, and the batches shuffled, so each step pads to a length close to its
+    prompts' (sorting inside a random global batch still pads every step to its longest prompt)."""
+    rng = np.random.default_rng(seed + 1000 * epoch)
+    perm = rng.permutation(n)[: (n // global_batch) * global_batch]
+    if lens is not None:
+        perm = perm[np.argsort(np.asarray(lens)[perm], kind="stable")]
+    batches = [perm[i * global_batch : (i + 1) * global_batch] for i in range(n // global_batch)]
+    return [batches[i] for i in rng.permutation(len(batches))] if lens is not None else batches
+
+
+def token_lengths(tokenizer, prompts: list[str], max_length: int) -> np.ndarray:
+    """Tokens each prompt costs (cut at max_length, as the batches are)."""
+    ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    return np.minimum(np.array([len(x) for x in ids]), max_length)
+
+
+def padding_share(batches: list[np.ndarray], lens: np.ndarray, micro: int) -> float:
+    """Share of the tokens computed that are padding, over micro batches of `micro` prompts taken
+    in order from each (length-sorted) global batch."""
+    pad = total = 0
+    for gb in batches:
+        for i in range(0, len(gb), micro):
+            m = lens[gb[i : i + micro]]
+            pad, total = pad + int(m.max() * len(m) - m.sum()), total + int(m.max() * len(m))
+    return pad / total if total else 0.0
 
 
 def total_steps(cfg: TeacherTrainConfig, n_train: int, world: int) -> int:
@@ -735,9 +777,8 @@ class _TeacherRun:
 
         cfg, st, n = self.cfg, self.st, len(self.tr["prompts"])
         G = cfg.batch_size * cfg.grad_accum * self.world
-        lens = np.array(
-            [len(x) for x in self.model.tokenizer(self.tr["prompts"], add_special_tokens=True)["input_ids"]]
-        )
+        lens = token_lengths(self.model.tokenizer, self.tr["prompts"], cfg.max_length)
+        run: list[np.ndarray] = []  # the global batches this run computed (padding share)
         y = torch.from_numpy(np.array(self.tr["labels"], dtype=np.float32))  # writable copy
         spe = n // G
         t_train, n_timed, peak = 0.0, 0, _rss_mb()
@@ -745,7 +786,7 @@ class _TeacherRun:
         self.engine.train()
         while st["step"] < self.T:
             epoch = st["step"] // spe
-            batches = global_batches(n, G, cfg.seed, epoch)
+            batches = global_batches(n, G, cfg.seed, epoch, lens if cfg.length_buckets else None)
             for s in range(st["step"] % spe, spe):
                 if st["step"] >= self.T:
                     break
@@ -753,7 +794,8 @@ class _TeacherRun:
                 t0 = time.perf_counter()
                 # Sorting the global batch by length groups similar prompts into each micro batch:
                 # less padding, and the same samples (hence the same mean gradient) per step.
-                st["losses"].append(self.train_step(batches[s][np.argsort(lens[batches[s]], kind="stable")], y))
+                run.append(batches[s][np.argsort(lens[batches[s]], kind="stable")])
+                st["losses"].append(self.train_step(run[-1], y))
                 st["step"] += 1
                 if st["step"] > 1:  # the first step pays warm-up costs
                     t_train += time.perf_counter() - t0
@@ -771,6 +813,7 @@ class _TeacherRun:
             "steps_per_s_per_worker": per_s,
             "samples_per_s_per_worker": per_s * cfg.batch_size * cfg.grad_accum,
             "rss_mb_peak_worker": peak,
+            "padding_share": padding_share(run, lens, cfg.batch_size),
         }
 
     def _maybe_fail(self) -> None:
@@ -801,6 +844,7 @@ class _TeacherRun:
             **speed,
             "world_size": self.world,
             "zero_stage": self.engine.zero_optimization_stage(),
+            "precision": self.model.precision,
             "prior_bce": prior_bce(np.asarray(self.tr["labels"])),
             "final_train_loss": final_train_loss(st["losses"]),
             "best_val_prauc": st["best_val"],
@@ -1007,7 +1051,8 @@ def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -
     losses, step, spe = [], 0, n // G
     model.train()
     while step < T:
-        for gb in global_batches(n, G, cfg.seed, step // spe)[step % spe :]:
+        lens = token_lengths(model.tokenizer, tr["prompts"], cfg.max_length) if cfg.length_buckets else None
+        for gb in global_batches(n, G, cfg.seed, step // spe, lens)[step % spe :]:
             if step >= T:
                 break
             opt.zero_grad()

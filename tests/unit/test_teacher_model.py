@@ -104,3 +104,55 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients():
     for n in grads[0]:
         assert grads[0][n].abs().sum() > 0, n
         torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-4, atol=1e-6)
+
+
+def test_length_buckets_cover_the_epoch_with_less_padding():
+    from leader.train.teacher import padding_share
+
+    rng = np.random.default_rng(0)
+    lens = rng.integers(20, 400, size=64)
+    plain, buck = global_batches(64, 8, 0, 0), global_batches(64, 8, 0, 0, lens)
+    assert sorted(np.concatenate(buck)) == list(range(64))  # every sample once (64 = 8 full batches)
+    assert all(np.ptp(lens[b]) < np.ptp(lens) / 2 for b in buck)  # each step's prompts are alike in length
+    sort = [b[np.argsort(lens[b], kind="stable")] for b in plain]
+    assert padding_share(buck, lens, 4) < padding_share(sort, lens, 4) / 2
+    assert [list(b) for b in buck] != [list(b) for b in global_batches(64, 8, 0, 1, lens)]  # reshuffled per epoch
+    # the dropped remainder is random, not always the longest prompts
+    dropped = [set(range(60)) - set(np.concatenate(global_batches(60, 8, 0, e, lens[:60]))) for e in range(5)]
+    assert len(set.union(*dropped)) > 4
+
+
+def test_padding_share_by_hand():
+    from leader.train.teacher import padding_share
+
+    lens = np.array([2, 4, 4, 4])
+    assert padding_share([np.array([0, 1, 2, 3])], lens, 2) == pytest.approx(2 / 16)
+
+
+def test_precision_resolution(monkeypatch):
+    from leader import precision as P
+    from leader.errors import ConfigError
+
+    monkeypatch.setattr(P, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    assert P.resolve("auto", "cpu") == "bf16" and P.resolve("fp32", "cpu") == "fp32"
+    assert P.resolve("auto", "cuda", fp16=True) == "fp16" and P.resolve("auto", "cuda") == "fp32"
+    monkeypatch.setattr(P, "cpu_bf16_flags", lambda: ())
+    assert P.resolve("auto", "cpu") == "fp32"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        P.resolve("fp16", "cpu")
+    assert P.autocast_dtype("bf16", "cpu") == torch.bfloat16 and P.autocast_dtype("fp16", "cuda") is None
+
+
+def test_bf16_backbone_keeps_the_head_and_outputs_fp32():
+    from leader.models.teacher import build_teacher
+
+    m = build_teacher("tiny-llama", 3, lora_rank=4, seed=0)
+    enc = m.tokenizer(["a record of diagnoses", "another one"], padding=True, return_tensors="pt")
+    ref_logits, ref_h = m(enc["input_ids"], enc["attention_mask"])
+    m.set_precision("bf16", "cpu")
+    logits, h = m(enc["input_ids"], enc["attention_mask"])
+    assert logits.dtype == h.dtype == torch.float32 and m.head.weight.dtype == torch.float32
+    torch.testing.assert_close(h, ref_h, rtol=0.05, atol=0.05)  # bf16 keeps ~3 significant digits
+    loss = m.loss(logits, torch.tensor([[1.0, 0, 1], [0, 1, 0]]))
+    loss.backward()
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in m.parameters())

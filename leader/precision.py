@@ -1,0 +1,68 @@
+"""Which number format the teacher's backbone computes in, decided once per process.
+
+Why: on CPU the teacher is matmul-bound, and CPUs with AVX512-BF16 or AMX run bf16 matmuls
+several times faster than fp32 (this 2-core machine: ~80 GFLOP/s fp32 vs ~400 bf16 on one thread,
+`scripts/bench_teacher.py` measures both). The backbone's forward then runs under bf16 autocast;
+master weights, the head, the loss and the optimizer stay fp32. On V100s the format is fp16 through
+DeepSpeed's loss-scaled engine (V100 has no bf16), which is not an autocast matter.
+
+`precision` values: 'auto' (bf16 on a CPU that has it, else fp32; on CUDA: what DeepSpeed's fp16
+flag says), 'fp32', 'bf16', 'fp16' (CUDA + DeepSpeed only).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.cache
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The bf16 matmul instructions this CPU reports (Linux /proc/cpuinfo; none elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return tuple(f for f in BF16_CPU_FLAGS if f in flags)
+
+
+def resolve(requested: str, device_type: str, fp16: bool = False) -> str:
+    """The format actually used ('fp32' | 'bf16' | 'fp16') for `requested` on `device_type`."""
+    from leader.errors import ConfigError
+
+    if device_type == "cuda":
+        if requested == "bf16":
+            raise ConfigError("precision: bf16 on CUDA is not supported here (V100 has no bf16); use fp16 or fp32")
+        return "fp16" if (requested == "fp16" or (requested == "auto" and fp16)) else "fp32"
+    if requested == "fp16":
+        raise ConfigError("precision: fp16 needs a CUDA GPU (DeepSpeed's loss-scaled engine); use bf16 or fp32 on CPU")
+    if requested == "bf16" or (requested == "auto" and cpu_bf16_flags()):
+        return "bf16"
+    return "fp32"
+
+
+def autocast_dtype(used: str, device_type: str) -> torch.dtype | None:
+    """The autocast dtype for a forward in format `used`: bf16 on CPU only (fp16 on CUDA is
+    DeepSpeed's half() module, not autocast)."""
+    return torch.bfloat16 if used == "bf16" and device_type == "cpu" else None
+
+
+def for_inference(saved: str | None, device_type: str) -> str:
+    """A saved teacher computes in the format it was trained in where `device_type` has it: a
+    bf16-trained teacher stays bf16 on CPU (its validation PRAUC is reproduced) and runs fp32 on
+    a GPU; an fp16 one runs in the CPU's best format; one saved without a format, as 'auto' says."""
+    if saved == "bf16":
+        return "bf16" if device_type == "cpu" else "fp32"
+    if saved == "fp16":
+        return "fp16" if device_type == "cuda" else resolve("auto", device_type)
+    return saved if saved == "fp32" else resolve("auto", device_type)
