@@ -930,7 +930,9 @@ def prebuild_comm_op(use_gpu: bool) -> None:
     """Build DeepSpeed's CPU shared-memory comm op once in the driver: when every worker
     builds it at start-up, they race on the same $TORCH_EXTENSIONS_DIR and one of them can die
     with 'ninja: build stopped' (seen here), costing a worker-group restart."""
-    if use_gpu or os.environ.get("DS_ACCELERATOR", "cpu") != "cpu":
+    from leader.ray_utils import select_ds_accelerator
+
+    if use_gpu or select_ds_accelerator(use_gpu=False) != "cpu":
         return
     from deepspeed.comm.torch import build_shm_op
 
