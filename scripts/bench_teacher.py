@@ -1,16 +1,20 @@
 """Teacher quality and speed against the physical limit, through the platform's own trainer
 (Ray Train + DeepSpeed, `train_teacher`), on one synthetic cohort. Writes
-reports/bench/teacher.json (flat dict).
+reports/bench/teacher.json (flat dict); every ratio comes from runs made in this one invocation.
 
-Quality: test PRAUC of the drug-frequency prior, the frozen-backbone linear probe (the LP stage)
-and the LP-FT teacher (best validation state), MiniLM.
-Speed: tokens/s, samples/s and achieved FLOP/s of teacher training per worker, against this
-machine's fp32 matmul FLOP/s measured in the same run with the same thread count
-(`*_train_mfu`). FLOPs per trained sample = 4 x non-embedding params x tokens (forward 2, the
+Before / after (issue: bf16 on AVX512-BF16/AMX + length-bucketed batches): `before` = fp32 and
+random global batches (each sorted into micro batches), `after` = `precision: auto` (bf16 autocast
+on this CPU) and `length_buckets: true`. Speed runs: MiniLM (LP frozen pass + LoRA steps) and
+SmolLM2-135M (LoRA steps). Quality: a full LP-FT MiniLM run in each mode, test PRAUC with a paired
+patient bootstrap (leader.significance) of bf16 vs fp32.
+
+The limit: fp32 and bf16 matmul GFLOP/s measured in this run, on the worker's thread count, at the
+model's real FFN shape (micro batch x mean tokens, hidden -> intermediate) and at 1024^3; MFU is
+reported against each. FLOPs per trained sample = 4 x non-embedding params x tokens (forward 2,
 activation gradients 2; LoRA freezes the base, so no weight gradients) + attention score/value
-matmuls (6 x layers x tokens^2 x hidden forward+backward); LoRA's own FLOPs are < 1 %.
+matmuls (6 x layers x tokens^2 x hidden); a frozen-pass sample costs a third of that.
 
-Usage: python scripts/bench_teacher.py [--patients 1200] [--steps 60] [--smollm2-steps 4]
+Usage: python scripts/bench_teacher.py [--patients 1200] [--steps 60] [--speed-steps 8] [--smollm2-steps 4]
 """
 
 from __future__ import annotations
@@ -24,23 +28,40 @@ from pathlib import Path
 
 import numpy as np
 
+MODES = {  # the TeacherTrainConfig fields that differ between the two sides of every ratio
+    "before": {"precision": "fp32", "length_buckets": False},
+    "after": {"precision": "auto", "length_buckets": True},
+}
 
-def matmul_peak_gflops(threads: int, n: int = 1024, reps: int = 20) -> float:
-    """Best-of fp32 GEMM throughput at `threads` intra-op threads (the same count a worker uses)."""
+
+def matmul_gflops(threads: int, m: int, k: int, n: int, dtype: str, reps: int = 10) -> float:
+    """Best-of GEMM throughput of (m, k) @ (k, n) at `threads` intra-op threads."""
     import torch
 
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(m, k, dtype=dt), torch.randn(k, n, dtype=dt)
     for _ in range(3):
         a @ b
     best = 0.0
     for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+        best = max(best, 2 * m * k * n / (time.perf_counter() - t0))
     torch.set_num_threads(old)
     return best / 1e9
+
+
+def peaks(threads: int, dims: dict, rows: int) -> dict:
+    """fp32 / bf16 peaks at the model's FFN shape and at 1024^3 (the better one is the limit)."""
+    out = {}
+    for dt in ("fp32", "bf16"):
+        at_shape = matmul_gflops(threads, rows, dims["hidden"], dims["intermediate"], dt)
+        square = matmul_gflops(threads, 1024, 1024, 1024, dt)
+        out[dt] = max(at_shape, square)
+        out[f"{dt}_at_model_shape"], out[f"{dt}_square_1024"] = at_shape, square
+    return out
 
 
 def model_dims(backbone: str) -> dict:
@@ -61,6 +82,7 @@ def model_dims(backbone: str) -> dict:
         "non_embedding_params": total - emb,
         "layers": cfg.num_hidden_layers,
         "hidden": cfg.hidden_size,
+        "intermediate": cfg.intermediate_size,
         "path": path,
     }
 
@@ -87,8 +109,9 @@ def prior_prauc(ds) -> float:
     return mean_metrics(ds.labels(te), np.tile(freq, (len(te), 1)))["prauc"]
 
 
-def run_speed(out: dict, prefix: str, ds, cfg_kw: dict, storage: Path, peak: float, workers: int) -> dict:
-    """Train a few steps and derive throughput / MFU; returns the run's metrics."""
+def run_speed(out: dict, prefix: str, ds, cfg_kw: dict, storage: Path, pk: dict, workers: int) -> dict:
+    """Train a few steps (and the LP frozen pass when lp_epochs > 0); derive throughput and MFU
+    against both peaks. Returns the run's metrics and checkpoint dir."""
     from leader.train.teacher import TeacherTrainConfig, _inputs_and_spec, train_teacher
 
     cfg = TeacherTrainConfig(**cfg_kw)
@@ -98,142 +121,140 @@ def run_speed(out: dict, prefix: str, ds, cfg_kw: dict, storage: Path, peak: flo
     t0 = time.perf_counter()
     res = train_teacher(ds, cfg, storage, name=prefix)
     m = res.metrics
-    sps = float(m["samples_per_s_per_worker"])
-    flops = train_flops_per_sample(dims, toks)
+    sps, flops = float(m["samples_per_s_per_worker"]), train_flops_per_sample(dims, toks)
+    got = sps * flops / 1e9
     out.update(
         {
+            f"{prefix}_precision": m.get("precision"),
+            f"{prefix}_padding_share": round(float(m.get("padding_share", float("nan"))), 3),
             f"{prefix}_wall_s": round(time.perf_counter() - t0, 1),
             f"{prefix}_mean_tokens": round(toks, 1),
             f"{prefix}_train_samples_per_s_per_worker": round(sps, 3),
             f"{prefix}_train_tokens_per_s_per_worker": round(sps * toks, 1),
             f"{prefix}_train_gflop_per_sample": round(flops / 1e9, 2),
-            f"{prefix}_train_achieved_gflops_per_worker": round(sps * flops / 1e9, 2),
-            f"{prefix}_train_mfu": round(sps * flops / 1e9 / peak, 3),
+            f"{prefix}_train_achieved_gflops_per_worker": round(got, 2),
+            f"{prefix}_train_mfu_vs_fp32_peak": round(got / pk["fp32"], 3),
+            f"{prefix}_train_mfu_vs_bf16_peak": round(got / pk["bf16"], 3),
             f"{prefix}_epoch_wall_s": round(len(data["train"]["prompts"]) / (sps * workers), 1),
-            f"{prefix}_non_embedding_params": dims["non_embedding_params"],
         }
     )
-    return m
+    if m.get("frozen_pass_s"):
+        n_frozen = (
+            len(data["train"]["prompts"])
+            + len(data["val"]["prompts"])
+            + len(data["test"]["prompts"]) * bool(cfg.eval_test)
+        )
+        out[f"{prefix}_frozen_pass_s"] = round(float(m["frozen_pass_s"]), 1)
+        out[f"{prefix}_frozen_samples_per_s"] = round(n_frozen / float(m["frozen_pass_s"]), 2)
+    return {"metrics": m, "dir": res.checkpoint_dir}
+
+
+def ratio(out: dict, name: str, num: str, den: str) -> None:
+    if num in out and den in out and out[den]:
+        out[name] = round(out[num] / out[den], 2)
+
+
+def speed_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
+    """MiniLM (frozen pass + LoRA steps) and SmolLM2 (LoRA steps), before and after."""
+    quick = {
+        "max_steps": a.speed_steps,
+        "require_learning": False,
+        "lp_epochs": 1,
+        "max_train_samples": 512,
+        "max_eval_samples": 128,
+        "eval_test": False,
+    }
+    for mode, kw in MODES.items():
+        run_speed(out, f"minilm_{mode}", ds, {**base, **quick, **kw}, storage, pk, a.workers)
+    ratio(out, "minilm_epoch_speedup", "minilm_before_epoch_wall_s", "minilm_after_epoch_wall_s")
+    ratio(out, "minilm_frozen_pass_speedup", "minilm_after_frozen_samples_per_s", "minilm_before_frozen_samples_per_s")
+    if not a.smollm2_steps:
+        return
+    smol = {**base, **quick, "backbone": "smollm2-135m", "batch_size": 2, "max_steps": a.smollm2_steps}
+    smol.update(lp_epochs=0, max_train_samples=64)
+    try:
+        for mode, kw in MODES.items():
+            run_speed(out, f"smollm2_{mode}", ds, {**smol, **kw}, storage, pk, a.workers)
+        ratio(out, "smollm2_epoch_speedup", "smollm2_before_epoch_wall_s", "smollm2_after_epoch_wall_s")
+    except Exception as e:  # the wheel may be absent: say so rather than fail the bench
+        out["smollm2_skipped"] = f"{type(e).__name__}: {e}"[:300]
+
+
+def test_scores(ds, teacher_dir: Path) -> np.ndarray:
+    """Per-sample PRAUC of a saved teacher on the test split, in the format it was trained in."""
+    from leader.metrics import sample_metrics
+    from leader.models.teacher import load_teacher
+
+    t = load_teacher(teacher_dir)
+    ids = ds.samples("test")["sample_id"].to_numpy()
+    probs, _ = t.infer(t.prompts(ds, ids), batch_size=32)
+    return sample_metrics(ds.labels(ids), probs)["prauc"]
+
+
+def quality_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
+    """Full LP-FT MiniLM in each mode; bf16 vs fp32 test PRAUC with a paired patient bootstrap."""
+    from leader.significance import paired_test
+
+    lpft = {**base, "lp_epochs": 30, "lr": 1e-3, "head_lr_mult": 10, "max_steps": a.steps}
+    lpft.update(eval_every=max(1, a.steps // 3), warmup=0.1)
+    scores = {}
+    for mode, kw in MODES.items():
+        r = run_speed(out, f"minilm_lpft_{mode}", ds, {**lpft, **kw}, storage, pk, a.workers)
+        m = r["metrics"]
+        out[f"minilm_lpft_{mode}_teacher_prauc"] = round(m["test_overall_prauc"], 4)
+        out[f"minilm_lpft_{mode}_probe_prauc"] = round(m["probe_test_prauc"], 4)
+        out[f"minilm_lpft_{mode}_best_step"] = m["best_step"]
+        scores[mode] = test_scores(ds, r["dir"])
+    patients = ds.samples("test")["patient_id"].to_numpy()
+    t = paired_test(scores["after"][None], scores["before"][None], patients)
+    out.update(
+        minilm_lpft_bf16_minus_fp32_prauc=round(t.diff, 4),
+        minilm_lpft_bf16_minus_fp32_ci_low=round(t.ci_low, 4),
+        minilm_lpft_bf16_minus_fp32_ci_high=round(t.ci_high, 4),
+        minilm_lpft_bf16_minus_fp32_p=round(t.p_bootstrap, 4),
+    )
+    ratio(out, "minilm_lpft_epoch_speedup", "minilm_lpft_before_epoch_wall_s", "minilm_lpft_after_epoch_wall_s")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=1200)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=60, help="LoRA steps after the linear probe (global batch 16)")
-    ap.add_argument("--speed-steps", type=int, default=8, help="steps of the 'before' (truncation, no LP) speed run")
+    ap.add_argument("--steps", type=int, default=60, help="LoRA steps of the quality runs (after the probe)")
+    ap.add_argument("--speed-steps", type=int, default=8, help="LoRA steps of each speed run")
     ap.add_argument("--smollm2-steps", type=int, default=4, help="SmolLM2 speed-only steps (0 = skip)")
-    ap.add_argument(
-        "--speed-only",
-        action="store_true",
-        help="re-measure the speed figures only (on a quiet machine); keep the quality keys of --out",
-    )
+    ap.add_argument("--speed-only", action="store_true", help="skip the two full LP-FT quality runs")
     ap.add_argument("--out", default="reports/bench/teacher.json")
     a = ap.parse_args()
 
     from leader.data.cache import PrepareOptions, prepare
+    from leader.precision import cpu_bf16_flags
     from leader.ray_utils import ensure_ray
 
     t_all = time.perf_counter()
     ds = prepare("synthetic", None, PrepareOptions(n_patients=a.patients))
     ensure_ray(num_cpus=max(2, a.workers))
     threads = 1  # train_teacher gives each worker cluster CPUs // workers threads: 1 here
-    peak = matmul_peak_gflops(threads)
+    base = dict(backbone="minilm", workers=a.workers, batch_size=8, max_length=256, eval_batch_size=32, eval_test=True)
+    pk = peaks(threads, model_dims("minilm"), rows=base["batch_size"] * 145)
     out: dict = {
-        "command": f"python scripts/bench_teacher.py --patients {a.patients} --workers {a.workers} --steps {a.steps}",
+        "command": f"python scripts/bench_teacher.py --patients {a.patients} --workers {a.workers} --steps {a.steps}"
+        + (" --speed-only" if a.speed_only else ""),
         "machine": platform.processor() or platform.machine(),
+        "cpu_bf16_flags": " ".join(cpu_bf16_flags()) or "none",
         "workers": a.workers,
         "threads_per_worker": threads,
-        "fp32_matmul_peak_gflops_per_worker": round(peak, 1),
+        **{f"{k}_matmul_peak_gflops_per_worker": round(v, 1) for k, v in pk.items()},
         "patients": a.patients,
         "train_samples": int(len(ds.samples("train"))),
         "test_samples": int(len(ds.samples("test"))),
         "prior_prauc": round(prior_prauc(ds), 4),
     }
     storage = Path(tempfile.mkdtemp(prefix="bench_teacher_"))
-    base = dict(backbone="minilm", workers=a.workers, batch_size=8, max_length=256, eval_batch_size=32, eval_test=True)
-    # speed, like for like: the same steps with left truncation (before) and with fitted prompts (after)
-    quick = {"max_steps": a.speed_steps, "require_learning": False, "max_eval_samples": 16, "eval_test": False}
-    run_speed(out, "minilm_before", ds, {**base, **quick, "fit_prompts": False}, storage, peak, a.workers)
-    run_speed(out, "minilm", ds, {**base, **quick}, storage, peak, a.workers)
-    out["minilm_epoch_speedup_vs_before"] = round(out["minilm_before_epoch_wall_s"] / out["minilm_epoch_wall_s"], 2)
-    if a.smollm2_steps:
-        try:
-            run_speed(
-                out,
-                "smollm2",
-                ds,
-                {
-                    **base,
-                    **quick,
-                    "backbone": "smollm2-135m",
-                    "batch_size": 2,
-                    "max_steps": a.smollm2_steps,
-                    "max_train_samples": 64,
-                },
-                storage,
-                peak,
-                a.workers,
-            )
-        except Exception as e:  # the wheel may be absent: say so rather than fail the bench
-            out["smollm2_skipped"] = f"{type(e).__name__}: {e}"[:300]
-    if a.speed_only:
-        old = json.loads(Path(a.out).read_text()) if Path(a.out).is_file() else {}
-        out = {**{k: v for k, v in old.items() if k.startswith(QUALITY_PREFIXES)}, **out}
-        out["command"] += " --speed-only (quality keys from the last full run)"
-        return _write(out, a.out, t_all)
-    # quality: LP-FT through the platform's trainer (Ray Train + DeepSpeed), best-validation state
-    m = run_speed(
-        out,
-        "minilm_lpft",
-        ds,
-        {
-            **base,
-            "lp_epochs": 30,
-            "lr": 1e-3,
-            "head_lr_mult": 10,
-            "max_steps": a.steps,
-            "eval_every": max(1, a.steps // 3),
-            "warmup": 0.1,
-        },
-        storage,
-        peak,
-        a.workers,
-    )
-    out.update(
-        {
-            "minilm_teacher_prauc": round(m["test_overall_prauc"], 4),
-            "minilm_probe_prauc": round(m["probe_test_prauc"], 4),
-            "minilm_teacher_single_prauc": round(m.get("test_single_prauc", float("nan")), 4),
-            "minilm_teacher_multi_prauc": round(m.get("test_multi_prauc", float("nan")), 4),
-            "minilm_probe_val_prauc": round(m["probe_val_prauc"], 4),
-            "minilm_best_val_prauc": round(m["best_val_prauc"], 4),
-            "minilm_best_step": m["best_step"],
-            "minilm_final_train_loss": round(m["final_train_loss"], 4),
-            "minilm_prior_bce": round(m["prior_bce"], 4),
-            "minilm_frozen_pass_s": round(m["frozen_pass_s"], 1),
-            "minilm_prompts_with_dropped_visits": m["prompt_prompts_with_dropped_visits"],
-            "minilm_visits_dropped": m["prompt_visits_dropped"],
-        }
-    )
+    speed_runs(out, ds, base, storage, pk, a)
+    if not a.speed_only:
+        quality_runs(out, ds, base, storage, pk, a)
     _write(out, a.out, t_all)
-
-
-QUALITY_PREFIXES = (
-    "minilm_teacher",
-    "minilm_probe",
-    "minilm_best",
-    "minilm_final",
-    "minilm_prior",
-    "minilm_frozen",
-    "minilm_prompts",
-    "minilm_visits",
-    "minilm_lpft",
-    "prior_prauc",
-    "patients",
-    "train_samples",
-    "test_samples",
-)
 
 
 def _write(out: dict, path: str, t_all: float) -> None:
