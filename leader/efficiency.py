@@ -9,7 +9,11 @@ allocations and frees recorded by `torch.profiler` (profile_memory=True) on the 
 Contract:
     model_bytes(module) -> int
     peak_activation_bytes(fn, device) -> int          fn() runs one forward pass
-    latency_ms(fn, batch, repeats) -> float           median warm ms per sample
+    latency_ms(fn, batch, repeats, device) -> float   median warm ms per sample
+    synchronize(device)                               wait for the device's queued kernels
+
+CUDA kernels run asynchronously: a forward pass returns once its kernels are queued, so a clock
+read without `synchronize` times the launch, not the work. Every clock read on a GPU waits first.
 """
 
 from __future__ import annotations
@@ -24,16 +28,23 @@ def model_bytes(module: torch.nn.Module) -> int:
     return int(sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())))
 
 
+def synchronize(device: str | torch.device = "cpu") -> None:
+    """Block until the work queued on `device` has finished (a no-op on the CPU, which is synchronous)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
 def peak_activation_bytes(fn, device: str = "cpu") -> int:
     """Peak bytes allocated (and not yet freed) while `fn` runs, beyond what was held before."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
+    if str(device).startswith("cuda"):
+        synchronize(device)
+        dev = torch.device(device)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
         with torch.no_grad():
             fn()
-        torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated() - base)
+        synchronize(device)
+        return int(torch.cuda.max_memory_allocated(dev) - base)
     from torch.profiler import ProfilerActivity, profile
 
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -45,13 +56,17 @@ def peak_activation_bytes(fn, device: str = "cpu") -> int:
     return int(max(0, running.max()))
 
 
-def latency_ms(fn, batch: int, repeats: int = 5) -> float:
-    """Median wall ms per sample of `fn` (one batch), after one warm-up call."""
+def latency_ms(fn, batch: int, repeats: int = 5, device: str | torch.device = "cpu") -> float:
+    """Median wall ms per sample of `fn` (one batch), after one warm-up call. On a GPU the clock is
+    read only once the device is idle: before a call (the warm-up's kernels are not counted) and
+    after it (its own kernels are)."""
     with torch.no_grad():
         fn()
         times = []
         for _ in range(repeats):
+            synchronize(device)
             t0 = time.perf_counter()
             fn()
+            synchronize(device)
             times.append(time.perf_counter() - t0)
     return 1000 * float(np.median(times)) / batch

@@ -66,24 +66,61 @@ def validate(
     c.print("[green]valid[/green]")
 
 
+def _with_sets(spec, sets: list[str]):
+    """The spec with `--set a.b=value` overrides (YAML scalars), validated again as a whole."""
+    import yaml
+
+    from leader.errors import ConfigError
+    from leader.study.spec import StudySpec
+
+    data = spec.model_dump(exclude_unset=True)
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        *parents, last = key.strip().split(".")
+        node = data
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p!r} has no sub-fields")
+        if not sep or not last:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        node[last] = yaml.safe_load(raw)
+    return StudySpec.model_validate(data)
+
+
 @app.command()
 def plan(
     file: Path = typer.Argument(..., help="Study YAML."),
     against: Path | None = typer.Option(
         None, "--against", help="Study folder to compare with (default: the file's storage_path/name)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON: {units, resources}."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Override a study field, e.g. teacher_resources.gpu_memory_gb=16."
+    ),
 ) -> None:
     """What `run` would do: each unit reused, run, extended or re-run (and why), with trial
-    counts and a rough cost from recorded seconds. Torch-free; runs nothing."""
-    from leader.study.plan import format_plan
+    counts and a rough cost from recorded seconds. With a GPU teacher or GPU trials, a resource
+    section: memory per GPU of each teacher (a teacher that cannot fit is refused: exit 1) and
+    GPU-hours. Runs nothing; torch is imported only for that section."""
+    from leader.study.budget import budget, needs_budget
+    from leader.study.plan import format_budget, format_plan, format_refusal
     from leader.study.plan import plan as make_plan
     from leader.study.spec import load_study
 
     spec = load_study(file)
+    spec = _with_sets(spec, sets) if sets else spec
     d = against or spec.study_dir()
     rows = make_plan(spec, d)
-    typer.echo(json.dumps(rows) if as_json else format_plan(rows, d))
+    res = budget(spec, d, rows) if needs_budget(spec) else None
+    if as_json:
+        typer.echo(json.dumps({"units": rows, "resources": res}, default=str))
+    else:
+        typer.echo(format_plan(rows, d) + ("\n" + format_budget(res) if res else ""))
+    refused = [t for t in (res or {}).get("teachers", []) if not t["fits"] and t["to_run"]]
+    if refused:
+        typer.secho("error: " + "\n".join(format_refusal(t) for t in refused), fg="red", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

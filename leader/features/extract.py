@@ -61,7 +61,10 @@ def _load(teacher_dir: str):
     from leader.models.teacher import load_teacher
 
     # A worker given a GPU by Ray sees exactly that GPU (CUDA_VISIBLE_DEVICES), as cuda:0.
-    gpu = torch.cuda.is_available() and ray.is_initialized() and bool(ray.get_gpu_ids())
+    given = ray.is_initialized() and bool(ray.get_gpu_ids())
+    gpu = given and torch.cuda.is_available()
+    if given and not gpu:  # forwarded to the driver's console: a 7B teacher on CPU takes days
+        log.warning("extract: Ray gave this worker GPU %s but torch sees no CUDA; running on CPU", ray.get_gpu_ids())
     return load_teacher(teacher_dir, device="cuda" if gpu else "cpu")
 
 

@@ -72,6 +72,21 @@ def shard_stem(index: int) -> str:
     return f"shard-{index:05d}"
 
 
+FINITE = ("hidden", "probs")  # teacher outputs: an fp16 overflow turns them into inf / NaN
+
+
+def check_finite(path: Path, field: str, arr: np.ndarray) -> None:
+    """Refuse teacher outputs with NaN / inf: an fp16 teacher (Qwen on a V100) can overflow, and a
+    non-finite KD target silently turns every student loss that reads it into NaN. The error names
+    the shard file and the field so the bad shard is found without a debugger."""
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise CheckpointError(
+            f"feature shard file {path}: field {field!r} has {bad} non-finite value(s) (NaN/inf) of {arr.size}; "
+            "the teacher overflowed (fp16?): run it in fp32/bf16, delete the shard and extract again"
+        )
+
+
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
     atomic.write_with(path, lambda f: np.save(f, arr, allow_pickle=False))
 
@@ -94,6 +109,8 @@ def write_shard(
             f"shard {index}: rows disagree: ids {n}, hidden {arrays['hidden'].shape}, probs {arrays['probs'].shape}"
         )
     stem = shard_stem(index)
+    for name in FINITE:  # checked after the cast: a float32 above 65504 becomes inf in fp16
+        check_finite(out / f"{stem}.{name}.npy", name, arrays[name])
     files, sums = {}, {}
     for name, arr in arrays.items():
         fname = f"{stem}.{name}.npy"
@@ -107,7 +124,8 @@ def write_shard(
 
 def check_shard(out_dir: str | Path, index: int, expected_ids: np.ndarray | None = None) -> ShardRecord | None:
     """The shard's record if the shard is complete and intact (and holds `expected_ids`),
-    else None: missing, partial, corrupt and re-planned shards all mean "redo it"."""
+    else None: missing, partial, corrupt and re-planned shards all mean "redo it". An intact shard
+    holding NaN/inf raises CheckpointError: redoing it with the same teacher would overflow again."""
     out = Path(out_dir)
     rec_path = out / f"{shard_stem(index)}.json"
     if not rec_path.exists():
@@ -122,6 +140,14 @@ def check_shard(out_dir: str | Path, index: int, expected_ids: np.ndarray | None
         p = out / fname
         if not p.exists() or sha256_file(p) != digest:
             return None
+    for name in FINITE:
+        if name in rec.files:
+            p = out / rec.files[name]
+            try:
+                arr = np.load(p, allow_pickle=False)
+            except Exception:
+                return None
+            check_finite(p, name, arr)
     return rec
 
 
@@ -169,7 +195,8 @@ def _load_array(path: Path, digest: str | None, field: str) -> np.ndarray:
 def load_features(feature_dir: str | Path, *, verify: bool = True) -> TeacherFeatures:
     """Read a whole feature set, checking every file against the manifest's checksums.
 
-    Raises CheckpointError naming the shard file for a missing, truncated or corrupt shard."""
+    Raises CheckpointError naming the shard file for a missing, truncated or corrupt shard, or
+    one whose hidden / probs hold NaN or inf (a shard written before write_shard checked)."""
     d = Path(feature_dir)
     m = read_manifest(d)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
@@ -182,6 +209,8 @@ def load_features(feature_dir: str | Path, *, verify: bool = True) -> TeacherFea
                     f"feature shard file {d / fname}: has {arr.shape[0]} rows of {arr.dtype}, "
                     f"manifest says {rec.rows} rows of {np.dtype(DTYPES[name]).name}"
                 )
+            if name in FINITE:
+                check_finite(d / fname, name, arr)
             parts[name].append(arr)
     empty = {"sample_ids": (0,), "hidden": (0, m.d_hidden), "probs": (0, m.n_meds)}
     cat = {k: (np.concatenate(v) if v else np.zeros(empty[k], DTYPES[k])) for k, v in parts.items()}

@@ -338,5 +338,7 @@ def load_teacher(
 
     dev = torch.device(device)
     used = resolve(precision, dev.type) if precision else for_inference(meta.get("precision"), dev.type)
+    if next(base.parameters()).dtype == torch.float16:  # a large backbone's own fp16 weights: say so
+        used = "fp16"
     model.set_precision(used, dev.type)
     return LoadedTeacher(model.to(dev).eval(), meta)

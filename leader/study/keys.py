@@ -193,6 +193,9 @@ def study_keys(spec: StudySpec, cache_keys: dict[str, str | None] | None = None)
                 {
                     "evaluation.latency_batch_sizes": spec.evaluation.latency_batch_sizes,
                     "resources.cpu": spec.resources.cpu,
+                    # timed on a GPU when the study declares teacher GPUs (runner._measure_options);
+                    # only then in the key, so CPU studies keep their keys
+                    **({"efficiency.device": "cuda"} if spec.teacher_resources.gpu_per_worker > 0 else {}),
                 },
                 {grid.name: grid.key, **({teacher.name: teacher.key} if teacher else {})},
                 code,

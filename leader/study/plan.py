@@ -1,15 +1,21 @@
 """`leader study plan`: what a run would do, unit by unit, before cluster hours are spent.
 Each unit is `reuse`, `run`, `extend` (a sweep given more trials) or `re-run because <field>
 changed (old -> new)`, with its trial counts and a rough cost from recorded seconds of the
-same or a similar unit. Reads state.json and the keys from leader.study.keys (torch-free)."""
+same or a similar unit. Reads state.json and the keys from leader.study.keys (torch-free).
+With a GPU-trained teacher or GPU trials, `format_budget` adds leader.study.budget's resource
+section below (teacher memory per GPU and GPU-hours: that part imports torch and DeepSpeed); the
+student-trial cost, from measured Tune trial durations, is computed here."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from leader.study.keys import UnitKey, study_keys, verify_outputs, why
 from leader.study.spec import StudySpec
+
+DEFAULT_TRIAL_S = 300.0  # seconds per student / baseline trial when no finished trial was measured
 
 
 def _seconds(stages: dict, uk: UnitKey) -> tuple[float | None, int]:
@@ -100,3 +106,136 @@ def format_plan(rows: list[dict], study_dir: Path) -> str:
         + (f" plus {unknown} unit(s) never timed" if unknown else "")
     )
     return "\n".join(lines)
+
+
+def _gib(d: dict, keys: dict[str, str]) -> str:
+    return " + ".join(f"{label} {d[k]:.2f}" for k, label in keys.items() if d.get(k))
+
+
+def _teacher_lines(t: dict) -> list[str]:
+    """One teacher's block of the resource section (numbers from leader.study.budget)."""
+    a, c, f, s, act = t["arch"], t["config"], t["facts"], t["states_gib"], t["activations_gib"]
+    M = 1e6
+    lines = [
+        f"  teacher {t['dataset']}/{t['backbone']}: {a['source']}",
+        f"    {a['base'] / 1e9:.2f} B frozen params ({a['matmul'] / 1e9:.2f} B in Linear layers); trainable "
+        f"{(a['lora'] + a['head']) / M:.2f} M = LoRA r={c['lora_rank']} on {a['lora_modules']} Linear "
+        f"{a['lora'] / M:.2f} M + head {a['head'] / M:.2f} M (|meds| {f['n_meds']}, {f['n_meds_from']})",
+        f"    ZeRO-{t['zero_stage']} on {t['gpus']:g} GPU(s), micro batch {c['batch_size']} x {c['max_length']}"
+        f" tokens, gradient checkpointing {'on' if c['gradient_checkpointing'] else 'off'}, "
+        f"{'fp16' if t['dtype_bytes'] == 2 else 'fp32'}, attention {a['attn']}",
+        f"    memory per GPU: model states {s['total']:.2f} GiB ("
+        + _gib(s, {"frozen_base": "frozen base", "zero3_gathered": "ZeRO-3 gathered", "trainable": "LoRA/head"})
+        + f" + ZeRO buckets {s['buckets']:.2f})",
+        f"      + activations {max(act['train_total'], act['eval']):.2f} GiB (training: "
+        + _gib(act, {"layer_inputs": "layer inputs", "recomputed_layer": "recomputed layer", "layers": "layers"})
+        + f" + norm/mask/head {act['final_norm_mask_head']:.2f} + backward {act['backward_transients']:.2f} = "
+        f"{act['train_total']:.2f}; eval forward at batch {c['eval_batch_size']}: {act['eval']:.2f})",
+        f"      + reserve {t['reserve_gib']:.2f} = {t['need_gib']:.2f} GiB of {t['capacity_gib']:g} GiB: "
+        + ("fits" if t["fits"] else "DOES NOT FIT" + ("" if t["to_run"] else " (reused: not trained again)")),
+    ]
+    if t["tokens"]:
+        lines.append(
+            f"    cost: {t['steps']} steps ({t['steps_from']}) x {t['tokens'] // t['steps'] // c['max_length']} prompts"
+            f" x {c['max_length']} tokens = {t['tokens'] / M:.1f} M tokens x {t['flops_per_token'] / 1e9:.1f} GFLOP"
+            f" = {t['train_gpu_h']:.1f} GPU-h ({t['train_gpu_h'] / t['gpus']:.1f} h on {t['gpus']:g} GPUs)"
+        )
+    else:
+        lines.append(f"    cost: steps {t['steps_from']}")
+    per = t["inference_gpu_h_per_10k"]
+    if t["inference_gpu_h"] is not None:
+        lines.append(f"      + inference {t['inference_prompts']} prompts = {t['inference_gpu_h']:.1f} GPU-h")
+    else:
+        lines.append(f"      + inference {per:.2f} GPU-h per 10k prompts ({t['dataset']} not prepared: count unknown)")
+    return lines
+
+
+def format_refusal(t: dict) -> str:
+    """Why a teacher cannot fit, one line per number, and what to change."""
+    c, s, a = t["config"], t["states_gib"], t["activations_gib"]
+    tries = [
+        "teacher.options.gradient_checkpointing: true" if not c["gradient_checkpointing"] else "",
+        "a smaller teacher.options.batch_size" if c["batch_size"] > 1 else "",
+        f"a smaller teacher.options.eval_batch_size ({c['eval_batch_size']})" if t["binds"] == "eval forward" else "",
+        "teacher.options.zero_stage: 3" if t["zero_stage"] != 3 else "",
+        "teacher.options.cpu_offload: true" if not c["cpu_offload"] else "",
+    ]
+    return "\n".join(
+        [
+            f"teacher {t['backbone']} on {t['dataset']} does not fit its GPUs (ZeRO-{t['zero_stage']}, "
+            f"{c['workers']} ranks, micro batch {c['batch_size']} x {c['max_length']} tokens, gradient "
+            f"checkpointing {'on' if c['gradient_checkpointing'] else 'off'}):",
+            f"  model states {s['total']:.2f} GiB (frozen base {s['frozen_base'] + s['zero3_gathered']:.2f}"
+            f" + LoRA/head {s['trainable']:.2f} + ZeRO buckets {s['buckets']:.2f})",
+            f"  + activations {max(a['train_total'], a['eval']):.2f} GiB ({t['binds']})",
+            f"  + runtime reserve {t['reserve_gib']:.2f} GiB",
+            f"  = {t['need_gib']:.2f} GiB > {t['capacity_gib']:g} GiB per GPU (teacher_resources.gpu_memory_gb)",
+            "  try: " + "; ".join(x for x in tries if x) + "; or a larger GPU",
+        ]
+    )
+
+
+def format_budget(b: dict) -> str:
+    """The resource section under the plan: every number, then every assumption behind it."""
+    lines = ["resources (leader/study/budget.py):"]
+    for t in b["teachers"]:
+        lines += _teacher_lines(t)
+    s = b["students"]
+    lines.append(
+        f"  student: {s['trials']} trial(s) ({s['to_run']} to run) x {s['seconds_per_trial']:.0f} s "
+        f"({s['seconds_from']}) x {s['gpu_per_trial']:g} GPU = {s['gpu_h'] - s['baseline_gpu_h']:.1f} GPU-h"
+    )
+    if s["baseline_trials"]:
+        lines.append(
+            f"  tuned baselines: {s['baseline_trials']} trial(s) x {s['baseline_seconds_per_trial']:.0f} s x "
+            f"{s['gpu_per_trial']:g} GPU = {s['baseline_gpu_h']:.1f} GPU-h, {s['baseline_cpu_h']:.1f} CPU-h "
+            f"({s['baseline_seconds_from']})"
+        )
+    lines.append(
+        f"  total: {b['total_gpu_h']:.1f} GPU-h for the whole study, {b['total_gpu_h_to_run']:.1f} GPU-h for what "
+        "this plan runs (teacher training + known inference + student trials)"
+    )
+    if b["unknown"]:
+        lines.append(f"  not counted: the inference of {', '.join(b['unknown'])} (dataset not prepared)")
+    lines += ["  assumptions:"] + [f"    - {x}" for x in b["assumptions"]]
+    return "\n".join(lines)
+
+
+def trial_seconds(study_dir: Path, kinds: tuple[str, ...]) -> tuple[float, str]:
+    """Median measured duration of finished Tune trials of these experiment kinds, else a default."""
+    times = []
+    for rj in sorted((study_dir / "tune").glob("*/t_*/result.json")):
+        if rj.parent.parent.name.split("-")[0] in kinds:
+            lines = rj.read_text().strip().splitlines()
+            last = json.loads(lines[-1]) if lines else {}
+            if last.get("time_total_s"):
+                times.append(float(last["time_total_s"]))
+    if times:
+        return statistics.median(times), f"median of {len(times)} measured trial(s) in {study_dir / 'tune'}"
+    return DEFAULT_TRIAL_S, f"assumed: no finished trial in {study_dir / 'tune'}"
+
+
+def student_cost(spec: StudySpec, study_dir: Path, rows: list[dict]) -> dict:
+    """Student trials (sweep + ablation/sensitivity grid) and tuned baselines, each trial with the
+    study's `resources` (cpu, gpu) at its measured (else assumed) duration."""
+    secs, how = trial_seconds(study_dir, ("sweep", "grid"))
+    bsecs, bhow = trial_seconds(study_dir, ("baseline",))
+    st = [r for r in rows if r["unit"].split("/")[0] in ("sweep", "grid")]
+    bl = [r for r in rows if r["unit"].startswith("baseline/") and r["trials"]]
+    n, todo, g = sum(r["trials"] for r in st), sum(r["to_run"] for r in st), spec.resources.gpu
+    nb = sum(r["trials"] for r in bl)
+    return {
+        "trials": n,
+        "to_run": todo,
+        "seconds_per_trial": secs,
+        "seconds_from": how,
+        "gpu_per_trial": g,
+        "gpu_h": (n * secs + nb * bsecs) * g / 3600,
+        "gpu_h_to_run": (todo * secs + sum(r["to_run"] for r in bl) * bsecs) * g / 3600,
+        "baseline_gpu_h": nb * bsecs * g / 3600,
+        "baseline_trials": nb,
+        "baseline_to_run": sum(r["to_run"] for r in bl),
+        "baseline_seconds_per_trial": bsecs,
+        "baseline_seconds_from": bhow,
+        "baseline_cpu_h": nb * bsecs * spec.resources.cpu / 3600,
+    }

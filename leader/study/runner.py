@@ -261,9 +261,10 @@ class StudyRunner:
         from leader.features.extract import extract_features
 
         out = self.dir / "features" / ds.name / bb
+        kw = _extract_options(self.spec)  # workers / resources / batch: not in the key (same features)
         self._stage(
             f"features/{ds.name}/{bb}",
-            lambda: {"dir": str(extract_features(ds, teacher_dir, out, backbone=bb)), "_files": [out]},
+            lambda: {"dir": str(extract_features(ds, teacher_dir, out, backbone=bb, **kw)), "_files": [out]},
         )
         return out
 
@@ -327,7 +328,7 @@ class StudyRunner:
         space = bspec.space if bspec.space is not None else _registry_space(info.search_space)
         trainable = tune.with_resources(
             tune.with_parameters(baseline_trial, ds=ds, name=name, fixed=dict(bspec.params), cpus=s.resources.cpu),
-            {"cpu": s.resources.cpu},
+            {"cpu": s.resources.cpu, "gpu": s.resources.gpu},  # the baselines' trainer uses a GPU it is given
         )
         epochs = int(bspec.params.get("epochs", info.defaults.get("epochs", 1)))
 
@@ -796,8 +797,8 @@ class StudyRunner:
             import ray
 
             sizes = tuple(self.spec.evaluation.latency_batch_sizes)
-            # student and teacher in separate fresh processes: each peak RSS is its own
-            m = _measure.options(num_cpus=self.spec.resources.cpu)
+            # student and teacher in separate fresh processes, on the same device (_measure_options)
+            m = _measure.options(**_measure_options(self.spec))
             rows = ray.get(m.remote(ds, model_dir, None, sizes))
             if teacher_dir:
                 rows += ray.get(m.remote(ds, None, str(teacher_dir), sizes))
@@ -1040,7 +1041,7 @@ def _measure_impl(ds, model_dir, teacher_dir, sizes):
     rows = []
     if model_dir:
         from leader.models.student import encode_dataset
-        from leader.train.student import load_student
+        from leader.train.student import load_student, to_device
 
         m = load_student(model_dir).model.to(dev).eval()
         enc = encode_dataset(ds, m.cfg)
@@ -1048,7 +1049,7 @@ def _measure_impl(ds, model_dir, teacher_dir, sizes):
         idx = np.array([pos[int(i)] for i in ids])
 
         def fwd(b):
-            batch = {k: v.to(dev) for k, v in enc.batch(np.resize(idx, b)).items()}
+            batch = to_device(enc.batch(np.resize(idx, b)), dev)  # inputs on the model's device
             return lambda: m(batch)
 
         rows += _eff_rows("LEADER(S)", m, fwd, sizes, dev, model_bytes, peak_activation_bytes, latency_ms)
@@ -1072,7 +1073,7 @@ def _eff_rows(name, module, fwd, sizes, dev, model_bytes, peak_activation_bytes,
     return [
         {
             "model": name,
-            "latency_ms_per_patient": latency_ms(fwd(b), b),
+            "latency_ms_per_patient": latency_ms(fwd(b), b, device=dev),  # synchronised on a GPU
             "batch_size": b,
             "device": dev,
             "param_mb": weights / 2**20,
@@ -1082,6 +1083,32 @@ def _eff_rows(name, module, fwd, sizes, dev, model_bytes, peak_activation_bytes,
         }
         for b in sizes
     ]
+
+
+def _extract_options(spec: StudySpec) -> dict:
+    """extract_features' worker settings for a study. With teacher GPUs: one actor per teacher
+    worker, each holding {"CPU": cpu_per_worker, "GPU": gpu_per_worker} (Ray then shows it its GPU
+    and the actor loads the teacher on cuda). Without: nothing, so extraction keeps its defaults
+    (one 1-CPU actor), as local CPU studies always ran. The batch is teacher.options.eval_batch_size
+    when the study sets it. None of this is in the features key: it changes where and how fast
+    the features are computed, not what they are."""
+    tr, kw = spec.teacher_resources, {}
+    if tr.gpu_per_worker > 0:
+        kw = {"workers": tr.num_workers, "resources_per_worker": {"CPU": tr.cpu_per_worker, "GPU": tr.gpu_per_worker}}
+    opts = spec.teacher.options if spec.teacher is not None else None
+    if opts is not None and "eval_batch_size" in opts.model_fields_set:
+        kw["batch_size"] = opts.eval_batch_size
+    return kw
+
+
+def _measure_options(spec: StudySpec) -> dict:
+    """Ray options of the efficiency task. Ray hides every GPU from a task that asks for none, so a
+    study with teacher GPUs asks for one (and a teacher worker's CPUs): teacher and student are then
+    timed on the GPU the teacher runs on. Otherwise as before: the student trial's CPUs."""
+    tr = spec.teacher_resources
+    if tr.gpu_per_worker > 0:
+        return {"num_cpus": tr.cpu_per_worker, "num_gpus": 1}
+    return {"num_cpus": spec.resources.cpu}
 
 
 def _remote_measure():

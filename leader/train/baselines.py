@@ -14,6 +14,8 @@ probabilities, as GAMENet/MICRON use) + the model's own aux_loss; the output bia
 logit(train frequency of each drug); early stopping on validation PRAUC with `patience`, the
 best state kept. Multi-visit-only models (needs_history) are trained, validated and tested on
 samples with at least one earlier visit only; `eval_mask_note` says which test samples were kept.
+Device: as the student's trainer (leader.train.student.train_device): the trial's GPU when torch
+sees one, else the CPU; batches move with `to_device`, predictions come back with `.cpu()`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from leader.errors import ConfigError
 from leader.metrics import mean_metrics
 from leader.models.baselines import BASELINES, TRAIN_DEFAULTS, BaselineInfo, get_baseline
 from leader.models.student import StudentConfig, encode_dataset
+from leader.train.student import model_device, to_device, train_device
 
 
 @dataclass
@@ -140,11 +143,12 @@ def _margin_targets(target_med: np.ndarray, n_med: int) -> torch.Tensor:
 
 
 def _batch_loss(out: dict, y: torch.Tensor, target_med: np.ndarray, tp: dict, n_meds: int) -> torch.Tensor:
-    """BCE (+ the model's multi-label margin term, + its auxiliary loss such as GAMENet's DDI)."""
+    """BCE (+ the model's multi-label margin term, + its auxiliary loss such as GAMENet's DDI).
+    `y` is on the logits' device already; the margin targets are built on the CPU and moved."""
     loss = F.binary_cross_entropy_with_logits(out["logits"], y)
     if tp["margin_weight"] > 0:
         loss = loss + tp["margin_weight"] * F.multilabel_margin_loss(
-            torch.sigmoid(out["logits"]), _margin_targets(target_med, n_meds)
+            torch.sigmoid(out["logits"]), _margin_targets(target_med, n_meds).to(out["logits"].device)
         )
     if "aux_loss" in out:
         loss = loss + out["aux_loss"]
@@ -176,7 +180,8 @@ def _fit(model, batch, predict, enc, idx: dict, tp: dict, seed: int, report) -> 
         tot, n = 0.0, 0
         for i in range(0, len(perm), int(tp["batch_size"])):
             bi = perm[i : i + int(tp["batch_size"])]
-            loss = _batch_loss(model(batch(tr[bi])), y_tr[bi], enc.target_med[tr[bi]], tp, enc.labels.shape[1])
+            y = y_tr[bi].to(model_device(model))  # (B, |meds|), with the batch
+            loss = _batch_loss(model(batch(tr[bi])), y, enc.target_med[tr[bi]], tp, enc.labels.shape[1])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -213,18 +218,20 @@ def _train_torch(ds, info, p, seed, report, ddi) -> BaselineResult:
     model.init_embeddings()
     model.init_output_bias(enc.labels[idx["train"]].mean(0))
     extras = {k: np.asarray(v) for k, v in model.extra_inputs(ds, enc, all_train).items()}
+    dev = train_device()  # initialised on the CPU (same weights for a seed), then moved
+    model.to(dev)
 
     def batch(rows: np.ndarray) -> dict[str, torch.Tensor]:
         b = enc.batch(rows)
         b["sample_id"] = torch.from_numpy(enc.sample_ids[rows])
         for k, v in extras.items():
             b[k] = torch.from_numpy(v[rows].astype(np.int64) if v.dtype.kind in "iu" else v[rows])
-        return b
+        return to_device(b, dev)
 
     @torch.no_grad()
     def predict(rows: np.ndarray, bs: int = 512) -> np.ndarray:
         model.eval()
-        out = [torch.sigmoid(model(batch(rows[i : i + bs]))["logits"]).numpy() for i in range(0, len(rows), bs)]
+        out = [torch.sigmoid(model(batch(rows[i : i + bs]))["logits"]).cpu().numpy() for i in range(0, len(rows), bs)]
         return np.concatenate(out) if out else np.zeros((0, ds.n_meds), np.float32)
 
     best, best_epoch, history = _fit(model, batch, predict, enc, idx, tp, seed, report)

@@ -14,6 +14,11 @@ Contract:
 
 Teacher features are optional and aligned by sample id, never by row order. Early stopping on
 validation PRAUC; the best state is kept in memory and written to checkpoint_dir.
+
+Device: a Tune trial given a GPU sees it as cuda:0 (Ray sets CUDA_VISIBLE_DEVICES; a trial given
+none sees no GPU), so `train_device()` is cuda when torch sees one, else cpu. Batches are built on
+the CPU (EncodedDataset.batch) and moved with `to_device`, KD targets with them; predictions come
+back with `.cpu()`. On the CPU every move is a no-op, so CPU runs are unchanged.
 """
 
 from __future__ import annotations
@@ -62,11 +67,27 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_device() -> torch.device:
+    """Where a trainer runs: the GPU Ray/Tune gave this process when it has one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Every tensor of a batch dict on `device` (the same tensors when they are already there)."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a module's parameters live on (predictions follow the model, not the machine)."""
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def _predict_idx(model: LeaderStudent, enc, idx: np.ndarray, batch_size: int = 512) -> np.ndarray:
     model.eval()
+    dev = model_device(model)
     out = [
-        torch.sigmoid(model(enc.batch(idx[i : i + batch_size]))["logits"]).numpy()
+        torch.sigmoid(model(to_device(enc.batch(idx[i : i + batch_size]), dev))["logits"]).cpu().numpy()
         for i in range(0, len(idx), batch_size)
     ]
     return np.concatenate(out) if out else np.zeros((0, model.n_med), np.float32)
@@ -135,12 +156,19 @@ def kd_projection(d_model: int, h_train: torch.Tensor, init: str) -> torch.nn.Li
     return proj
 
 
+def _rows_to(t: torch.Tensor | None, bi: np.ndarray, device: torch.device) -> torch.Tensor | None:
+    """Rows `bi` of a CPU tensor (labels, KD targets) on the batch's device; None stays None."""
+    return None if t is None else t[bi].to(device)
+
+
 def _train_epoch(
     model, proj, opt, enc, tr: np.ndarray, y_tr, perm: np.ndarray, cfg: StudentTrainConfig, h_all, p_all
 ) -> tuple[float, int, dict[str, float]]:
-    """One pass over the train samples in `perm` order: (summed loss, samples seen, summed loss parts)."""
+    """One pass over the train samples in `perm` order: (summed loss, samples seen, summed loss parts).
+    `y_tr`, `h_all`, `p_all` stay on the CPU; each batch's rows move to the model's device with it."""
     lcfg = cfg.loss
     want_align = lcfg.align and lcfg.beta > 0
+    dev = model_device(model)
     model.train()
     if proj is not None:
         proj.train()
@@ -150,15 +178,9 @@ def _train_epoch(
         bi = perm[i : i + cfg.batch_size]
         if len(bi) < 2:
             continue
-        out = model(enc.batch(tr[bi], with_target=want_align))
-        loss, parts = total_loss(
-            out,
-            y_tr[bi],
-            lcfg,
-            proj,
-            h_all[bi] if h_all is not None else None,
-            p_all[bi] if p_all is not None else None,
-        )
+        out = model(to_device(enc.batch(tr[bi], with_target=want_align), dev))
+        y, h, p = (_rows_to(t, bi, dev) for t in (y_tr, h_all, p_all))  # (B, |meds|), (B, d_h), (B, |meds|)
+        loss, parts = total_loss(out, y, lcfg, proj, h, p)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -189,6 +211,10 @@ def train_student(
     if cfg.init_bias_from_prior:
         model.init_output_bias(enc.labels[tr].mean(0))
     h_all, p_all, proj = _kd_inputs(features, enc, tr, ds, cfg)
+    dev = train_device()  # built and initialised on the CPU (same weights for a seed), then moved
+    model.to(dev)
+    if proj is not None:
+        proj.to(dev)
     params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     y_tr = torch.from_numpy(enc.labels[tr])
@@ -304,22 +330,18 @@ def measure_student_latency(model: LeaderStudent, ds: EHRDataset, batch_sizes=(1
     CPU tensors' storage is not tracked there, so peak_rss_mb is reported too)."""
     import resource
 
+    from leader.efficiency import latency_ms
+
     model.eval()
+    dev = model_device(model)
     enc = encode_dataset(ds, model.cfg)
     idx_all = np.arange(len(enc.sample_ids))
     out = {}
     for bs in batch_sizes:
-        idx = np.resize(idx_all, bs)  # repeat samples when the dataset is smaller than bs
-        b = enc.batch(idx)
-        model(b)  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(b)
-            times.append(time.perf_counter() - t0)
-        out[f"latency_ms_per_patient_b{bs}"] = 1000 * float(np.median(times)) / bs
+        b = to_device(enc.batch(np.resize(idx_all, bs)), dev)  # repeat samples when the dataset is smaller
+        out[f"latency_ms_per_patient_b{bs}"] = latency_ms(lambda b=b: model(b), bs, repeats, device=dev)
     tracemalloc.start()
-    model(enc.batch(np.resize(idx_all, max(batch_sizes))))
+    model(to_device(enc.batch(np.resize(idx_all, max(batch_sizes))), dev))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out["peak_traced_mb"] = peak / 2**20

@@ -109,3 +109,52 @@ def test_align_after_shuffling_store_rows(tmp_path):
     np.testing.assert_array_equal(ha[2], f.hidden[row])
     with pytest.raises(KeyError, match="99"):
         a.align(np.array([99]))
+
+
+@pytest.mark.parametrize("field", ["hidden", "probs"])
+def test_write_shard_refuses_non_finite(tmp_path, field):
+    """An fp16 teacher that overflowed: the shard is refused before any file is written, naming
+    the file, the field and how many values are bad."""
+    f = _feats(n=10)
+    arrs = {"hidden": f.hidden.copy(), "probs": f.probs.copy()}
+    arrs[field][3, 1] = np.nan
+    arrs[field][5, 0] = np.inf
+    with pytest.raises(CheckpointError, match=rf"shard-00004\.{field}\.npy.*'{field}' has 2 non-finite"):
+        write_shard(tmp_path, 4, f.sample_ids, arrs["hidden"], arrs["probs"])
+    assert not list(tmp_path.glob("shard-00004*"))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_write_shard_refuses_fp16_overflow(tmp_path):
+    """A float32 hidden state above fp16's range is inf once stored: checked after the cast."""
+    f = _feats(n=4)
+    h = f.hidden.astype(np.float32)
+    h[0, 0] = 1e6
+    with pytest.raises(CheckpointError, match=r"shard-00000\.hidden\.npy.*1 non-finite"):
+        write_shard(tmp_path, 0, f.sample_ids, h, f.probs)
+
+
+def test_finished_shard_with_nan_refused_on_load(tmp_path):
+    """A finished shard whose values became NaN (written before the check existed), with its
+    checksums made consistent again so only the finiteness check can catch it."""
+    import json
+
+    from leader.features.store import sha256_file
+
+    save_features(tmp_path, _feats(), shard_size=16, **MF)
+    victim = tmp_path / "shard-00001.probs.npy"
+    arr = np.load(victim)
+    arr[0, 0] = np.nan
+    np.save(victim, arr)
+    digest = sha256_file(victim)
+    rec = json.loads((tmp_path / "shard-00001.json").read_text())
+    rec["sha256"][victim.name] = digest
+    (tmp_path / "shard-00001.json").write_text(json.dumps(rec))
+    m = read_manifest(tmp_path)
+    m.shards[1].sha256[victim.name] = digest
+    write_manifest(tmp_path, m)
+    with pytest.raises(CheckpointError, match=r"shard-00001\.probs\.npy.*'probs' has 1 non-finite"):
+        load_features(tmp_path)
+    with pytest.raises(CheckpointError, match=r"shard-00001\.probs\.npy"):
+        check_shard(tmp_path, 1)
+    assert check_shard(tmp_path, 0) is not None

@@ -1,0 +1,189 @@
+"""GPU readiness checked without a GPU: which device and Ray resources each stage asks for (the
+logic, with torch.cuda.is_available / synchronize patched where needed), never a faked result."""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from leader.study import runner as runner_mod
+from leader.study.spec import load_study
+
+SPEC = """\
+name: g
+storage_path: {out}
+datasets:
+  - name: syn
+    source: synthetic
+    prepare: {{n_patients: 60}}
+teacher:
+  backbones: [tiny-llama]
+  options: {options}
+resources: {{cpu: 2, gpu: 0.25}}
+{resources}
+"""
+
+
+def _spec(tmp_path, resources: str = "", options: str = "{max_steps: 2}"):
+    p = tmp_path / "s.yaml"
+    p.write_text(SPEC.format(out=tmp_path / "out", resources=resources, options=options))
+    return load_study(p)
+
+
+GPU = "teacher_resources: {num_workers: 8, cpu_per_worker: 4, gpu_per_worker: 1}"
+CPU = "teacher_resources: {num_workers: 2, cpu_per_worker: 1}"  # the quickstart's
+
+
+# ----------------------------------------------------------------------------- efficiency stage
+def test_measure_options_gpu_vs_cpu(tmp_path):
+    assert runner_mod._measure_options(_spec(tmp_path, GPU)) == {"num_cpus": 4, "num_gpus": 1}
+    half = "teacher_resources: {num_workers: 2, cpu_per_worker: 3, gpu_per_worker: 0.5}"
+    assert runner_mod._measure_options(_spec(tmp_path, half)) == {"num_cpus": 3, "num_gpus": 1}  # timed alone
+    assert runner_mod._measure_options(_spec(tmp_path, CPU)) == {"num_cpus": 2}  # as before: resources.cpu
+    assert runner_mod._measure_options(_spec(tmp_path)) == {"num_cpus": 2}
+
+
+class _Remote:
+    """Stands in for the Ray remote function: records the options and the calls."""
+
+    def __init__(self):
+        self.options_seen, self.calls = [], []
+
+    def options(self, **kw):
+        self.options_seen.append(kw)
+        return self
+
+    def remote(self, ds, model_dir, teacher_dir, sizes):
+        self.calls.append((model_dir, teacher_dir, sizes))
+        name = "LEADER(T)" if teacher_dir else "LEADER(S)"
+        return [{"model": name, "batch_size": b, "latency_ms_per_patient": 1.0} for b in sizes]
+
+
+def _fake_runner(spec, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir(exist_ok=True)
+    return SimpleNamespace(
+        spec=spec,
+        dir=tmp_path,
+        parts=parts,
+        state=SimpleNamespace(get=lambda name: {"outputs": {"model_dir": "student-dir"}}),
+        _stage=lambda name, fn: fn(),
+    )
+
+
+@pytest.mark.parametrize("resources, want", [(GPU, {"num_cpus": 4, "num_gpus": 1}), (CPU, {"num_cpus": 2})])
+def test_efficiency_stage_requests_the_teachers_device(tmp_path, monkeypatch, resources, want):
+    import ray
+
+    rec = _Remote()
+    monkeypatch.setattr(runner_mod, "_measure", rec)
+    monkeypatch.setattr(ray, "get", lambda x: x)  # the recorder returns rows, not object refs
+    fake = _fake_runner(_spec(tmp_path, resources), tmp_path)
+    runner_mod.StudyRunner.efficiency(fake, SimpleNamespace(name="syn"), "tiny-llama", tmp_path / "teacher")
+    assert rec.options_seen == [want]
+    assert [c[:2] for c in rec.calls] == [("student-dir", None), (None, str(tmp_path / "teacher"))]  # same options
+    assert (fake.parts / "efficiency__syn__tiny-llama.eff.parquet").is_file()
+
+
+# ----------------------------------------------------------------------------- feature stage
+def test_extract_options(tmp_path):
+    assert runner_mod._extract_options(_spec(tmp_path, GPU)) == {
+        "workers": 8,
+        "resources_per_worker": {"CPU": 4, "GPU": 1},
+    }
+    # CPU studies keep extract_features' defaults (one 1-CPU actor, batch 16), as before
+    assert runner_mod._extract_options(_spec(tmp_path, CPU)) == {}
+    from leader.features.extract import extract_features
+
+    sig = inspect.signature(extract_features).parameters
+    assert sig["workers"].default == 1 and sig["resources_per_worker"].default is None
+    set_bs = _spec(tmp_path, CPU, options="{max_steps: 2, eval_batch_size: 4}")
+    assert runner_mod._extract_options(set_bs) == {"batch_size": 4}
+
+
+def test_features_stage_passes_options(tmp_path, monkeypatch):
+    import leader.features.extract as ex
+
+    seen = {}
+
+    def fake_extract(ds, teacher_dir, out, **kw):
+        seen.update(kw)
+        return out
+
+    monkeypatch.setattr(ex, "extract_features", fake_extract)
+    fake = _fake_runner(_spec(tmp_path, GPU, options="{eval_batch_size: 8}"), tmp_path)
+    out = runner_mod.StudyRunner.features(fake, SimpleNamespace(name="syn"), "tiny-llama", tmp_path / "t")
+    assert out == tmp_path / "features" / "syn" / "tiny-llama"
+    assert seen == {
+        "backbone": "tiny-llama",
+        "workers": 8,
+        "resources_per_worker": {"CPU": 4, "GPU": 1},
+        "batch_size": 8,
+    }
+    seen.clear()
+    runner_mod.StudyRunner.features(_fake_runner(_spec(tmp_path, CPU), tmp_path), SimpleNamespace(name="syn"), "b", "t")
+    assert seen == {"backbone": "b"}  # exactly today's call
+
+
+def test_features_key_has_no_worker_settings(tmp_path):
+    """Where and how fast features are computed is not their identity: the key is unchanged."""
+    from leader.study.keys import study_keys
+
+    uk = study_keys(_spec(tmp_path, GPU), {"syn": "c"})["features/syn/tiny-llama"]
+    assert uk.config == {"teacher.backbones": "tiny-llama"}
+
+
+# ----------------------------------------------------------------------------- timing
+def test_latency_synchronizes_on_cuda(monkeypatch):
+    from leader import efficiency
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: calls.append(a))
+    x = torch.randn(64, 64)
+    ms = efficiency.latency_ms(lambda: x @ x, batch=4, repeats=3, device="cuda")
+    assert ms > 0 and len(calls) == 6  # before and after each timed call
+    calls.clear()
+    efficiency.latency_ms(lambda: x @ x, batch=4, repeats=3, device="cpu")
+    efficiency.synchronize(torch.device("cpu"))
+    assert calls == []
+    efficiency.synchronize("cuda:0")
+    assert len(calls) == 1
+
+
+# ----------------------------------------------------------------------------- trainers
+def test_train_device_follows_what_torch_sees(monkeypatch):
+    from leader.train.student import to_device, train_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train_device() == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train_device() == torch.device("cpu")
+    b = {"diag": torch.ones(2, 1, 3, dtype=torch.int64), "visit_mask": torch.ones(2, 1, dtype=torch.bool)}
+    moved = to_device(b, "cpu")
+    assert all(moved[k] is b[k] for k in b)  # CPU: the same tensors, nothing copied
+
+
+def test_trainers_place_the_model_on_train_device(monkeypatch, random_ds):
+    """Both trainers ask train_device() where to run (patched here to the CPU, the only device)."""
+    import leader.train.baselines as tb
+    import leader.train.student as ts
+    from leader.train.student_config import StudentTrainConfig
+
+    asked = []
+
+    def dev():
+        asked.append(1)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(ts, "train_device", dev)
+    monkeypatch.setattr(tb, "train_device", dev)
+    cfg = StudentTrainConfig.model_validate(
+        {"epochs": 1, "patience": 1, "loss": {"kd": "none"}, "student": {"d_model": 16, "d_embed": 16}}
+    )
+    res = ts.train_student(random_ds, cfg)
+    assert asked == [1] and ts.model_device(res.model) == torch.device("cpu")
+    tb.train_baseline(random_ds, "retain", {"epochs": 1})
+    assert asked == [1, 1]
