@@ -299,6 +299,7 @@ def teacher_memory(a: Arch, cfg: Cfg, res: TeacherResourceSpec, n_meds: int) -> 
     cap = res.gpu_memory_gb * min(1.0, res.gpu_per_worker)
     return {
         "zero_stage": st.pop("stage"),
+        "optimizer_offload": bool(st.pop("offload")),  # a flag, not bytes
         "dtype_bytes": e,
         "states_gib": {k: v / GIB for k, v in st.items()} | {"total": sum(st.values()) / GIB},
         "activations_gib": {k: v / GIB for k, v in act["train"].items()}

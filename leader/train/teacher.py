@@ -602,7 +602,7 @@ class _TeacherRun:
         import torch
         import torch.distributed as dist
 
-        from leader.console import captured_stdout, quiet_train_worker
+        from leader.console import captured_stdout
         from leader.ray_utils import select_ds_accelerator
 
         self.config, self.cfg, self.data = config, TeacherTrainConfig(**config["cfg"]), config["data"]
@@ -616,7 +616,6 @@ class _TeacherRun:
         self.ctx, self.rank, self.world, self.dist = ctx, ctx.rank, ctx.world, dist
         self.device = ctx.device(self.cfg.use_gpu)
         torch.set_num_threads(max(1, int(config.get("threads", 1))))
-        quiet_train_worker()
         with captured_stdout():
             deepspeed.init_distributed(dist_backend="nccl" if self.cfg.use_gpu else "gloo")
         self.model = _build_model(self.cfg, int(config["n_meds"]), config["backbone_path"], config["corpus"])

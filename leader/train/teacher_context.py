@@ -25,8 +25,11 @@ class RayTrainContext:
     def __init__(self) -> None:
         import ray.train
 
+        from leader.console import quiet_train_worker
+
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        quiet_train_worker()  # Ray Train's own worker logging (imports Ray: here, not in LocalContext)
 
     def device(self, use_gpu: bool):
         """The GPU Ray gave this worker. DeepSpeed picks its device from LOCAL_RANK, which Ray sets
@@ -76,9 +79,8 @@ class LocalContext:
         self.reports: list[dict] = []
         if not dist.is_initialized():
             os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
-            dist.init_process_group(backend, rank=0, world_size=1)
+            port = str(_free_port())
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
 
     def device(self, use_gpu: bool):
         import torch
