@@ -319,7 +319,9 @@ def test_teacher_training_resumes_after_node_loss(sim_cluster, teacher_ds, tmp_p
     assert killed["node"] not in nodes
     # resuming restored weights, optimizer and LR schedule: the curve is the uninterrupted one
     ref = train_teacher_local(teacher_ds, cfg, world=2)
-    np.testing.assert_allclose(m["losses"], ref, rtol=1e-4, atol=1e-5)
+    # 60 fp32 steps at lr 1e-2: per-worker and whole-batch matmuls round differently, and the
+    # differences grow to ~2e-4 by the last steps; a wrong resume is off by far more (tens of %)
+    np.testing.assert_allclose(m["losses"], ref, rtol=1e-3, atol=1e-5)
     assert load_teacher(res.checkpoint_dir).meta["dataset_fingerprint"] == teacher_ds.fingerprint
     print(
         "FT-TEACHER",
