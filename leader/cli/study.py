@@ -104,7 +104,7 @@ def plan(
     section: memory per GPU of each teacher (a teacher that cannot fit is refused: exit 1) and
     GPU-hours. Runs nothing; torch is imported only for that section."""
     from leader.study.budget import budget, needs_budget
-    from leader.study.plan import format_budget, format_plan, format_refusal
+    from leader.study.plan import format_budget, format_plan, format_refusal, power_lines
     from leader.study.plan import plan as make_plan
     from leader.study.spec import load_study
 
@@ -113,10 +113,11 @@ def plan(
     d = against or spec.study_dir()
     rows = make_plan(spec, d)
     res = budget(spec, d, rows) if needs_budget(spec) else None
+    power = power_lines(spec, d)
     if as_json:
-        typer.echo(json.dumps({"units": rows, "resources": res}, default=str))
+        typer.echo(json.dumps({"units": rows, "resources": res, "power": power}, default=str))
     else:
-        typer.echo(format_plan(rows, d) + ("\n" + format_budget(res) if res else ""))
+        typer.echo(format_plan(rows, d) + ("\n" + format_budget(res) if res else "") + "\n" + "\n".join(power))
     refused = [t for t in (res or {}).get("teachers", []) if not t["fits"] and t["to_run"]]
     if refused:
         typer.secho("error: " + "\n".join(format_refusal(t) for t in refused), fg="red", err=True)

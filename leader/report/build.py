@@ -11,7 +11,9 @@ import pandas as pd
 from leader.report import figures as F
 from leader.report import render as R
 from leader.report import tables as T
-from leader.report.findings import findings, findings_frame, findings_markdown
+from leader.report.cells import GROUP_NOTE
+from leader.report.findings import findings, findings_frame, findings_markdown, teacher_probe_notes
+from leader.report.findings_render import detail_html, summary_html
 from leader.report.guard import check_aggregate_only
 from leader.report.load import StudyResults, load_study
 from leader.report.names import FIGURE_ALIASES, FIGURES, TABLE_ALIASES, TABLES
@@ -19,13 +21,18 @@ from leader.report.names import FIGURE_ALIASES, FIGURES, TABLE_ALIASES, TABLES
 ALL_TABLES, ALL_FIGURES = list(TABLES), list(FIGURES)
 _ALIASES = {**TABLE_ALIASES, **FIGURE_ALIASES}
 _FIG_TITLES = {
-    "groups": "PRAUC by patient group (single- vs multi-visit)",
+    "groups": "Test PRAUC of every model, by group",
     "ablation": "Ablation (figure)",
     "sensitivity_alpha": "Sensitivity of PRAUC to α (feature-KD weight)",
     "sensitivity_beta": "Sensitivity of PRAUC to β (profile-alignment weight)",
     "efficiency": "Efficiency: teacher vs student",
     "optuna_history": "Optuna search history",
     "optuna_importance": "Optuna parameter importances",
+}
+
+_FIG_CAPTIONS = {
+    "groups": "Mean and 95 % CI (mean ± 1.96 × bootstrap std) per model, sorted by overall PRAUC. " + GROUP_NOTE,
+    "efficiency": "Teacher vs student per dataset / backbone (and batch size); the student's speed-up in each label.",
 }
 
 
@@ -89,9 +96,9 @@ def _as_list(x) -> list[str] | None:
     return None
 
 
-def _build_table(name: str, s: StudyResults) -> T.Table:
+def _build_table(name: str, s: StudyResults, teacher_notes: dict) -> T.Table:
     if name == "overall":
-        return T.overall_table(s.metrics, s.bootstrap, _as_list(_find(s.spec, "report", "models")))
+        return T.overall_table(s.metrics, s.bootstrap, _as_list(_find(s.spec, "report", "models")), teacher_notes)
     if name == "ablation":
         return T.ablation_table(
             s.metrics,
@@ -124,53 +131,35 @@ def _build_figure(name: str, s: StudyResults):
     return F.optuna_importance_figure(s.optuna)
 
 
-def findings_html(items) -> str:
-    if not items:
-        return "<h2>Findings</h2><p>No results yet: no claim can be tested.</p>"
-    colour = {"held": "#1a7f37", "not held": "#cf222e", "cannot test": "#6e7781"}
-    rows = "".join(
-        f"<tr><td>{R.html.escape(f.dataset)}</td><td>{R.html.escape(f.claim)}</td>"
-        f'<td style="color:{colour[f.status]};font-weight:bold">'
-        f"{f.status.upper() if f.status == 'not held' else f.status}</td>"
-        f"<td>{R.html.escape(f.evidence)}</td></tr>"
-        for f in items
-    )
-    return (
-        '<h2>Findings</h2><p class="caption">Each claim of the LEADER paper this study can test (PRAUC; '
-        "'held' needs a paired patient-bootstrap p &lt; 0.05).</p><table><thead><tr><th>Dataset</th><th>Claim</th>"
-        f"<th>Status</th><th>Evidence</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-
-
 def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Build the report of one study; returns the output folder (holding index.md / index.html).
 
+    The page reads top-down: the Findings summary (one coloured line per claim), the headline
+    figure (every model's PRAUC by group), the Findings in detail, the tables, the other figures.
     Missing stages or files become visible 'missing' notes; patient-level columns are refused."""
     s = load_study(study_dir)
     out = Path(out_dir) if out_dir is not None else _default_out(s.name)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     tables, figs, unknown = declared_items(s.spec)
-
-    md = [
-        f"# Study report: {s.name}",
-        "",
-        f"Generated {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} from `{s.study_dir}`.",
-        "",
-    ]
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md = [f"# Study report: {s.name}", "", f"Generated {when} from `{s.study_dir}`.", ""]
     body = [
         f"<h1>Study report: {R.html.escape(s.name)}</h1>",
-        f'<p class="caption">Generated {_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")} from '
-        f"<code>{R.html.escape(str(s.study_dir))}</code>.</p>",
+        f'<p class="caption">Generated {when} from <code>{R.html.escape(str(s.study_dir))}</code>.</p>',
     ]
-    found = findings(s.metrics, s.paired, s.efficiency)
+    found = findings(s.metrics, s.paired, s.efficiency, s.teacher)
     md.append(findings_markdown(found))
-    body.append(findings_html(found))
+    body.append(summary_html(found))
     findings_frame(found).to_csv(out / "tables" / "findings.csv", index=False)
     notes = [f"missing file: {m}" for m in s.missing_files] + [f"unknown report item (ignored): {u}" for u in unknown]
     md += [f"> **{n}**" for n in notes] + [""]
     body += [f'<p class="note">{R.html.escape(n)}</p>' for n in notes]
-    longs = _write_tables(s, tables, out, md, body) + _write_figures(s, figs, out, md, body)
+    head = ["groups"] if "groups" in figs else []
+    longs = _write_figures(s, head, out, md, body)
+    body.append(detail_html(found))
+    longs += _write_tables(s, tables, out, md, body, teacher_probe_notes(found))
+    longs += _write_figures(s, [f for f in figs if f not in head], out, md, body)
     md.append(R.env_md(s.env, s.spec_text))
     body.append(R.env_html(s.env, s.spec_text))
     results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])
@@ -181,11 +170,11 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     return out
 
 
-def _write_tables(s, tables: list[str], out: Path, md: list, body: list) -> list[pd.DataFrame]:
+def _write_tables(s, tables: list[str], out: Path, md: list, body: list, teacher_notes: dict) -> list[pd.DataFrame]:
     """Each table as CSV + LaTeX, appended to the markdown and HTML; returns their long forms."""
     longs = []
     for name in tables:
-        tab = _build_table(name, s)
+        tab = _build_table(name, s, teacher_notes)
         disp = tab.display_frame()
         check_aggregate_only(disp, f"tables/{name}.csv")
         disp.to_csv(out / "tables" / f"{name}.csv", index=False)
@@ -213,7 +202,7 @@ def _write_figures(s, figs: list[str], out: Path, md: list, body: list) -> list[
             continue
         png, _ = F.save(fig, out / "figures" / name)
         md.append(R.md_figure(name, title, f"figures/{name}.png", None))
-        body.append(R.html_figure(name, title, png, None))
+        body.append(R.html_figure(name, title, png, None, _FIG_CAPTIONS.get(name)))
     if "optuna_importance" in figs and not s.optuna.empty:
         for grp, imp in F.param_importances(s.optuna).items():
             longs += [

@@ -1,4 +1,5 @@
-"""Seaborn figures: sensitivity (alpha, beta), efficiency, Optuna history and importances.
+"""Figures: sensitivity (alpha, beta) and ablation per backbone, Optuna history and importances; the
+headline (groups) and efficiency figures live in figures_main and are re-exported here.
 
 Each builder returns a matplotlib Figure, or a string saying why the figure is missing, so
 the report can show the reason instead of failing or drawing an empty axis.
@@ -17,16 +18,17 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from leader.report.cells import VARIANTS  # noqa: E402
+from leader.report.figures_main import efficiency_figure, groups_figure  # noqa: E402, F401 - re-exported
 from leader.study.optuna_store import rebuild_study  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-_TS = {"LEADER(T)": "#4C72B0", "LEADER(S)": "#DD8452"}
 _PARAM_LABEL = {"alpha": "α (feature-KD weight)", "beta": "β (profile-alignment weight)"}
 
 
 def sensitivity_figure(metrics: pd.DataFrame, params=("alpha", "beta"), metric: str = "prauc"):
-    """PRAUC (overall) against alpha and/or beta, one row per dataset, band = ± std."""
+    """PRAUC (overall) against alpha and/or beta, one row per (dataset, backbone), band = ± std."""
     if metrics.empty:
         return "missing: no results in metrics.parquet"
     sel = metrics[
@@ -40,28 +42,32 @@ def sensitivity_figure(metrics: pd.DataFrame, params=("alpha", "beta"), metric: 
     sel = sel[sel["param"].isin(list(params))]
     if sel.empty:
         return f"missing: no sensitivity runs for {'/'.join(params)} in metrics.parquet"
-    datasets = sorted(sel["dataset"].unique())
+    rows = sorted(set(zip(sel["dataset"], sel["backbone"], strict=False)))
     params = list(params)
-    fig, axes = plt.subplots(
-        len(datasets), len(params), figsize=(5.2 * len(params), 3.6 * len(datasets)), squeeze=False
-    )
-    for i, ds in enumerate(datasets):
+    fig, axes = plt.subplots(len(rows), len(params), figsize=(5.2 * len(params), 4.0 * len(rows)), squeeze=False)
+    for i, (ds, bb) in enumerate(rows):
         for j, p in enumerate(params):
-            _sensitivity_panel(axes[i][j], sel[(sel["dataset"] == ds) & (sel["param"] == p)], ds, p, metric)
+            d = sel[(sel["dataset"] == ds) & (sel["backbone"] == bb) & (sel["param"] == p)]
+            _sensitivity_panel(axes[i][j], d, f"{ds} / {bb}" if bb else ds, p, metric)
     fig.tight_layout()
     return fig
 
 
-def _sensitivity_panel(ax, d: pd.DataFrame, ds: str, p: str, metric: str) -> None:
-    """One (dataset, parameter) curve: mean per value (seeds averaged), band = mean stored std."""
+def _sensitivity_panel(ax, d: pd.DataFrame, where: str, p: str, metric: str) -> None:
+    """One (dataset, backbone, parameter) curve: mean per value (seeds averaged), band = mean
+    stored std; with fewer than 3 values only the points (two points are not a curve)."""
     if d.empty:
         ax.text(0.5, 0.5, f"missing: no {p} sweep", ha="center", va="center", transform=ax.transAxes, color="#b00020")
         ax.set_axis_off()
         return
     agg = d.groupby("param_value").agg(mean=("mean", "mean"), std=("std", "mean")).reset_index()
-    sns.lineplot(data=agg, x="param_value", y="mean", marker="o", ax=ax, color="#4C72B0", label="LEADER(S)")
-    lo, hi = agg["mean"] - agg["std"], agg["mean"] + agg["std"]
-    ax.fill_between(agg["param_value"], lo, hi, alpha=0.25, color="#4C72B0", label="± 1 std (bootstrap)")
+    curve = len(agg) >= 3
+    ax.plot(agg["param_value"], agg["mean"], "o-" if curve else "o", color="#4C72B0", label="LEADER(S)")
+    if curve:
+        lo, hi = agg["mean"] - agg["std"], agg["mean"] + agg["std"]
+        ax.fill_between(agg["param_value"], lo, hi, alpha=0.25, color="#4C72B0", label="± 1 std (bootstrap)")
+    else:
+        ax.errorbar(agg["param_value"], agg["mean"], yerr=agg["std"], fmt="none", ecolor="#4C72B0", capsize=3)
     best = agg.loc[agg["mean"].idxmax()]
     ax.scatter(
         [best.param_value],
@@ -77,67 +83,14 @@ def _sensitivity_panel(ax, d: pd.DataFrame, ds: str, p: str, metric: str) -> Non
         ax.set_xscale("log")
     ax.set_xlabel(_PARAM_LABEL[p])
     ax.set_ylabel(f"{metric.upper()} (overall)")
-    ax.set_title(f"{ds}: {metric.upper()} vs {p}")
-    ax.legend(loc="best", fontsize=8)
-
-
-def efficiency_figure(eff: pd.DataFrame):
-    """Latency per patient (log ms) and peak memory (MB), teacher vs student, speed-up annotated."""
-    if eff.empty:
-        return "missing: efficiency.parquet has no rows"
-    d = eff.copy()
-    d["setting"] = d["dataset"].astype(str) + "\n" + d["backbone"].astype(str)
-    if "batch_size" in d.columns and d["batch_size"].nunique() > 1:
-        d["setting"] = d["setting"] + "\nbatch " + d["batch_size"].astype(str)
-    d = d.groupby(["setting", "model"], as_index=False)[["latency_ms_per_patient", "peak_mem_mb"]].mean()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    hue_order = [m for m in ("LEADER(T)", "LEADER(S)") if m in set(d["model"])] + sorted(
-        set(d["model"]) - {"LEADER(T)", "LEADER(S)"}
+    ax.set_title(
+        f"{where}: {metric.upper()} vs {p}" + ("" if curve else f" ({len(agg)} values: not a curve)"), fontsize=10
     )
-    pal = {m: _TS.get(m, "#8C8C8C") for m in hue_order}
-    sns.barplot(
-        data=d, x="setting", y="latency_ms_per_patient", hue="model", hue_order=hue_order, palette=pal, ax=axes[0]
-    )
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("latency per patient (ms, log scale)")
-    axes[0].set_xlabel("")
-    axes[0].set_title("Inference latency")
-    sns.barplot(data=d, x="setting", y="peak_mem_mb", hue="model", hue_order=hue_order, palette=pal, ax=axes[1])
-    axes[1].set_ylabel("peak memory (MB)")
-    axes[1].set_xlabel("")
-    axes[1].set_title("Peak memory")
-    settings = list(dict.fromkeys(d["setting"]))
-    for k, s in enumerate(settings):
-        g = d[d["setting"] == s].set_index("model")
-        if {"LEADER(T)", "LEADER(S)"} <= set(g.index):
-            sp = g.loc["LEADER(T)", "latency_ms_per_patient"] / g.loc["LEADER(S)", "latency_ms_per_patient"]
-            top = g["latency_ms_per_patient"].max()
-            axes[0].annotate(
-                f"{sp:.1f}× faster",
-                (k, top),
-                xytext=(0, 6),
-                textcoords="offset points",
-                ha="center",
-                fontsize=10,
-                fontweight="bold",
-                color="#333333",
-            )
-    lo, hi = axes[0].get_ylim()
-    axes[0].set_ylim(lo, hi * 3)
-    for c in axes[0].containers:
-        axes[0].bar_label(c, fmt="%.3g ms", fontsize=8, padding=2)
-    for c in axes[1].containers:
-        axes[1].bar_label(c, fmt="%.0f MB", fontsize=8, padding=2)
-    if "LEADER(T)" not in hue_order:
-        fig.suptitle("LEADER(T): missing (no teacher measurement in this study)", color="#b00020", fontsize=10)
-    axes[0].legend(title="model", fontsize=9, loc="lower left")
-    axes[1].legend(title="model", fontsize=9, loc="upper right")
-    fig.tight_layout()
-    return fig
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
 
 
 def ablation_figure(metrics: pd.DataFrame, metric: str = "prauc"):
-    """Overall PRAUC per ablation variant (± std), one colour per dataset."""
+    """Overall PRAUC per ablation variant (± std), one bar per backbone, one panel per dataset."""
     sel = (
         metrics[(metrics["stage"] == "ablation") & (metrics["group"] == "overall") & (metrics["metric"] == metric)]
         if not metrics.empty
@@ -145,60 +98,35 @@ def ablation_figure(metrics: pd.DataFrame, metric: str = "prauc"):
     )
     if sel.empty:
         return "missing: no ablation results in metrics.parquet"
-    from leader.report.tables import VARIANTS
-
     names = dict(VARIANTS)
-    d = sel.groupby(["dataset", "variant"], as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
+    d = sel.groupby(["dataset", "backbone", "variant"], as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
     order = [v for v, _ in VARIANTS if v in set(d["variant"])] + sorted(set(d["variant"]) - set(names))
-    d["Variant"] = d["variant"].map(lambda v: names.get(v, v))
-    fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(
-        data=d, y="Variant", x="mean", hue="dataset", order=[names.get(v, v) for v in order], ax=ax, palette="deep"
+    datasets, bbs = sorted(d["dataset"].unique()), sorted(d["backbone"].unique())
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(6.5 * len(datasets) + 2, 0.5 * len(order) * len(bbs) + 1.6), squeeze=False
     )
-    for bar_container, (_, g) in zip(ax.containers, d.groupby("dataset", sort=True), strict=False):
-        g = g.set_index("Variant").reindex([names.get(v, v) for v in order])
-        ys = [b.get_y() + b.get_height() / 2 for b in bar_container]
-        ax.errorbar(g["mean"].to_numpy(), ys, xerr=g["std"].to_numpy(), fmt="none", ecolor="#333", capsize=3)
-    lo = max(0.0, float((d["mean"] - d["std"]).min()) - 0.05)
-    ax.set_xlim(lo, min(1.0, float((d["mean"] + d["std"]).max()) + 0.03))
-    ax.set_xlabel(f"{metric.upper()} (overall, mean ± std)")
-    ax.set_ylabel("")
-    ax.set_title("Ablation: contribution of each component")
-    ax.legend(title="dataset", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def groups_figure(metrics: pd.DataFrame, metric: str = "prauc"):
-    """PRAUC by patient group (single- vs multi-visit) for every model of the main comparison."""
-    sel = (
-        metrics[metrics["stage"].isin(["baseline", "teacher", "best"]) & (metrics["metric"] == metric)]
-        if not metrics.empty
-        else metrics
-    )
-    if sel.empty:
-        return "missing: no baseline / teacher / best-student results in metrics.parquet"
-    d = sel.groupby(["dataset", "model", "group"], as_index=False).agg(mean=("mean", "mean"), std=("std", "mean"))
-    labels = {
-        "overall": "overall",
-        "multi": "multi-visit patient",
-        "single": "single-visit patient",
-        "history": "has history",
-        "no_history": "no history (paper: single-visit)",
-    }
-    d["group"] = d["group"].map(labels).fillna(d["group"])
-    datasets = sorted(d["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets, strict=False):
-        g = d[d["dataset"] == ds]
-        hue_order = [h for h in labels.values() if h in set(g["group"])]
-        sns.barplot(data=g, x="model", y="mean", hue="group", hue_order=hue_order, ax=ax, palette="muted")
-        ax.set_ylabel(f"{metric.upper()} (mean over bootstrap rounds)")
-        ax.set_xlabel("")
-        ax.set_ylim(0, min(1.0, float(g["mean"].max()) * 1.15 + 0.02))
-        ax.set_title(f"{ds}: {metric.upper()} by patient group")
-        ax.legend(title="group", fontsize=8)
-        ax.tick_params(axis="x", rotation=30)
+    h = 0.8 / len(bbs)
+    palette = sns.color_palette("deep", len(bbs))
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for k, bb in enumerate(bbs):
+            g = d[(d["dataset"] == ds) & (d["backbone"] == bb)].set_index("variant").reindex(order)
+            y = np.arange(len(order)) + (k - (len(bbs) - 1) / 2) * h
+            ax.barh(
+                y,
+                g["mean"],
+                height=h * 0.92,
+                xerr=g["std"],
+                color=palette[k],
+                label=bb or "-",
+                error_kw={"ecolor": "#333", "capsize": 3},
+            )
+        lo = max(0.0, float((d["mean"] - d["std"]).min()) - 0.05)
+        ax.set_xlim(lo, min(1.0, float((d["mean"] + d["std"]).max()) + 0.03))
+        ax.set_yticks(range(len(order)), [names.get(v, v) for v in order])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{metric.upper()} (overall, mean ± std)")
+        ax.set_title(f"{ds}: contribution of each component", fontsize=10)
+    axes[0][-1].legend(title="backbone", fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -1,181 +1,187 @@
-"""Findings: each of the LEADER paper's claims that a study can test, stated as held / not held /
-cannot test, with the numbers. Every report opens with them, so a reader never has to infer
-from a table that a claim failed.
+"""Findings: each of the LEADER paper's claims that a study can test, with one of three outcomes
+a reviewer can sign, and the numbers behind it. Every report opens with them.
 
-A "better than" claim holds only when the mean paired difference is > 0 AND its patient-level
-paired bootstrap gives p < ALPHA (results/paired.parquet, written by the runner); a difference
-without a test is reported as not held ("no paired test"). Curve claims ("rises then falls")
-hold when the best grid value is interior. Claims are checked on PRAUC, per dataset.
+  held          significant in the claimed direction
+  contradicted  significant in the opposite direction
+  inconclusive  neither: the effect, its CI and the smallest effect this study could have
+                detected (80 % power, from the paired bootstrap's spread) stand beside the paper's
+  cannot test   a side was not run, or the test has fewer than two patients
+
+"Better than" claims use the patient-level paired bootstrap of results/paired.parquet (written
+by the runner), on PRAUC, per dataset and backbone. Their p-values are Holm-Bonferroni adjusted
+across the tested claims of a dataset (eleven claims at p < 0.05 each would make about one
+"held" in two studies chance). "At least as good" claims hold when the 95 % CI's lower end is
+above -NONINFERIORITY_MARGIN. Curve and efficiency claims have no test: they are read off the
+means (curves against one bootstrap std) and stay outside the Holm family.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 
-ALPHA = 0.05
-HELD, NOT_HELD, UNTESTABLE = "held", "not held", "cannot test"
+from leader.report.cells import GROUPS
+from leader.report.claims import (  # noqa: F401 - re-exported: the Findings' vocabulary
+    ALPHA,
+    CONTRADICTED,
+    HELD,
+    INCONCLUSIVE,
+    NAN,
+    NONINFERIORITY_MARGIN,
+    OUTCOMES,
+    PAPER_EFFECTS,
+    POWER,
+    UNTESTABLE,
+    Finding,
+    curve_finding,
+    efficiency_finding,
+    probe_check,
+    tested_findings,
+)
+from leader.significance import holm, mde_from_interval
 
 
-@dataclass
-class Finding:
-    dataset: str
-    claim: str
-    status: str
-    evidence: str
+def _backbones(paired: pd.DataFrame, metrics: pd.DataFrame, ds: str) -> list[str]:
+    """The dataset's teacher backbones: those of its paired tests, else of its teacher/student rows."""
+    if not paired.empty and "backbone" in paired.columns:
+        bbs = paired.loc[paired["dataset"] == ds, "backbone"].astype(str)
+        if len(bbs):
+            return list(dict.fromkeys(bbs))
+    m = metrics[(metrics["dataset"] == ds) & metrics["model"].isin(["LEADER(T)", "LEADER(S)"])]
+    return list(dict.fromkeys(m["backbone"].astype(str))) or [""]
 
 
-def _paired(paired: pd.DataFrame, dataset: str, comparison: str, group: str = "overall") -> pd.Series | None:
-    if paired.empty:
-        return None
-    m = (paired["dataset"] == dataset) & (paired["comparison"] == comparison) & (paired["group"] == group)
-    return paired[m].iloc[0] if m.any() else None
-
-
-def _fmt(r: pd.Series) -> str:
-    return (
-        f"diff {r['diff']:+.4f} [95% CI {r['ci_low']:+.4f}, {r['ci_high']:+.4f}], p = {r['p_bootstrap']:.3g} "
-        f"(Wilcoxon {r['p_wilcoxon']:.3g}; {int(r['n_patients'])} patients, {int(r['seeds_a'])} vs "
-        f"{int(r['seeds_b'])} seeds)"
+def findings(
+    metrics: pd.DataFrame,
+    paired: pd.DataFrame,
+    efficiency: pd.DataFrame,
+    teacher: pd.DataFrame | None = None,
+) -> list[Finding]:
+    """Every claim per dataset and backbone, Holm-adjusted per dataset, each with its outcome.
+    `teacher` (optional results/teacher.parquet: dataset, backbone, steps, best_step) says
+    whether LoRA ever beat the probe on validation."""
+    teacher = pd.DataFrame() if teacher is None else teacher
+    paired, metrics, efficiency = (
+        x.assign(backbone="") if not x.empty and "backbone" not in x.columns else x
+        for x in (paired, metrics, efficiency)
     )
-
-
-def _better(paired, dataset, comparison, claim, group="overall", at_least=False) -> Finding:
-    r = _paired(paired, dataset, comparison, group)
-    if r is None:
-        return Finding(dataset, claim, UNTESTABLE, f"no paired result for {comparison} ({group}): a side was not run")
-    ok = r["diff"] >= 0 if at_least else (r["diff"] > 0 and r["p_bootstrap"] < ALPHA)
-    return Finding(dataset, claim, HELD if ok else NOT_HELD, _fmt(r))
-
-
-def _baseline_names(paired: pd.DataFrame, dataset: str, prefix: str) -> list[str]:
-    if paired.empty:
-        return []
-    c = paired.loc[(paired["dataset"] == dataset) & paired["comparison"].str.startswith(prefix), "comparison"]
-    return sorted({x[len(prefix) :] for x in c})
-
-
-def _vs_baselines(paired, dataset, who: str, claim: str, best_only: bool, metrics: pd.DataFrame) -> Finding:
-    names = _baseline_names(paired, dataset, f"{who}_vs_")
-    names = [n for n in names if n not in ("teacher",)]
-    if not names:
-        return Finding(dataset, claim, UNTESTABLE, "no baseline trials declared (or none finished)")
-    if best_only:
-        base = metrics[
-            (metrics["dataset"] == dataset)
-            & (metrics["stage"] == "baseline")
-            & (metrics["group"] == "overall")
-            & (metrics["metric"] == "prauc")
-        ]
-        base = base[base["model"].isin(names)]
-        if base.empty:
-            return Finding(dataset, claim, UNTESTABLE, "baseline metrics missing")
-        best = base.groupby("model")["mean"].mean().idxmax()
-        f = _better(paired, dataset, f"{who}_vs_{best}", claim)
-        f.evidence = f"best baseline {best}: {f.evidence}"
-        return f
-    parts, ok = [], True
-    for n in names:
-        r = _paired(paired, dataset, f"{who}_vs_{n}")
-        good = r is not None and r["diff"] > 0 and r["p_bootstrap"] < ALPHA
-        ok &= good
-        parts.append(f"{n} {r['diff']:+.4f} (p {r['p_bootstrap']:.3g})" if r is not None else f"{n} missing")
-    return Finding(dataset, claim, HELD if ok else NOT_HELD, "; ".join(parts))
-
-
-def _curve(metrics: pd.DataFrame, dataset: str, param: str) -> Finding:
-    claim = f"PRAUC rises then falls along {param} (an interior optimum)"
-    d = metrics[
-        (metrics["dataset"] == dataset)
-        & (metrics["stage"] == "sensitivity")
-        & (metrics["param"] == param)
-        & (metrics["group"] == "overall")
-        & (metrics["metric"] == "prauc")
-    ]
-    curve = d.groupby("param_value")["mean"].mean().sort_index()
-    if len(curve) < 3:
-        return Finding(
-            dataset, claim, UNTESTABLE, f"needs >= 3 {param} values in the sensitivity grid, has {len(curve)}"
-        )
-    best = int(np.argmax(curve.to_numpy()))
-    pts = ", ".join(f"{k:g}: {v:.4f}" for k, v in curve.items())
-    return Finding(dataset, claim, HELD if 0 < best < len(curve) - 1 else NOT_HELD, pts)
-
-
-def _efficiency(eff: pd.DataFrame, dataset: str) -> Finding:
-    claim = "the student is faster and smaller than the teacher at inference"
-    d = eff[eff["dataset"] == dataset] if not eff.empty else eff
-    if d.empty or not {"LEADER(S)", "LEADER(T)"} <= set(d["model"]):
-        return Finding(dataset, claim, UNTESTABLE, "efficiency of both models not measured")
-    s, t = d[d["model"] == "LEADER(S)"], d[d["model"] == "LEADER(T)"]
-    b = int(s["batch_size"].min())
-    ls, lt = (
-        float(s.loc[s["batch_size"] == b, "latency_ms_per_patient"].mean()),
-        float(t.loc[t["batch_size"] == b, "latency_ms_per_patient"].mean()),
-    )
-    ms, mt = float(s["peak_mem_mb"].max()), float(t["peak_mem_mb"].max())
-    ok = ls < lt and ms < mt
-    return Finding(
-        dataset,
-        claim,
-        HELD if ok else NOT_HELD,
-        f"batch {b}: {ls:.3g} vs {lt:.3g} ms/patient ({lt / max(ls, 1e-12):.0f}x); memory {ms:.1f} vs {mt:.1f} MB",
-    )
-
-
-def findings(metrics: pd.DataFrame, paired: pd.DataFrame, efficiency: pd.DataFrame) -> list[Finding]:
     out: list[Finding] = []
     datasets = list(dict.fromkeys(metrics["dataset"])) if not metrics.empty else []
     for ds in datasets:
-        out += [
-            _vs_baselines(paired, ds, "teacher", "LEADER(T) beats the best baseline", True, metrics),
-            _vs_baselines(paired, ds, "student", "LEADER(S) beats every baseline", False, metrics),
-            _better(paired, ds, "full_vs_no_kd", "distillation helps: LEADER(S) > LEADER(S) w/o KD"),
-            _better(
-                paired,
-                ds,
-                "full_vs_kd_shuffled",
-                "the gain is transfer, not regularisation: LEADER(S) > KD to shuffled teacher states",
-            ),
-            _better(paired, ds, "full_vs_output_kd", "feature-level KD > output-level KD"),
-            _better(
-                paired, ds, "full_vs_no_align", "profile alignment helps patients without history", group="no_history"
-            ),
-            _better(paired, ds, "full_vs_split_visit_encoder", "a shared visit encoder > split encoders"),
-            _curve(metrics, ds, "alpha"),
-            _curve(metrics, ds, "beta"),
-            _better(
-                paired,
-                ds,
-                "student_vs_teacher",
-                "LEADER(S) >= LEADER(T) on patients without history",
-                group="no_history",
-                at_least=True,
-            ),
-            _efficiency(efficiency, ds),
-        ]
+        items: list[Finding] = []
+        for bb in _backbones(paired, metrics, ds):
+            p = paired[(paired["dataset"] == ds) & (paired["backbone"] == bb)] if not paired.empty else paired
+            m = metrics[(metrics["dataset"] == ds) & metrics["backbone"].isin([bb, ""])]
+            items += tested_findings(p, m, ds, bb)
+            items += [curve_finding(m, ds, bb, "alpha"), curve_finding(m, ds, bb, "beta")]
+            items.append(efficiency_finding(efficiency, ds, bb))
+            check = probe_check(p, teacher, ds, bb)
+            if check is not None:
+                items.append(check)
+        out += decide(items)
     return out
 
 
+def decide(items: list[Finding]) -> list[Finding]:
+    """Holm across the dataset's tested claims, then each tested claim's outcome and evidence."""
+    family = [f for f in items if not f.status and f.in_family]
+    adj = holm([f.p for f in family])
+    for f, a in zip(family, adj, strict=True):
+        f.p_holm = float(a)
+    for f in items:
+        if f.status:
+            continue
+        if not f.in_family:
+            f.p_holm = f.p
+        f.mde = mde_from_interval(f.ci_low, f.ci_high, ALPHA, POWER)
+        f.paper_effect, f.paper_source = PAPER_EFFECTS.get(f.comparison, (NAN, ""))
+        f.status = _outcome(f)
+        f.evidence = evidence_text(f)
+    return items
+
+
+def _outcome(f: Finding) -> str:
+    significant = f.p_holm < ALPHA
+    if f.direction == ">=":
+        if f.diff < 0 and significant:
+            return CONTRADICTED
+        return HELD if f.ci_low > -NONINFERIORITY_MARGIN else INCONCLUSIVE
+    if significant and f.diff < 0:
+        return CONTRADICTED
+    return HELD if significant and f.diff > 0 and not f.cannot_hold else INCONCLUSIVE
+
+
+def _p(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.2g}" if p < 0.001 else f"{p:.3f}".rstrip("0").rstrip(".")
+
+
+def numbers_text(f: Finding) -> str:
+    """'+0.0240 [95% CI +0.0100, +0.0380], p 0.003, Holm p 0.009' (the short face of a test)."""
+    s = f"{f.diff:+.4f} [95% CI {f.ci_low:+.4f}, {f.ci_high:+.4f}], p {_p(f.p)}"
+    return s + (f", Holm p {_p(f.p_holm)}" if f.in_family else "")
+
+
+def evidence_text(f: Finding) -> str:
+    parts = [numbers_text(f)]
+    if f.group and f.group != "overall":
+        parts.append(f"group: {dict(GROUPS).get(f.group, f.group)}")
+    if f.one_seed:
+        parts.append("one seed")
+    if f.status == INCONCLUSIVE and not math.isnan(f.mde):
+        s = f"smallest detectable difference {f.mde:.3f} (80 % power)"
+        if not math.isnan(f.paper_effect):
+            s += f", paper's effect {f.paper_effect:+.3f} ({f.paper_source})"
+            s += ": below what this study can detect" if abs(f.paper_effect) < f.mde else ""
+        parts.append(s)
+    if f.detail:
+        parts.append(f.detail)
+    return "; ".join(parts)
+
+
+def teacher_probe_notes(items: list[Finding]) -> dict[tuple[str, str], str]:
+    """(dataset, backbone) -> the note that LEADER(T) is (or scores as) its linear probe."""
+    return {(f.dataset, f.backbone): f.detail for f in items if f.comparison == "teacher_vs_Probe" and f.detail}
+
+
 def findings_frame(items: list[Finding]) -> pd.DataFrame:
-    return pd.DataFrame([f.__dict__ for f in items], columns=["dataset", "claim", "status", "evidence"])
+    cols = ["dataset", "backbone", "claim", "status", "evidence", "diff", "ci_low", "ci_high", "p", "p_holm", "mde"]
+    cols += ["paper_effect", "one_seed", "comparison", "group"]
+    return pd.DataFrame([asdict(f) for f in items], columns=cols) if items else pd.DataFrame(columns=cols)
+
+
+def outcome_counts(items: list[Finding]) -> dict[str, int]:
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for f in items:
+        counts[f.status] += 1
+    return counts
+
+
+def method_text(items: list[Finding]) -> str:
+    """How to read the outcomes: the test, the multiplicity correction (and its family sizes), the rules."""
+    datasets = dict.fromkeys(f.dataset for f in items)
+    fam = ", ".join(
+        f"{ds}: {sum(1 for f in items if f.dataset == ds and f.in_family and not math.isnan(f.p_holm))}"
+        for ds in datasets
+    )
+    return (
+        f"Paired patient-bootstrap tests on PRAUC, two-sided α = {ALPHA}, p-values Holm-Bonferroni adjusted across "
+        f"the tested claims of each dataset ({fam}). held / contradicted = significant for / against the claim; "
+        f"inconclusive = neither, with the smallest difference the test could detect ({POWER:.0%} power) and the "
+        f"paper's effect where recorded. '>=' claims hold when the 95 % CI's lower end is above "
+        f"-{NONINFERIORITY_MARGIN}; curves and efficiency are read off means and measurements (no test)."
+    )
 
 
 def findings_markdown(items: list[Finding]) -> str:
     if not items:
         return "## Findings\n\nNo results yet: no claim can be tested.\n"
-    lines = [
-        "## Findings",
-        "",
-        f"Each claim of the LEADER paper this study can test (PRAUC; 'held' needs a paired patient-bootstrap "
-        f"p < {ALPHA}).",
-        "",
-        "| Dataset | Claim | Status | Evidence |",
-        "|---|---|---|---|",
-    ]
+    mark = {HELD: "**held**", CONTRADICTED: "**CONTRADICTED**", INCONCLUSIVE: "inconclusive", UNTESTABLE: "cannot test"}
+    lines = ["## Findings", "", method_text(items), ""]
+    for (ds, bb), text in teacher_probe_notes(items).items():
+        lines += [f"> **{ds} / {bb}: {text}**", ""]
+    lines += ["| Dataset | Backbone | Claim | Outcome | Evidence |", "|:--|:--|:--|:--|:--|"]
     for f in items:
-        mark = {"held": "**held**", "not held": "**NOT held**", "cannot test": "cannot test"}[f.status]
-        lines.append(f"| {f.dataset} | {f.claim} | {mark} | {f.evidence} |")
+        lines.append(f"| {f.dataset} | {f.backbone or '-'} | {f.claim} | {mark[f.status]} | {f.evidence} |")
     return "\n".join(lines) + "\n"

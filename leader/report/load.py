@@ -63,6 +63,8 @@ class StudyResults:
     env: dict
     dataset_stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # paired tests behind the Findings
+    # the teacher's LoRA run per (dataset, backbone): steps, best_step (0 = never beat its probe)
+    teacher: pd.DataFrame = field(default_factory=pd.DataFrame)
     missing_files: list[str] = field(default_factory=list)
 
 
@@ -87,6 +89,11 @@ def _read_parquet(path: Path, missing: list[str]) -> pd.DataFrame:
         df["variant"] = df["variant"].replace("", "full")
         df["param_value"] = pd.to_numeric(df["param_value"], errors="coerce")
     return df
+
+
+def _optional(path: Path) -> pd.DataFrame:
+    """A results file older studies do not have: empty when absent, never a 'missing file' note."""
+    return _read_parquet(path, []) if path.is_file() else pd.DataFrame()
 
 
 def load_study(study_dir: str | Path) -> StudyResults:
@@ -140,6 +147,7 @@ def load_study(study_dir: str | Path) -> StudyResults:
         optuna=_read_parquet(res / "optuna_trials.parquet", missing),
         env=env,
         dataset_stats=stats,
-        paired=_read_parquet(res / "paired.parquet", []) if (res / "paired.parquet").is_file() else pd.DataFrame(),
+        paired=_optional(res / "paired.parquet"),
+        teacher=_optional(res / "teacher.parquet"),
         missing_files=missing,
     )

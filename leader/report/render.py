@@ -6,19 +6,28 @@ import base64
 import html
 import json
 
-from leader.report.tables import Table
+from leader.report.cells import Table
 
 CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1340px;margin:2rem auto;padding:0 1rem;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1240px;margin:1.5rem auto;padding:0 1rem;
 color:#222;line-height:1.45}
-h1{border-bottom:2px solid #4C72B0;padding-bottom:.3rem}h2{margin-top:2.2rem;color:#2b4a7a}
-table{border-collapse:collapse;margin:.8rem 0;font-size:.86rem;font-variant-numeric:tabular-nums}
-th,td{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:right;white-space:nowrap}
-th{background:#f3f5f9;border-bottom:2px solid #999}td.lbl,th.lbl{text-align:left}
+h1{border-bottom:2px solid #4C72B0;padding-bottom:.3rem;font-size:1.7rem}h2{margin-top:2rem;color:#2b4a7a}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.8rem;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid #ddd;padding:.25rem .45rem;text-align:right;white-space:nowrap;vertical-align:top}
+th{background:#f3f5f9;border-bottom:2px solid #999;white-space:normal;vertical-align:bottom}
+th.grp{text-align:center;border-bottom:1px solid #999}td.lbl,th.lbl{text-align:left}
+td.wrap{white-space:normal;min-width:12rem;text-align:left}.sd{display:block;font-size:.78em;color:#666}
 tr:hover td{background:#fafbfd}td.missing{color:#b00020;font-style:italic}
-.caption{color:#555;font-size:.85rem}.note{color:#b00020;background:#fff4f4;border-left:3px solid #b00020;
-padding:.3rem .6rem;margin:.5rem 0}img{max-width:100%;border:1px solid #eee}
-pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;font-size:.8rem}.scroll{overflow-x:auto}
+.caption{color:#555;font-size:.85rem}.note,.incomplete{color:#b00020;background:#fff4f4;border-left:3px solid #b00020;
+padding:.3rem .6rem;margin:.5rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
+pre{background:#f6f8fa;padding:.8rem;font-size:.8rem;white-space:pre-wrap;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}
+.summary{list-style:none;padding:0;margin:.6rem 0}.summary li{padding:.15rem 0;line-height:1.35}
+.badge{display:inline-block;min-width:7.2rem;font-weight:bold;font-size:.78rem;letter-spacing:.02em}
+.where{color:#555}.nums{color:#555;font-size:.85rem}
+table.findings{width:100%;table-layout:fixed}table.findings td,table.findings th{white-space:normal;text-align:left}
+table.findings col.c-ds,table.findings col.c-bb{width:7rem}table.findings col.c-claim{width:24%}
+table.findings col.c-out{width:7.5rem}
 """
 
 
@@ -32,6 +41,7 @@ def latex(t: Table) -> str:
             ("#", r"\#"),
             ("±", r"$\pm$"),
             ("†", r"$^\dagger$"),
+            ("‡", r"$^\ddagger$"),
             ("×", r"$\times$"),
             ("Δ", r"$\Delta$"),
             ("α", r"$\alpha$"),
@@ -49,7 +59,7 @@ def latex(t: Table) -> str:
         r"\resizebox{\linewidth}{!}{%",
         r"\begin{tabular}{" + "l" * len(t.row_header) + "r" * len(t.columns) + "}",
         r"\toprule",
-        " & ".join(esc(h) for h in t.row_header + t.columns) + r" \\",
+        *_latex_head(t, esc),
         r"\midrule",
     ]
     for r, cs in zip(t.rows, t.cells, strict=False):
@@ -59,6 +69,13 @@ def latex(t: Table) -> str:
         lines.append(f"\\multicolumn{{{ncol}}}{{c}}{{missing}} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
     return "\n".join(lines)
+
+
+def _latex_head(t: Table, esc) -> list[str]:
+    if not t.column_groups:
+        return [" & ".join(esc(h) for h in t.row_header + t.columns) + r" \\"]
+    top = [""] * len(t.row_header) + [f"\\multicolumn{{{n}}}{{c}}{{{esc(g)}}}" for g, n in t.column_groups]
+    return [" & ".join(top) + r" \\", " & ".join(esc(h) for h in t.row_header + t.sub_columns) + r" \\"]
 
 
 def md_table(t: Table) -> str:
@@ -75,19 +92,41 @@ def md_table(t: Table) -> str:
     return "\n".join(out)
 
 
+def _cell_html(c) -> str:
+    """A number's HTML: the mean on its line, '± std' / '(Δ)' on a second, smaller one, so a
+    nine-column table fits the page at 1280 px."""
+    e = html.escape
+    head, sep, tail = c.text.partition(" ± ")
+    if not sep:
+        head, sep, tail = c.text.partition(" (")
+        tail = "(" + tail if sep else tail
+    else:
+        tail = "± " + tail
+    txt = e(head) + (f'<span class="sd">{e(tail)}</span>' if sep else "")
+    txt = f"<b>{txt}</b>" if c.bold else txt
+    cls = " ".join(k for k, on in (("missing", c.missing), ("wrap", c.wrap)) if on)
+    return f'<td class="{cls}">{txt}</td>' if cls else f"<td>{txt}</td>"
+
+
+def _html_head(t: Table) -> list[str]:
+    """One header row, or two: the paper's groups over their metric columns."""
+    e = html.escape
+    if not t.column_groups:
+        row = [f'<th class="lbl">{e(h)}</th>' for h in t.row_header] + [f"<th>{e(h)}</th>" for h in t.columns]
+        return ["<tr>", *row, "</tr>"]
+    top = [f'<th class="lbl" rowspan="2">{e(h)}</th>' for h in t.row_header]
+    top += [f'<th class="grp" colspan="{n}">{e(g)}</th>' for g, n in t.column_groups]
+    return ["<tr>", *top, "</tr><tr>", *[f"<th>{e(h)}</th>" for h in t.sub_columns], "</tr>"]
+
+
 def html_table(t: Table) -> str:
     e = html.escape
     out = [f'<h2 id="{t.name}">{e(t.title)}</h2>', f'<p class="caption">{e(t.caption)}</p>']
     out += [f'<p class="note">{e(n)}</p>' for n in t.notes]
     if t.rows:
-        out.append('<div class="scroll"><table><thead><tr>')
-        out += [f'<th class="lbl">{e(h)}</th>' for h in t.row_header] + [f"<th>{e(h)}</th>" for h in t.columns]
-        out.append("</tr></thead><tbody>")
+        out += ['<div class="scroll"><table><thead>', *_html_head(t), "</thead><tbody>"]
         for r, cs in zip(t.rows, t.cells, strict=False):
-            tds = [f'<td class="lbl">{e(x)}</td>' for x in r]
-            for c in cs:
-                txt = f"<b>{e(c.text)}</b>" if c.bold else e(c.text)
-                tds.append(f'<td class="missing">{txt}</td>' if c.missing else f"<td>{txt}</td>")
+            tds = [f'<td class="lbl">{e(x)}</td>' for x in r] + [_cell_html(c) for c in cs]
             out.append("<tr>" + "".join(tds) + "</tr>")
         out.append("</tbody></table></div>")
     return "\n".join(out)
@@ -99,12 +138,13 @@ def md_figure(name: str, title: str, png_rel: str | None, note: str | None) -> s
     return f"## {title}\n\n![{title}]({png_rel})\n\n[SVG]({png_rel[:-4]}.svg)\n"
 
 
-def html_figure(name: str, title: str, png_path, note: str | None) -> str:
+def html_figure(name: str, title: str, png_path, note: str | None, caption: str | None = None) -> str:
     e = html.escape
     if png_path is None:
-        return f'<h2 id="{name}">{e(title)}</h2><p class="note">{e(note or "missing")}</p>'
+        return f'<h2 id="fig-{name}">{e(title)}</h2><p class="note">{e(note or "missing")}</p>'
     b64 = base64.b64encode(png_path.read_bytes()).decode()
-    return f'<h2 id="{name}">{e(title)}</h2><img alt="{e(title)}" src="data:image/png;base64,{b64}">'
+    cap = f'<p class="caption">{e(caption)}</p>' if caption else ""
+    return f'<h2 id="fig-{name}">{e(title)}</h2>{cap}<img alt="{e(title)}" src="data:image/png;base64,{b64}">'
 
 
 # Marks the DOM after load so a headless browser check (--dump-dom) can see broken images.

@@ -12,6 +12,8 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
+
 from leader.study.keys import UnitKey, study_keys, verify_outputs, why
 from leader.study.spec import StudySpec
 
@@ -239,3 +241,62 @@ def student_cost(spec: StudySpec, study_dir: Path, rows: list[dict]) -> dict:
         "baseline_seconds_from": bhow,
         "baseline_cpu_h": nb * bsecs * spec.resources.cpu / 3600,
     }
+
+
+# ----------------------------------------------------------------------------- power
+PAPER_KD_EFFECT = 0.012  # Table IV, MIMIC-III: LEADER(S) - LEADER(S) w/o KD, PRAUC
+
+
+def _test_patients(d) -> tuple[int | None, str]:
+    """Test patients of a dataset: counted when it is prepared, else its split share of the
+    synthetic cohort's declared size (other sources: unknown until prepared)."""
+    from leader.study.budget import dataset_facts
+
+    facts = dataset_facts(d)
+    if facts["prepared"]:
+        import pandas as pd
+
+        pat = pd.read_parquet(Path(facts["prepared"]) / "patients.parquet", columns=["split"])
+        return int((pat["split"] == "test").sum()), "counted in the prepared dataset"
+    if d.source == "synthetic":
+        share = d.prepare.split_ratios[2]
+        return int(round(d.prepare.n_patients * share)), f"{share:g} of prepare.n_patients (not prepared yet)"
+    return None, "dataset not prepared: run `leader data prepare` or the study once"
+
+
+def _pilot_sd(study_dir: Path, dataset: str) -> tuple[float, str]:
+    """Per-patient SD of a PRAUC difference: the median over this study's finished paired tests
+    (results/paired.parquet), else the stated default."""
+    from leader.significance import DEFAULT_PER_PATIENT_SD, sd_from_interval
+
+    p = study_dir / "results" / "paired.parquet"
+    if p.is_file():
+        import pandas as pd
+
+        df = pd.read_parquet(p)
+        df = df[(df["dataset"] == dataset) & (df["group"] == "overall") & (df["n_patients"] >= 2)]
+        if len(df):
+            sd = float(np.median(sd_from_interval(df["ci_low"], df["ci_high"], df["n_patients"])))
+            return sd, f"median of {len(df)} paired test(s) in {p}"
+    return DEFAULT_PER_PATIENT_SD, f"assumed {DEFAULT_PER_PATIENT_SD:g} (no pilot results)"
+
+
+def power_lines(spec: StudySpec, study_dir: Path) -> list[str]:
+    """Per dataset: the smallest PRAUC difference this study's test split and seeds can detect
+    (paired test, alpha 0.05, 80 % power), against the paper's KD effect."""
+    from leader.significance import min_detectable_difference
+
+    lines = ["power (paired patient test, alpha 0.05, 80 % power; leader.significance):"]
+    for d in spec.datasets:
+        n, n_how = _test_patients(d)
+        sd, sd_how = _pilot_sd(study_dir, d.name)
+        if n is None:
+            lines.append(f"  {d.name}: test patients unknown ({n_how})")
+            continue
+        mde = min_detectable_difference(sd, n, len(spec.seeds))
+        warn = f"  WARNING: above the paper's KD effect +{PAPER_KD_EFFECT}" if mde > PAPER_KD_EFFECT else ""
+        lines.append(
+            f"  {d.name}: minimum detectable PRAUC difference {mde:.3f} with {n} test patients ({n_how}), "
+            f"{len(spec.seeds)} seed(s), per-patient SD {sd:.3f} ({sd_how}){warn}"
+        )
+    return lines

@@ -851,9 +851,31 @@ class StudyRunner:
         if opt is not None:
             write_frame(opt, res / "optuna_trials.parquet")
         self._paired(res, [p for p in parts if p.parent == self.dir / "persample"])
+        teacher = self._teacher_frame()
+        if teacher is not None:
+            write_frame(teacher, res / "teacher.parquet")
+        else:
+            (res / "teacher.parquet").unlink(missing_ok=True)
         if self.dataset_stats:
             write_text(res / "dataset_stats.json", json.dumps(self.dataset_stats, indent=1, default=str))
         write_text(res / "env.json", json.dumps(environment(), indent=1, default=str))
+
+    def _teacher_frame(self) -> pd.DataFrame | None:
+        """How far each trained teacher got (results/teacher.parquet): the report names a teacher
+        whose LoRA never beat its linear probe on validation (best_step 0) as that probe."""
+        rows = []
+        for name, uk in self.keys.items():
+            st = self.state.get(name)
+            if not name.startswith("teacher/") or st.get("key") != uk.key or st.get("status") != "done":
+                continue
+            meta = Path(st.get("outputs", {}).get("dir", "")) / "meta.json"
+            if not meta.is_file():
+                continue
+            m = json.loads(meta.read_text()).get("metrics", {})
+            _, ds, bb = name.split("/", 2)
+            keep = ("best_step", "best_val_prauc", "probe_val_prauc", "precision", "nonfinite_steps")
+            rows.append({"dataset": ds, "backbone": bb, "steps": m.get("step"), **{k: m.get(k) for k in keep}})
+        return pd.DataFrame(rows) if rows else None
 
     def _paired(self, res: Path, files: list[Path]) -> None:
         """Paired patient-bootstrap tests behind the report's Findings (aggregates only)."""

@@ -82,7 +82,7 @@ def test_runner_built_report_matches_stored_results(real_study):
         ]
         if len(src) == 1:
             assert r["mean"] == pytest.approx(b["value"].mean()) and r["std"] == pytest.approx(b["value"].std())
-    ab = res[(res["table"] == "ablation") & (res["metric"] == "prauc")].set_index("row")
+    ab = res[(res["table"] == "ablation") & (res["metric"] == "prauc") & (res["group"] == "overall")].set_index("row")
     assert set(ab.index) == {"full", "no_align", "split_visit_encoder"}
     assert ab.loc["no_align", "delta"] == pytest.approx(ab.loc["no_align", "mean"] - ab.loc["full", "mean"])
     # declared figures: a file where the study has data, a visible 'missing' note where not
@@ -112,7 +112,8 @@ def test_real_report_renders_and_missing_variant(real_study, tmp_path):
     out = build_report(copy, tmp_path / "out")
     ab = pd.read_csv(out / "tables" / "ablation.csv")
     row = ab[ab["Variant"] == "w/o shared visit encoder"]
-    assert len(row) == 1 and (row[["PRAUC", "Jaccard", "F1"]] == "missing").all(axis=None)
+    cols = ["Overall PRAUC", "Overall Jaccard", "Overall F1"]
+    assert len(row) == 1 and (row[cols] == "missing").all(axis=None)
     if find_chromium() is None:
         pytest.skip("headless Chromium not installed (Debian package 'chromium'); page render not checked")
     r = check_html(out / "index.html")

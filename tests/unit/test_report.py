@@ -81,13 +81,16 @@ def test_ablation_deltas_against_full(report):
     met = pd.read_parquet(study / "results" / "metrics.parquet")
     ab = res[res["table"] == "ablation"]
     assert set(ab["row"]) == {"full", "no_kd", "output_kd", "no_align", "split_visit_encoder"}
-    src = met[(met["stage"] == "ablation") & (met["group"] == "overall")].set_index(["variant", "metric"])["mean"]
+    assert set(ab["group"]) == {"overall", "history", "no_history"}  # the paper's three columns
+    src = met[met["stage"] == "ablation"].set_index(["variant", "group", "metric"])["mean"]
     for _, r in ab.iterrows():
-        assert r["mean"] == pytest.approx(src[(r["row"], r["metric"])])
+        key = (r["row"], r["group"], r["metric"])
+        assert r["mean"] == pytest.approx(src[key]) and r["backbone"] == "tiny-llama"
         if r["row"] != "full":
-            assert r["delta"] == pytest.approx(src[(r["row"], r["metric"])] - src[("full", r["metric"])])
+            assert r["delta"] == pytest.approx(src[key] - src[("full", r["group"], r["metric"])])
     csv = pd.read_csv(out / "tables" / "ablation.csv")
     assert csv["Variant"].tolist()[0] == "LEADER(S) full" and "w/o KD" in csv["Variant"].tolist()
+    assert list(csv.columns[:4]) == ["Dataset", "Backbone", "Variant", "Overall PRAUC"]
 
 
 def test_every_declared_output_exists(report):
@@ -138,7 +141,9 @@ def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
     out = build_report(study, tmp_path / "out")
     ab = pd.read_csv(out / "tables" / "ablation.csv")
     row = ab[ab["Variant"] == "w/o align"]
-    assert len(row) == 1 and (row[["PRAUC", "Jaccard", "F1"]] == "missing").all(axis=None)
+    assert len(row) == 1 and (row[[c for c in ab.columns if c.endswith(("PRAUC", "Jaccard", "F1"))]] == "missing").all(
+        axis=None
+    )
     res = pd.read_parquet(out / "results.parquet")
     gap = res[(res["table"] == "ablation") & (res["row"] == "no_align")]
     assert (gap["note"] == "missing").all() and gap["mean"].isna().all()

@@ -36,5 +36,5 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
     res = pd.read_parquet(out / "results.parquet")
     best = res[(res["table"] == "overall") & res["best"] & (res["group"] == "overall") & (res["metric"] == "prauc")]
-    assert f"<b>{best['mean'].iloc[0]:.4f} ± {best['std'].iloc[0]:.4f}" in r.dom
+    assert f'<b>{best["mean"].iloc[0]:.4f}<span class="sd">± {best["std"].iloc[0]:.4f}' in r.dom
     assert 'class="note">missing: results/dataset_stats' in r.dom
