@@ -533,6 +533,11 @@ def _probe_stage(module, cfg: TeacherTrainConfig, data: dict, rank: int, world: 
     return out
 
 
+def head_of(state: dict) -> dict:
+    """The head's tensors of a trainable state (keys 'weight', 'bias'), e.g. to seed the LP copy."""
+    return {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
+
+
 def _apply_probe(module, probe: dict) -> None:
     """A plain (single-process) module takes the fitted norm and head directly."""
     module.set_standardization(probe["mean"], probe["std"])
@@ -663,7 +668,7 @@ class _TeacherRun:
     def _run_probe(self) -> None:
         """LP of LP-FT on the engine's device; the fitted head is written into the engine (gathered
         under ZeRO-3) and DeepSpeed's fp32 master copies are refreshed from it."""
-        head_state = {k[len("head.") :]: v for k, v in _trainable_state(self.engine).items() if k.startswith("head.")}
+        head_state = head_of(_trainable_state(self.engine))
         probe = _probe_stage(
             self.engine.module, self.cfg, self.data, self.rank, self.world, self.dist, self.device, head_state
         )
@@ -1040,8 +1045,7 @@ def train_teacher_local(ds, cfg: TeacherTrainConfig, world: int | None = None) -
     tr = data["train"]
     init_head(model, cfg, tr["labels"])
     if cfg.uses_standardization:
-        head = {k[len("head.") :]: v for k, v in model.trainable_state().items() if k.startswith("head.")}
-        _apply_probe(model, _probe_stage(model, cfg, data, 0, 1, None, None, head))
+        _apply_probe(model, _probe_stage(model, cfg, data, 0, 1, None, None, head_of(model.trainable_state())))
     n = len(tr["prompts"])
     T = total_steps(cfg, n, world)
     G = cfg.batch_size * cfg.grad_accum * world
