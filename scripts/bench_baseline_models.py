@@ -18,11 +18,11 @@ import time
 import numpy as np
 import torch
 
+from leader.baselines import BASELINES
+from leader.baselines.train import train_baseline
+from leader.baselines.trivial import train_prior
 from leader.data.cache import PrepareOptions, prepare
 from leader.metrics import sample_metrics
-from leader.models.baselines import BASELINES
-from leader.models.baselines.trivial import train_prior
-from leader.train.baselines import train_baseline
 
 
 def main() -> None:

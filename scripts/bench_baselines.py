@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from leader.study.runner import BASELINE_LABELS  # the names the study writes
+from leader.baselines import BASELINE_LABELS  # the names the study writes
 
 TRIVIAL = ["prior", "cooccurrence", "logreg"]
 TUNED = ["retain", "gamenet", "micron", "cognet"]
@@ -92,7 +92,7 @@ def _prauc(m: pd.DataFrame, group: str, **sel) -> float | None:
 def _tune_seconds(exp: Path) -> dict[str, float]:
     """trial folder -> time_total_s of its last result (Tune's own clock)."""
     out = {}
-    for f in exp.glob("t_*/result.json"):
+    for f in exp.glob("*/result.json"):
         lines = [ln for ln in f.read_text().splitlines() if ln.strip()]
         if lines:
             out[f.parent.name] = float(json.loads(lines[-1]).get("time_total_s", 0.0))
@@ -106,7 +106,7 @@ def summarize(sdir: Path) -> dict:
     eff = pd.read_parquet(eff_file) if eff_file.is_file() else pd.DataFrame()  # absent if the student never finished
     rows = {n: dict(stage="baseline", model=BASELINE_LABELS[n]) for n in TRIVIAL + TUNED}
     rows["leader_student"] = dict(stage="best", model="LEADER(S)")
-    from leader.models.baselines.safedrug import REASON
+    from leader.baselines.safedrug import REASON
 
     out: dict = {"safedrug": None, "safedrug_unavailable": REASON}
     for name, sel in rows.items():

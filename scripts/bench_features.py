@@ -35,8 +35,8 @@ def main() -> None:
     from leader.features.actor import FeatureStoreConfig, fetch_features, kill_store
     from leader.features.extract import extract_features
     from leader.features.store import load_features, read_manifest
-    from leader.models.teacher import build_teacher, save_teacher
     from leader.ray_utils import ensure_ray
+    from leader.teacher.model import build_teacher, save_teacher
     from tests.helpers import random_dataset  # run from the repository root (PYTHONPATH=$PWD)
 
     ensure_ray(num_cpus=2)
@@ -69,7 +69,7 @@ def main() -> None:
             f = load_features(path)
         else:
             from leader.data.prompts import build_prompts
-            from leader.models.teacher import load_teacher
+            from leader.teacher.model import load_teacher
 
             probs, hidden = load_teacher(str(tdir)).infer(build_prompts(ds, ds.samples()["sample_id"]), args.batch_size)
             f = (probs, hidden)

@@ -87,7 +87,7 @@ def _no_kd_vs_lr(study_dir: Path) -> pd.DataFrame:
     """S(no KD) vs logistic regression, paired over the same test samples (the study itself tests
     the full student against every baseline; the issue's goal is about S without KD)."""
     from leader.data.cache import PrepareOptions, prepare
-    from leader.study.evaluation import index_frame, paired_comparisons
+    from leader.evaluation import index_frame, paired_comparisons
 
     spec = yaml.safe_load((study_dir / "spec.yaml").read_text())
     ds = prepare("synthetic", None, PrepareOptions(**spec["datasets"][0].get("prepare", {})))

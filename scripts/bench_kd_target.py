@@ -43,11 +43,11 @@ def _grid_full_config(study_dir: Path, dataset: str = "*") -> dict:
 def _one(job: tuple) -> dict:
     import torch
 
+    from leader.config.flat import student_config
     from leader.data.cache import PrepareOptions, prepare
+    from leader.evaluation import align_to_test, score_test
     from leader.features.store import load_features
-    from leader.study.evaluation import align_to_test, score_test
-    from leader.study.spec import student_config
-    from leader.train.student import predict_proba, train_student
+    from leader.student.train import predict_proba, train_student
 
     study_dir, dataset, prepare_opts, base, variant, overrides, seed = job
     torch.set_num_threads(1)
@@ -104,8 +104,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", default="reports/bench/kd_target.json")
     a = ap.parse_args()
+    from leader.evaluation import index_frame
     from leader.significance import paired_test
-    from leader.study.evaluation import index_frame
 
     t_all = time.perf_counter()
     study_dir = Path(a.study_dir)

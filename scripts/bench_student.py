@@ -65,9 +65,10 @@ def main() -> None:
     ap.add_argument("--out", default="reports/bench/student.json")
     a = ap.parse_args()
 
+    from leader.config.student import StudentConfig, StudentTrainConfig
     from leader.data.cache import PrepareOptions, prepare
-    from leader.models.student import StudentConfig, encode_dataset
-    from leader.train.student import StudentTrainConfig, measure_student_latency, train_student
+    from leader.student.model import encode_dataset
+    from leader.student.train import measure_student_latency, train_student
 
     ds = prepare("synthetic", opts=PrepareOptions(n_patients=a.patients, synthetic_seed=0))
     cfg = StudentTrainConfig(
@@ -80,7 +81,7 @@ def main() -> None:
     thr = [h["samples_per_s"] for h in res.history]
     lat = measure_student_latency(res.model, ds, batch_sizes=(1, 256), repeats=20)
     torch.set_num_threads(a.threads)
-    import leader.models.student as now
+    import leader.student.model as now
 
     before = _module_at(a.before, "leader/models/student.py", "student_before")
     step_now = _train_steps_per_s(now, ds, cfg.batch_size)

@@ -32,8 +32,8 @@ VARIANTS = {
 
 def _logreg_per_sample(ds, threshold: float) -> np.ndarray:
     """Per-test-sample PRAUC of the study's `logreg` baseline (default C), in test order."""
-    from leader.models.baselines.trivial import fit_logreg
-    from leader.study.evaluation import align_to_test, score_test
+    from leader.baselines.trivial import fit_logreg
+    from leader.evaluation import align_to_test, score_test
 
     ids = ds.samples("test")["sample_id"].to_numpy()
     probs = fit_logreg(ds, {}).predict(ids)
@@ -48,8 +48,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", default="reports/bench/student_design.json")
     a = ap.parse_args()
+    from leader.evaluation import index_frame
     from leader.significance import paired_test
-    from leader.study.evaluation import index_frame
 
     t_all = time.perf_counter()
     runs, ds, base = run_variants(Path(a.study_dir), None, VARIANTS, a.seeds, a.processes)

@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--plain-only", action="store_true", help="internal: run only the plain loop")
     a = ap.parse_args()
 
+    from leader.config.flat import student_config
     from leader.data.cache import PrepareOptions, prepare
-    from leader.study.spec import student_config
-    from leader.train.student import train_student
+    from leader.student.train import train_student
 
     ds = prepare("synthetic", None, PrepareOptions(n_patients=a.patients))
     base = {
@@ -81,7 +81,8 @@ def main() -> None:
     from ray import tune
 
     from leader.ray_utils import ensure_ray
-    from leader.study.trainable import student_trial, trial_dirname
+    from leader.security import trial_dirname
+    from leader.student.train import student_trial
 
     def tune_run(conc: int) -> tuple[float, float]:
         trainable = tune.with_resources(tune.with_parameters(student_trial, ds=ds, base=base, cpus=1), {"cpu": 1})

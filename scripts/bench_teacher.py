@@ -67,7 +67,7 @@ def peaks(threads: int, dims: dict, rows: int) -> dict:
 def model_dims(backbone: str) -> dict:
     from transformers import AutoConfig
 
-    from leader.models.backbones import resolve_backbone
+    from leader.teacher.backbones import resolve_backbone
 
     spec = resolve_backbone(backbone)
     path = spec.materialize()
@@ -95,7 +95,7 @@ def train_flops_per_sample(dims: dict, tokens: float) -> float:
 
 def mean_tokens(backbone_path, prompts: list[str], max_length: int) -> float:
     """Tokens the model actually processes per prompt (after truncation to max_length)."""
-    from leader.models.backbones import load_tokenizer
+    from leader.teacher.backbones import load_tokenizer
 
     tok = load_tokenizer(backbone_path)
     return float(np.mean([min(len(x), max_length) for x in tok(prompts, add_special_tokens=True)["input_ids"]]))
@@ -112,11 +112,13 @@ def prior_prauc(ds) -> float:
 def run_speed(out: dict, prefix: str, ds, cfg_kw: dict, storage: Path, pk: dict, workers: int) -> dict:
     """Train a few steps (and the LP frozen pass when lp_epochs > 0); derive throughput and MFU
     against both peaks. Returns the run's metrics and checkpoint dir."""
-    from leader.train.teacher import TeacherTrainConfig, _inputs_and_spec, train_teacher
+    from leader.config.teacher import TeacherTrainConfig
+    from leader.teacher.inputs import inputs_and_spec
+    from leader.teacher.train import train_teacher
 
     cfg = TeacherTrainConfig(**cfg_kw)
     dims = model_dims(cfg.backbone)
-    data, _, _ = _inputs_and_spec(ds, cfg)
+    data, _, _ = inputs_and_spec(ds, cfg)
     toks = mean_tokens(dims["path"], data["train"]["prompts"], cfg.max_length)
     t0 = time.perf_counter()
     res = train_teacher(ds, cfg, storage, name=prefix)
@@ -183,7 +185,7 @@ def speed_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
 def test_scores(ds, teacher_dir: Path) -> np.ndarray:
     """Per-sample PRAUC of a saved teacher on the test split, in the format it was trained in."""
     from leader.metrics import sample_metrics
-    from leader.models.teacher import load_teacher
+    from leader.teacher.model import load_teacher
 
     t = load_teacher(teacher_dir)
     ids = ds.samples("test")["sample_id"].to_numpy()

@@ -10,6 +10,9 @@ fail the run). Writes reports/bench/chaos.json.
 
 The code under test is a snapshot of the committed tree (git archive HEAD), so the code
 version in every unit key stays the same for the whole run even if the checkout moves on.
+Everything is judged from the runner's own records, never its console: kill points wait for a
+unit to be marked in state.json, a unit "ran" when its state.json entry changed during the run,
+and exactly-once reads each unit's `completions` of the work it `completed`.
 """
 
 from __future__ import annotations
@@ -118,12 +121,14 @@ class Chaos:
         return p
 
     def run(self, spec_file: Path, kill_when=None, env: dict | None = None, log: str = "") -> dict:
-        """One `leader study run`; `kill_when(line, t0, study_dir, proc)` -> True SIGKILLs the
-        driver's whole process group at that moment. A thread drains the output meanwhile, so a
-        waiting kill condition never blocks the driver on a full pipe."""
+        """One `leader study run`; `kill_when(t0, study_dir, proc)`, polled while it runs, -> True
+        SIGKILLs the driver's whole process group at that moment. A thread drains the output
+        meanwhile, so a waiting kill condition never blocks the driver on a full pipe. `before`
+        is state.json as the run found it (what `ran_units` compares with)."""
         import threading
 
         cmd = [sys.executable, "-m", "leader.cli.main", "study", "run", str(spec_file), "--no-dashboard"]
+        before = state_of(self.study_dir(spec_file))
         t0 = time.time()
         proc = subprocess.Popen(
             cmd,
@@ -137,15 +142,13 @@ class Chaos:
         out: list[str] = []
         reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
         reader.start()
-        killed, seen, study_dir = False, 0, self.study_dir(spec_file)
-        while kill_when is not None and not killed and (proc.poll() is None or seen < len(out)):
-            if seen < len(out):
-                seen += 1
-                if kill_when(out[seen - 1], t0, study_dir, proc) and proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    killed = True
+        killed, study_dir = False, self.study_dir(spec_file)
+        while kill_when is not None and not killed and proc.poll() is None:
+            if kill_when(t0, study_dir, proc) and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
             else:
-                time.sleep(0.05)
+                time.sleep(0.1)
             if time.time() - t0 > RUN_TIMEOUT:
                 break
         try:
@@ -153,23 +156,37 @@ class Chaos:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return {"rc": None, "log": "".join(out), "killed": killed, "stuck": True, "s": time.time() - t0}
+            return {
+                "rc": None,
+                "log": "".join(out),
+                "before": before,
+                "killed": killed,
+                "stuck": True,
+                "s": time.time() - t0,
+            }
         reader.join(timeout=30)
         if killed:
             time.sleep(3)  # Ray's own processes notice the dead driver and exit
         text = "".join(out)
         if log:
             (self.work / f"{log}.log").write_text(text)
-        return {"rc": proc.returncode, "log": text, "killed": killed, "stuck": False, "s": round(time.time() - t0, 1)}
+        return {
+            "rc": proc.returncode,
+            "log": text,
+            "before": before,
+            "killed": killed,
+            "stuck": False,
+            "s": round(time.time() - t0, 1),
+        }
 
     def study_dir(self, spec_file: Path) -> Path:
         return Path(yaml.safe_load(spec_file.read_text())["storage_path"]) / "chaos"
 
     def keys_of(self, spec_file: Path) -> dict:
         code = (
-            "import json,sys; from leader.study.spec import load_study; from leader.study.keys import study_keys;"
-            "u=study_keys(load_study(sys.argv[1]));"
-            "print(json.dumps({n:{'key':k.key,'trials':k.trials,'tks':sorted(k.trial_keys)} for n,k in u.items()}))"
+            "import json,sys; from leader.study.spec import load_study; from leader.study.units import units;"
+            "u=units(load_study(sys.argv[1]));"
+            "print(json.dumps({k.name:{'key':k.key,'trials':k.trials,'tks':sorted(k.trial_keys)} for k in u}))"
         )
         r = subprocess.run(
             [sys.executable, "-c", code, str(spec_file)],
@@ -183,18 +200,31 @@ class Chaos:
 
 
 # ---------------------------------------------------------------------- checks
-def ran_units(log: str) -> set[str]:
-    return {m.group(1) for m in re.finditer(r"^\[run \] (\S+?):? ", log, re.M)}
-
-
-def landed_in(log: str) -> str:
-    """The unit the driver was running when it was killed (its last `[run ]` line)."""
-    units = re.findall(r"^\[run \] (\S+?):? ", log, re.M)
-    return units[-1] if units else "(before the first unit)"
-
-
 def state_of(study_dir: Path) -> dict:
-    return json.loads((study_dir / "state.json").read_text())["stages"]
+    """state.json's units ({} before the study's first run)."""
+    f = study_dir / "state.json"
+    return json.loads(f.read_text())["stages"] if f.is_file() else {}
+
+
+def ran_units(before: dict, after: dict) -> set[str]:
+    """Units a run worked on: their state.json entry was marked during it (a reused unit's is
+    never touched)."""
+    return {n for n, v in after.items() if v.get("time") != before.get(n, {}).get("time")}
+
+
+def landed_in(study_dir: Path) -> str:
+    """The unit the driver was running when it was killed: the one state.json has running,
+    else the last one marked."""
+    st = state_of(study_dir)
+    running = [n for n, v in st.items() if v.get("status") == "running"]
+    if running:
+        return running[0]
+    return max(st, key=lambda n: st[n].get("time", 0)) if st else "(before the first unit)"
+
+
+def marked_since(study_dir: Path, prefix: str, t0: float) -> bool:
+    """A unit whose name starts with `prefix` was marked in state.json after `t0` (it began)."""
+    return any(n.startswith(prefix) and v.get("time", 0) >= t0 for n, v in state_of(study_dir).items())
 
 
 def completion_counts(study_dir: Path, keys: dict) -> tuple[dict, dict]:
@@ -202,9 +232,8 @@ def completion_counts(study_dir: Path, keys: dict) -> tuple[dict, dict]:
     st, units, trials = state_of(study_dir), {}, {}
     for name, k in keys.items():
         s = st.get(name, {})
-        comp = s.get("completions", {})
-        ident = f"{k['key']}:{k['trials']}" if name.startswith("sweep/") else k["key"]
-        units[name] = comp.get(ident, 0) if s.get("key") == k["key"] and s.get("status") == "done" else 0
+        done = s.get("key") == k["key"] and s.get("status") == "done"
+        units[name] = s.get("completions", {}).get(s.get("completed"), 0) if done else 0
         for tk in k["tks"]:
             trials[tk] = s.get("trial_completions", {}).get(tk, 0)
     return units, trials
@@ -253,13 +282,13 @@ def ok(v: dict) -> bool:
 
 
 # ---------------------------------------------------------------------- kill points
-def after(pattern: str, delay: float = 0.0, path_glob: str | None = None, count: int = 1):
-    """Kill `delay` s after a log line matching `pattern` (and, if given, once `count` paths
-    match `path_glob` under the study folder)."""
+def after(unit: str, delay: float = 0.0, path_glob: str | None = None, count: int = 1):
+    """Kill `delay` s after the run began a unit whose name starts with `unit` (state.json marks
+    it), and, if given, once `count` paths match `path_glob` under the study folder."""
     state = {"seen": None}
 
-    def when(line, t0, study_dir, proc):
-        if state["seen"] is None and re.search(pattern, line):
+    def when(t0, study_dir, proc):
+        if state["seen"] is None and marked_since(study_dir, unit, t0):
             state["seen"] = time.time()
         if state["seen"] is None:
             return False
@@ -274,22 +303,22 @@ def after(pattern: str, delay: float = 0.0, path_glob: str | None = None, count:
 
 
 KILL_POINTS = [  # (name, kill condition, unit that must be resumed)
-    ("driver SIGKILL during data preparation", after(r"^\[run \] data/syn", 0.3), "data/syn"),
+    ("driver SIGKILL during data preparation", after("data/syn", 0.3), "data/syn"),
     (
         "driver SIGKILL mid-teacher (after its first Ray Train checkpoint)",
-        after(r"^\[run \] teacher/", 0, "teacher/_ray/**/checkpoint_*"),
+        after("teacher/", 0, "teacher/_ray/**/checkpoint_*"),
         "teacher/syn/tiny-llama",
     ),
-    ("driver SIGKILL during feature extraction", after(r"^\[run \] features/", 2.0), "features/syn/tiny-llama"),
-    ("driver SIGKILL in the first 2 s of the Tune sweep", after(r"^\[run \] sweep/", 1.5), "sweep/syn/tiny-llama"),
+    ("driver SIGKILL during feature extraction", after("features/", 2.0), "features/syn/tiny-llama"),
+    ("driver SIGKILL in the first 2 s of the Tune sweep", after("sweep/", 1.5), "sweep/syn/tiny-llama"),
     # trial folders reach the experiment folder only when Tune syncs them, so mid-sweep is timed
-    ("driver SIGKILL mid-sweep (8 s into the Tune stage)", after(r"^\[run \] sweep/", 8.0), "sweep/syn/tiny-llama"),
+    ("driver SIGKILL mid-sweep (8 s into the Tune stage)", after("sweep/", 8.0), "sweep/syn/tiny-llama"),
     (
         "driver SIGKILL mid-grid (after a finished ablation trial)",
-        after(r"^\[run \] grid/", 0, "tune/grid-*/t_*/checkpoint_*"),
+        after("grid/", 0, "tune/grid-*/*/checkpoint_*"),
         "grid/syn/tiny-llama",
     ),
-    ("driver SIGKILL while writing the report", after(r"^\[run \] report", 1.0), "report"),
+    ("driver SIGKILL while writing the report", after("report", 1.0), "report"),
 ]
 
 
@@ -305,7 +334,7 @@ def kill_chain(c: Chaos, spec: Path, keys: dict, ref: pd.Series) -> None:
             "stuck": r["stuck"],
             "seconds": r["s"],
             "unit": unit,
-            "landed_in": landed_in(r["log"]),
+            "landed_in": landed_in(c.study_dir(spec)),
         }
         if not r["killed"]:
             sc["outcome"] = f"run ended (rc {r['rc']}) before the kill point"
@@ -344,7 +373,7 @@ def _between_runs(
         sc.update(rc=r["rc"], stuck=sc["stuck"] or r["stuck"])
     else:
         sc["wrong_exit"] = r["rc"] != 0
-    ran = ran_units(r["log"])
+    ran = ran_units(r["before"], state_of(c.study_dir(spec)))
     sc["ran"], sc["expected"] = sorted(ran), sorted(expect_run)
     sc["stale_reuses"] = sorted(expect_run - ran)
     sc["unexpected_runs"] = sorted(ran - expect_run)
@@ -476,10 +505,10 @@ def edits(c: Chaos, spec: Path) -> None:  # noqa: C901 - four edit scenarios in 
 
     killed = {"n": 0}
 
-    def kill_trial(line, t0, study_dir, proc):  # and SIGKILL a Tune trial worker while the new trials run
+    def kill_trial(t0, study_dir, proc):  # and SIGKILL a Tune trial worker while the new trials run
         import psutil
 
-        if killed["n"] == 0 and re.search(r"^\[run \] grid/", line):
+        if killed["n"] == 0 and marked_since(study_dir, "grid/", t0):
             for _ in range(600):  # only this run's own Ray processes (descendants of its driver)
                 for p in psutil.Process(proc.pid).children(recursive=True):
                     try:

@@ -1,5 +1,5 @@
 """The teacher's GPU path, checked end to end on one device: the REAL worker loop
-(`leader.train.teacher.train_teacher_in_process`: DeepSpeed ZeRO-2 / ZeRO-3, LP-FT frozen pass on
+(`leader.teacher.train.train_teacher_in_process`: DeepSpeed ZeRO-2 / ZeRO-3, LP-FT frozen pass on
 the engine's device, finite-loss checks, checkpoints, resume, final save) on a seeded LLaMA-shaped
 model built here as a local folder, then the saved teacher reloaded and used for extraction.
 
@@ -28,7 +28,7 @@ and ZeRO-3 + cpu_offload, all with gradient checkpointing. Writes --out (default
 
 Asserted per stage (one line per failure, exit 1): no exception; frozen_pass_device on the
 device; all losses finite and the last below the first; fp16_skipped_steps < steps; a child that
-crashes at step 3 (fail_at_step) then a re-run that resumes reproduce the uninterrupted losses
+crashes at step 3 ($LEADER_TEST_FAIL_AT_STEP) then a re-run that resumes reproduce the uninterrupted losses
 (1e-3); `load_teacher` reproduces best_val_prauc (1e-3 fp16, 1e-4 fp32); `infer` gives finite
 (N, M) / (N, d_h). CUDA only: peak `torch.cuda.max_memory_allocated()` of a training step and of
 an eval forward at 2 and 4 layers, extrapolated linearly to 32 layers, within +-25 % of
@@ -174,7 +174,7 @@ def build_backbones(ds, shape: Shape, out: Path) -> dict[int, Path]:
     local paths, one per depth, sharing one tokenizer trained on the training prompts (as the tiny
     backbones' is). Never named tiny-*: that would send them down the tiny registry path."""
     from leader.data.prompts import build_prompts
-    from leader.models.tokenizer import train_tokenizer
+    from leader.teacher.tokenizer import train_tokenizer
 
     tok = train_tokenizer(build_prompts(ds, ds.samples("train")["sample_id"].to_numpy()), vocab_size=shape.tok_vocab)
     depths = (shape.layers,) + ((shape.mem_layers,) if shape.mem_layers else ())
@@ -224,7 +224,7 @@ def plan_folder(src: Path, layers: int) -> Path:
 
 def teacher_config(shape: Shape, stage: Stage, backbone: Path, device: str, **over):
     """The run every stage makes: small enough for one device, the production switches on."""
-    from leader.train.teacher import TeacherTrainConfig
+    from leader.config.teacher import TeacherTrainConfig
 
     return TeacherTrainConfig(
         backbone=str(backbone),
@@ -255,14 +255,15 @@ def teacher_config(shape: Shape, stage: Stage, backbone: Path, device: str, **ov
 # ----------------------------------------------------------------------------- CUDA memory
 @contextlib.contextmanager
 def memory_probe(rec: dict):
-    """Peak allocated CUDA memory of every training step and every eval forward (`_predict`) of the
-    real worker, with their (batch, tokens), read by wrapping those two entry points for one run
-    (leader/ stays unchanged). Appends (peak_bytes, batch, tokens) to rec['train'] / rec['eval']."""
+    """Peak allocated CUDA memory of every training step and every eval forward (`evaluate.predict`)
+    of the real worker, with their (batch, tokens), read by wrapping those two entry points for one
+    run (leader/ stays unchanged). Appends (peak_bytes, batch, tokens) to rec['train'] / rec['eval']."""
     import torch
 
-    import leader.train.teacher as T
+    from leader.teacher import evaluate, worker
+    from leader.teacher.inputs import token_lengths
 
-    step0, predict0 = T._TeacherRun.train_step, T._predict
+    step0, predict0 = worker.TeacherRun.train_step, evaluate.predict
     rec.setdefault("train", []), rec.setdefault("eval", [])
 
     def peak(fn):
@@ -273,22 +274,22 @@ def memory_probe(rec: dict):
         return out, torch.cuda.max_memory_allocated()
 
     def train_step(run, gb, y):
-        L = int(T.token_lengths(run.model.tokenizer, [run.tr["prompts"][i] for i in gb], run.cfg.max_length).max())
+        L = int(token_lengths(run.model.tokenizer, [run.tr["prompts"][i] for i in gb], run.cfg.max_length).max())
         out, p = peak(lambda: step0(run, gb, y))
         rec["train"].append((p, len(gb), L))
         return out
 
     def predict(module, prompts, max_length, bs, device=None):
-        L = int(T.token_lengths(module.tokenizer, prompts, max_length).max()) if prompts else 0
+        L = int(token_lengths(module.tokenizer, prompts, max_length).max()) if prompts else 0
         out, p = peak(lambda: predict0(module, prompts, max_length, bs, device))
         rec["eval"].append((p, min(bs, len(prompts)), L))
         return out
 
-    T._TeacherRun.train_step, T._predict = train_step, predict
+    worker.TeacherRun.train_step, evaluate.predict = train_step, predict
     try:
         yield rec
     finally:
-        T._TeacherRun.train_step, T._predict = step0, predict0
+        worker.TeacherRun.train_step, evaluate.predict = step0, predict0
 
 
 def peak_at_longest(rows: list[tuple[int, int, int]]) -> tuple[float, int, int]:
@@ -349,9 +350,11 @@ def free_device() -> None:
 def crash_child(args: argparse.Namespace, cfg, out: Path) -> int:
     """The first attempt in a child process that `os._exit(1)`s at step CRASH_STEP, as a dying
     worker would; returns its exit code (1 expected)."""
+    from leader.config.teacher import FAIL_AT_STEP_ENV
+
     spec = {"device": args.device, "cfg": cfg.model_dump(mode="json"), "out": str(out)}
     # the child sets up its own one-process group: none of this process's dist variables
-    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV} | {FAIL_AT_STEP_ENV: str(CRASH_STEP)}
     cmd = [sys.executable, *(["-S"] if sys.flags.no_site else []), __file__, "--child", json.dumps(spec)]
     try:
         return subprocess.run(cmd, cwd=REPO, env=env, timeout=args.child_timeout).returncode
@@ -360,8 +363,10 @@ def crash_child(args: argparse.Namespace, cfg, out: Path) -> int:
 
 
 def child_main(spec: dict) -> int:
-    """Child side of `crash_child`: the same dataset (seeded), the same config with fail_at_step."""
-    from leader.train.teacher import TeacherTrainConfig, train_teacher_in_process
+    """Child side of `crash_child`: the same dataset (seeded), the same config, the crash asked for
+    by $LEADER_TEST_FAIL_AT_STEP."""
+    from leader.config.teacher import TeacherTrainConfig
+    from leader.teacher.train import train_teacher_in_process
 
     ds = build_dataset(SHAPES[spec["device"]])
     train_teacher_in_process(ds, TeacherTrainConfig(**spec["cfg"]), spec["out"])
@@ -414,7 +419,7 @@ def check_reload(c: Checks, name: str, ds, res, shape: Shape, device: str) -> di
     import torch
 
     from leader.metrics import mean_metrics
-    from leader.models.teacher import load_teacher
+    from leader.teacher.model import load_teacher
 
     # A registry 7B backbone loads fp16; this local folder would load fp32 (resolve_backbone), so
     # the dtype it was trained in is asked for: the PRAUC is then the same computation.
@@ -444,7 +449,7 @@ def check_reload(c: Checks, name: str, ds, res, shape: Shape, device: str) -> di
 
 def train_run(c: Checks, name: str, ds, cfg, out: Path, rec: dict | None):
     """One call of the real worker (memory probed when `rec`); an exception is a failed check."""
-    from leader.train.teacher import train_teacher_in_process
+    from leader.teacher.train import train_teacher_in_process
 
     free_device()
     leak, t0 = allocated_gib(), time.perf_counter()
@@ -478,10 +483,9 @@ def run_stage(c: Checks, args: argparse.Namespace, ds, shape: Shape, stage: Stag
         return {f"{name}_{k}": v for k, v in fig.items()}
     fig.update(check_training(c, name, res.metrics, args.device))
     fig.update(check_reload(c, name, ds, res, shape, args.device))
-    crash_cfg = cfg.model_copy(update={"fail_at_step": CRASH_STEP})
     t0 = time.perf_counter()
-    rc = crash_child(args, crash_cfg, work / name / "resumed")
-    # the re-run without fail_at_step: had the child left no checkpoint, a fresh start here would
+    rc = crash_child(args, cfg, work / name / "resumed")
+    # the re-run without the crash: had the child left no checkpoint, a fresh start here would
     # otherwise kill this process at CRASH_STEP; it shows as resumed_from None instead
     res2, _ = train_run(c, f"{name} resume", ds, cfg, work / name / "resumed", None)
     fig["resume_wall_s"] = time.perf_counter() - t0

@@ -12,7 +12,7 @@
 #   pandas (leader's dataset) and numpy (pandas 3 needs numpy >= 2.0.2; transformers only needs
 #   1.17), at pyproject.toml's versions;
 # - their requirements, at the versions the test-suite's venv resolved.
-# Not here: ray (the check runs the worker in-process: leader.train.teacher_context.LocalContext),
+# Not here: ray (the check runs the worker in-process: leader.teacher.context.LocalContext),
 # pyarrow (55 MiB; the check builds its cohort with pandas only), scipy / scikit-learn.
 # DeepSpeed 0.19.8 is published as an sdist only: its wheel is built here with DS_BUILD_OPS=0
 # (pure Python; ops are JIT-compiled if ever needed, and the check needs none: it passes a torch

@@ -98,7 +98,7 @@ def teacher_ds():
 @pytest.fixture(scope="session")
 def feature_teacher_dir(random_ds, tmp_path_factory):
     """An untrained tiny-llama teacher checkpoint (real peft adapter + head) sized for random_ds."""
-    from leader.models.teacher import build_teacher, save_teacher
+    from leader.teacher.model import build_teacher, save_teacher
 
     out = tmp_path_factory.mktemp("feature_teacher")
     model = build_teacher("tiny-llama", random_ds.n_meds, lora_rank=4, seed=0)

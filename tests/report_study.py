@@ -234,7 +234,7 @@ def _clusters(groups: np.ndarray) -> np.ndarray:
 
 
 def _paired_rows(per: dict, ds: str, groups: np.ndarray, backbones) -> list[dict]:
-    """The runner's paired comparisons (leader.study.evaluation.standard_pairs names) on the
+    """The runner's paired comparisons (leader.evaluation.standard_pairs names) on the
     synthetic per-sample PRAUC: student variants vs full, student and teacher vs each baseline,
     student vs teacher; a side that did not score a whole group (multi-visit-only) is skipped."""
     from leader.significance import paired_test

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,21 +93,26 @@ def _unknown(key: str, known) -> Exception:
     return ConfigError(f"--set {key}: unknown config key{hint}")
 
 
-def parse_sets(cls, items: list[str] | None, extra_keys=frozenset()) -> dict:
+def parse_sets(cls, items: list[str] | None, aliases: Mapping[str, str] | None = None) -> dict:
     """`["a=1", "student.dropout=0.2"]` -> {"a": 1, "student": {"dropout": 0.2}}, every key checked
-    against the fields of the pydantic model `cls` (and `extra_keys`, flat aliases it also accepts)."""
+    against the fields of the pydantic model `cls`. `aliases` maps the flat names a config also
+    accepts to their dotted paths (the student's: leader.config.flat.STUDENT_PATHS, alpha -> loss.alpha)."""
     from leader.errors import ConfigError
 
+    aliases = aliases or {}
     out: dict = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value")
+        head, dot, rest = key.partition(".")
+        if head not in cls.model_fields and head in aliases:
+            key = aliases[head] + dot + rest
         model, node, parts = cls, out, key.split(".")
         for i, part in enumerate(parts):
             fields = model.model_fields if model is not None else {}
-            known = set(fields) | (set(extra_keys) if model is cls else set())
+            known = set(fields) | (set(aliases) if model is cls else set())
             if part not in known:
                 raise _unknown(".".join(parts[: i + 1]), known)
             annotation = fields[part].annotation if part in fields else None
@@ -132,7 +138,12 @@ def _keys(d: dict) -> set[str]:
 
 
 def build_config(
-    cls, options: dict, sets: list[str] | None = None, *, flags: dict[str, str] | None = None, extra_keys=frozenset()
+    cls,
+    options: dict,
+    sets: list[str] | None = None,
+    *,
+    flags: dict[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ):
     """The command's config from its options, then its `--set` overrides. A value the config rejects
     becomes a ConfigError naming the option as the user typed it (`option --zero: ...` or
@@ -141,7 +152,7 @@ def build_config(
 
     from leader.errors import ConfigError
 
-    overrides = parse_sets(cls, sets, extra_keys)
+    overrides = parse_sets(cls, sets, aliases)
     try:
         return cls(**_merge(options, overrides))
     except ValidationError as e:

@@ -20,6 +20,11 @@ class SourceChoice(str, Enum):
     mimic4 = "mimic4"
 
 
+class ProtocolChoice(str, Enum):
+    authors = "authors"
+    authors_bugs = "authors-bugs"
+
+
 _FLAGS = {"mapping_dir": "mappings"}  # config field -> option name, where they differ
 
 
@@ -37,7 +42,9 @@ def _opts(
     synthetic_seed,
     allow_drops: bool = False,
     max_drop_share: float = 0.01,
+    preset: dict | None = None,
 ):
+    """PrepareOptions from the flags, then `preset` (a protocol's fields), then `--set`."""
     from leader.cli.common import build_config
     from leader.data.cache import PrepareOptions
 
@@ -55,7 +62,7 @@ def _opts(
         allow_drops=allow_drops,
         max_drop_share=max_drop_share,
     )
-    return build_config(PrepareOptions, options, sets, flags=_FLAGS)
+    return build_config(PrepareOptions, {**options, **(preset or {})}, sets, flags=_FLAGS)
 
 
 def _source(dataset: SourceChoice | None, source: SourceChoice | None, required: bool) -> SourceChoice | None:
@@ -177,8 +184,16 @@ def prepare_cmd(  # long: typer declares one option per line; the body is short
         typer.echo(f"cached at {dataset_dir(dataset.value, root, opts)}")
 
 
+_PROTOCOL = typer.Option(
+    None,
+    "--protocol",
+    help="Print the cohort counts under this protocol beside the options given (needs --dataset): authors = "
+    "the LEADER release's notebooks (leader.config.protocol); authors-bugs = the same with their hadm_id visit order.",
+)
+
+
 @app.command("stats")
-def stats_cmd(
+def stats_cmd(  # long: typer declares one option per line; the body is short
     dataset: SourceChoice | None = typer.Option(
         None, "--dataset", help="Show this dataset (prepared on demand); default: every cached dataset."
     ),
@@ -194,32 +209,25 @@ def stats_cmd(
     rare_share: float = _RS,
     synthetic_seed: int = _SYS,
     sets: list[str] | None = SET_OPTION,
+    protocol: ProtocolChoice | None = _PROTOCOL,
     json_out: bool = typer.Option(False, "--json", help="Print statistics as JSON."),
     source: SourceChoice | None = _SOURCE,
 ):
-    """Table-VI statistics (patients, visits, single-visit share, vocab sizes, codes per visit, warnings)."""
+    """Table-VI statistics (patients, visits, single-visit share, vocab sizes, codes per visit, warnings);
+    with --protocol, the cohort counts of that protocol beside the options given."""
     from rich.console import Console
 
     from leader.data.cache import list_prepared
     from leader.data.dataset import EHRDataset
     from leader.data.stats import dataset_stats, stats_table
 
-    dataset = _source(dataset, source, required=False)
+    dataset = _source(dataset, source, required=protocol is not None)
+    flags = (top_k_diag, top_k_proc, top_k_med, first_24h, mappings, split_seed, n_patients, structure_strength)
+    flags += (rare_share, synthetic_seed)
+    if protocol is not None:
+        return _protocol_counts(dataset, root, sets, flags, protocol, json_out)
     if dataset is not None:
-        opts = _opts(
-            sets,
-            top_k_diag,
-            top_k_proc,
-            top_k_med,
-            first_24h,
-            mappings,
-            split_seed,
-            n_patients,
-            structure_strength,
-            rare_share,
-            synthetic_seed,
-        )
-        found = [(dataset.value, _run(dataset, root, opts, False))]
+        found = [(dataset.value, _run(dataset, root, _opts(sets, *flags), False))]
     else:
         found = [(p.name, EHRDataset.load(p)) for p in list_prepared()]
         if not found:
@@ -231,3 +239,22 @@ def stats_cmd(
         return
     for key, st in all_stats.items():
         Console().print(stats_table(st, title=f"{key}"))
+
+
+def _protocol_counts(dataset: SourceChoice, root, sets, flags, protocol: ProtocolChoice, json_out: bool) -> None:
+    """Two preparations, the options given and the same with the protocol's fields (then --set), as columns."""
+    from rich.console import Console
+
+    from leader.config.protocol import authors_protocol
+    from leader.data.stats import cohort_counts, counts_table
+
+    preset = authors_protocol(dataset.value, bugs=protocol is ProtocolChoice.authors_bugs)
+    default = _opts(sets, *flags)
+    columns = {
+        f"{default.samples} (options given)": cohort_counts(_run(dataset, root, default, False)),
+        protocol.value: cohort_counts(_run(dataset, root, _opts(sets, *flags, preset=preset), False)),
+    }
+    if json_out:
+        typer.echo(json.dumps(columns, indent=1))
+        return
+    Console().print(counts_table(columns, title=f"{dataset.value}: cohort counts by data protocol"))

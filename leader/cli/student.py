@@ -41,13 +41,14 @@ def train(
 ) -> None:
     """Train LEADER(S) once and print test metrics (mean ± std over bootstrap rounds)."""
     from leader.cli.common import build_config, load_dataset
+    from leader.config.flat import STUDENT_PATHS
+    from leader.config.student import StudentTrainConfig
     from leader.metrics import summarize
-    from leader.train.student import evaluate_student, train_student
-    from leader.train.student_config import LOSS_FIELDS, StudentTrainConfig
+    from leader.student.train import evaluate_student, train_student
 
     loss = dict(alpha=alpha, beta=beta, align=not no_align, kd=kd or ("feature" if features else "none"))
     options = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_threads=threads, loss=loss)
-    cfg = build_config(StudentTrainConfig, options, sets, flags={"num_threads": "threads"}, extra_keys=LOSS_FIELDS)
+    cfg = build_config(StudentTrainConfig, options, sets, flags={"num_threads": "threads"}, aliases=STUDENT_PATHS)
     ds = load_dataset(dataset, root)
     feats = None
     if features:
@@ -74,7 +75,7 @@ def recommend(
 
     from leader.cli.common import load_dataset
     from leader.errors import CheckpointError
-    from leader.train.student import load_student, predict_proba
+    from leader.student.train import load_student, predict_proba
 
     ck = load_student(checkpoint)
     ds = load_dataset(dataset, root)

@@ -11,13 +11,30 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _validate_spec(file):
-    """Schema + matrix expansion only: torch, Ray and transformers are never imported."""
-    from leader.study.expand import expand, summary
+    """Schema + the study's units only: torch, Ray and transformers are never imported."""
     from leader.study.spec import load_study
+    from leader.study.units import summary, units
 
     spec = load_study(file)
-    units = expand(spec)
-    return spec, units, summary(spec, units)
+    us = units(spec)  # the same units, with the same keys, that `plan`, `run` and `status` use
+    return spec, us, summary(spec, us)
+
+
+def _unit_row(u) -> dict:
+    return {
+        "unit": u.name,
+        "kind": u.kind,
+        "stage": u.stage,
+        "dataset": u.dataset,
+        "backbone": u.backbone,
+        "model": u.model,
+        "trials": u.trials,
+        "detail": u.detail,
+        "cpu": u.cpu,
+        "gpu": u.gpu,
+        "variants": list(u.variants),
+        "unit_key": u.key[:12],
+    }
 
 
 @app.command()
@@ -25,40 +42,26 @@ def validate(
     file: Path = typer.Argument(..., help="Study YAML."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Validate FILE and print the full trial matrix and resource needs; runs nothing."""
+    """Validate FILE and print every unit of the study (the trial matrix) and its resource needs;
+    runs nothing."""
     from rich.console import Console
     from rich.table import Table
 
-    from leader.study.keys import study_keys
-
     spec, units, summ = _validate_spec(file)
-    keys = study_keys(spec)  # the same keys `plan` and `run` use
-
-    def key(u) -> str:
-        k = keys.get(u.key.replace("ablation/", "grid/").replace("sensitivity/", "grid/"))
-        return k.key[:12] if k else ""
-
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"name": spec.name, "summary": summ, "units": [{**u.__dict__, "unit_key": key(u)} for u in units]},
-                default=list,
-            )
-        )
+        typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [_unit_row(u) for u in units]}))
         return
     c = Console()
     t = Table(title=f"study {spec.name} -> {spec.study_dir()}")
-    for col in ("stage", "dataset", "backbone", "trials", "cpu", "gpu", "key", "detail"):
-        t.add_column(col)
+    for col in ("unit", "trials", "cpu", "gpu", "key", "detail"):
+        t.add_column(col, no_wrap=col == "unit")
     for u in units:
         t.add_row(
-            u.stage,
-            u.dataset,
-            u.backbone,
+            u.name,
             str(u.trials or ""),
             f"{u.cpu:g}" if u.cpu else "",
             f"{u.gpu:g}" if u.gpu else "",
-            key(u),
+            u.key[:12],
             u.detail,
         )
     c.print(t)
@@ -77,15 +80,37 @@ def _with_sets(spec, sets: list[str]):
     for item in sets:
         key, sep, raw = item.partition("=")
         *parents, last = key.strip().split(".")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {p!r} has no sub-fields")
         if not sep or not last:
             raise ConfigError(f"--set {item!r}: expected key=value")
-        node[last] = yaml.safe_load(raw)
+        node = data
+        for p in parents:
+            node = _child(node, p, key)
+        if isinstance(node, list):
+            node[_index(node, last, key)] = yaml.safe_load(raw)
+        else:
+            node[last] = yaml.safe_load(raw)
     return StudySpec.model_validate(data)
+
+
+def _index(node: list, part: str, key: str) -> int:
+    from leader.errors import ConfigError
+
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {key}: {part!r} is not an index of a {len(node)}-item list")
+    return int(part)
+
+
+def _child(node, part: str, key: str):
+    """One step of a dotted --set path: a mapping's field (created when absent) or a list's index
+    (`datasets.0.source`)."""
+    from leader.errors import ConfigError
+
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    child = node.setdefault(part, {})
+    if not isinstance(child, dict | list):
+        raise ConfigError(f"--set {key}: {part!r} has no sub-fields")
+    return child
 
 
 @app.command()

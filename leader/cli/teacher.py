@@ -41,8 +41,9 @@ def train(
 ) -> None:
     """Fine-tune LEADER(T) once; print the checkpoint folder and the final metrics."""
     from leader.cli.common import build_config, deprecated, load_dataset
+    from leader.config.teacher import TeacherTrainConfig
     from leader.ray_utils import ensure_ray
-    from leader.train.teacher import TeacherTrainConfig, train_teacher
+    from leader.teacher.train import train_teacher
 
     if storage_path is not None:
         deprecated("--storage-path", "--out")

@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from leader.data.cohort import CohortProtocol, keep_min_visits, sample_patients, sequential_split, visit_sort_keys
 from leader.data.dataset import CODE_TYPES, EHRDataset, Vocab
 from leader.errors import DataError
 
@@ -82,10 +83,14 @@ def _index_profile(v: pd.DataFrame, profile_columns: list[str]) -> dict[str, lis
     return profile_vocabs
 
 
-def _patients(v: pd.DataFrame, split_ratios, seed: int) -> pd.DataFrame:
-    """One row per patient: visit count, split and single/multi-visit group."""
+def _patients(v: pd.DataFrame, split_ratios, seed: int, split_rule: str = "random") -> pd.DataFrame:
+    """One row per patient: visit count, split and single/multi-visit group (single = exactly one
+    visit in the dataset, whatever filter or sampling rule made it)."""
     n_visits = v.groupby("patient_id").size()
-    split = patient_split(list(n_visits.index), split_ratios, seed)
+    if split_rule == "sequential":
+        split = sequential_split(list(n_visits.index), split_ratios)
+    else:
+        split = patient_split(list(n_visits.index), split_ratios, seed)
     patients = pd.DataFrame(
         {
             "patient_id": n_visits.index.astype(str),
@@ -108,6 +113,7 @@ def assemble(
     provenance: dict | None = None,
     warnings: dict[str, int] | None = None,
     drops=None,
+    protocol: CohortProtocol | None = None,
 ) -> EHRDataset:
     """Build the dataset.
 
@@ -117,7 +123,9 @@ def assemble(
     code_names: per code type, code -> human-readable name (every code used must have one;
         a missing name falls back to the code itself and is counted in warnings).
     drops: optional `leader.data.drops.DropLog`; the visits removed here are recorded in it.
+    protocol: which patients, samples and split (leader.data.cohort); None = the defaults.
     """
+    proto = protocol or CohortProtocol()
     warnings = dict(warnings or {})
     need = {"patient_id", "visit_id", "admittime", *CODE_TYPES, *profile_columns}
     missing = need - set(visits.columns)
@@ -125,7 +133,9 @@ def assemble(
         raise DataError(f"assemble: missing columns {sorted(missing)}", field=sorted(missing)[0])
     v = _drop_empty_visits(visits, warnings, drops)
     v["patient_id"] = v["patient_id"].astype(str)
-    v = v.sort_values(["patient_id", "admittime", "visit_id"]).reset_index(drop=True)
+    v = keep_min_visits(v, visits, proto, warnings, drops)
+    v = sample_patients(v, proto, warnings, drops)
+    v = v.sort_values(visit_sort_keys(proto)).reset_index(drop=True)
     v["visit_index"] = v.groupby("patient_id").cumcount().astype(np.int64)
     v["visit_id"] = v["visit_id"].astype(np.int64)
     vocabs = _index_codes(v, code_names, warnings)
@@ -134,11 +144,14 @@ def assemble(
     ds = EHRDataset(
         name=name,
         visits=v[cols].reset_index(drop=True),
-        patients=_patients(v, split_ratios, seed),
+        patients=_patients(v, split_ratios, seed, proto.split),
         vocabs=vocabs,
         profile_vocabs=profile_vocabs,
         warnings=warnings,
         provenance=dict(provenance or {}, split_ratios=list(split_ratios), split_seed=seed),
+        sampling=proto.samples,
     )
+    if proto.changed():  # absent for the default protocol: its fingerprint is what it always was
+        ds.provenance["protocol"] = proto.changed()
     ds.validate()
     return ds

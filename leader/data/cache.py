@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leader import atomic
 from leader.data.assemble import assemble
+from leader.data.cohort import CohortProtocol
 from leader.data.dataset import EHRDataset
 from leader.data.drops import DropLog, check_drop_table
 from leader.data.mimic import read_mimic3, read_mimic4
@@ -28,11 +29,14 @@ from leader.paths import cache_dir, find_demo_root
 DATA_VERSION = 1  # bump when preprocessing changes meaning (part of the dataset fingerprint)
 READER_VERSION = 2  # cache key only: 2 = validated tables + drop table (same content as 1 on clean input)
 Source = Literal["demo", "synthetic", "mimic3", "mimic4"]
+PROTOCOL_FIELDS = tuple(CohortProtocol.__dataclass_fields__)
 
 
 class PrepareOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not a silent default
 
+    # top-k: codes ranked by the number of admissions holding them (ties by code); a visit keeps
+    # its in-vocabulary codes and is dropped (visit_empty_*) when none of a type is left.
     top_k_diag: int | None = Field(None, ge=1, description="Keep only the k most frequent diagnoses (None = all).")
     top_k_proc: int | None = Field(None, ge=1, description="Keep only the k most frequent procedures (None = all).")
     top_k_med: int | None = Field(
@@ -46,6 +50,37 @@ class PrepareOptions(BaseModel):
     )
     split_seed: int = Field(0, description="Seed of the patient-level train/val/test split.")
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test shares of patients.")
+    # cohort protocol (leader.data.cohort; the authors' values: leader.config.protocol). At their
+    # defaults they are left out of every hash, so the default cohort keeps its cache key.
+    samples: Literal["per_visit", "last_visit"] = Field(
+        "per_visit",
+        description="per_visit: every visit is a sample (history = earlier visits); last_visit: one "
+        "sample per patient, its last visit, the earlier visits its history (the authors' protocol).",
+    )
+    min_visits: int = Field(
+        1, ge=1, le=1000, description="Drop patients with fewer visits than this (1 = keep all; authors: 2)."
+    )
+    min_visits_basis: Literal["prepared", "prescriptions"] = Field(
+        "prepared",
+        description="What min_visits counts: prepared visits (with diagnoses, procedures and drugs), or "
+        "admissions with any prescription before the joins (the authors' process_visit_lg2).",
+    )
+    patient_fraction: float = Field(
+        1.0, gt=0, le=1, description="Keep a seeded random share of the patients (authors' MIMIC-IV: 0.15)."
+    )
+    protocol_seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed of the patient_fraction draw (authors' MIMIC-IV: 42)."
+    )
+    split: Literal["random", "sequential"] = Field(
+        "random",
+        description="random: seeded shuffle of patients (split_seed); sequential: split_ratios in "
+        "subject order, train first (the authors' 8:1:1).",
+    )
+    visit_order: Literal["admittime", "hadm_id"] = Field(
+        "admittime",
+        description="Order of a patient's visits: admittime, or hadm_id as the authors' notebooks do "
+        "(a bug: MIMIC hadm_ids are not chronological, so their 'last visit' is often not the last).",
+    )
     # synthetic cohort knobs (ignored for other sources)
     n_patients: int = Field(6000, ge=10, description="Synthetic: number of patients.")
     single_visit_share: float = Field(0.55, ge=0, le=1, description="Synthetic: share of single-visit patients.")
@@ -73,10 +108,17 @@ class PrepareOptions(BaseModel):
             seed=self.synthetic_seed,
         )
 
+    def cohort_protocol(self) -> CohortProtocol:
+        return CohortProtocol(**{k: getattr(self, k) for k in PROTOCOL_FIELDS})
+
     def relevant(self, source: str) -> dict:
-        """Options that affect the result for `source` (synthetic knobs only for synthetic)."""
+        """Options that affect the result for `source` (synthetic knobs only for synthetic;
+        protocol options only where they differ from the default)."""
         d = self.model_dump(mode="json")
         d.pop("max_drop_share"), d.pop("allow_drops")
+        for k in PROTOCOL_FIELDS:
+            d.pop(k)
+        d.update(self.cohort_protocol().changed())
         if source != "synthetic":
             for k in ("n_patients", "single_visit_share", "structure_strength", "rare_share", "synthetic_seed"):
                 d.pop(k)
@@ -184,6 +226,7 @@ def _build(source: str, r: Path | None, folder: Path, opts: PrepareOptions, say)
         provenance=prov,
         warnings=warnings,
         drops=drops,
+        protocol=opts.cohort_protocol(),
     )
     ds.drops = drops.table(max(drops.n_visits_read, len(visits)))
     check_drop_table(ds.drops, opts.max_drop_share, opts.allow_drops, where=str(r) if r else None)

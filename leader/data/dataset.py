@@ -11,8 +11,10 @@ patients one row per patient: patient_id, n_visits, split ('train'|'val'|'test')
          group ('single' when the patient has exactly one visit, else 'multi').
 
 A *sample* is one visit (label = its medications) plus all earlier visits of the same patient as
-history. Groups are patient-level, as in the paper's single-/multi-visit evaluation: the first
-visit of a multi-visit patient is a 'multi' sample with an empty history.
+history. Which visits are samples is `sampling`: 'per_visit' (every visit, the default) or
+'last_visit' (each patient's last visit only, as the LEADER authors sample; the earlier visits stay
+in `visits` as its history). Groups are patient-level, as in the paper's single-/multi-visit
+evaluation: the first visit of a multi-visit patient is a 'multi' sample with an empty history.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from leader.errors import DataError, read_json
 CODE_TYPES = ("diag", "proc", "med")
 SPLITS = ("train", "val", "test")
 GROUPS = ("single", "multi")
+SAMPLINGS = ("per_visit", "last_visit")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class EHRDataset:
     # The drop table (reason -> rows, visits, patients; see leader.data.drops). Not part of the
     # fingerprint: it describes how the content was reached, the content is hashed already.
     drops: list = field(default_factory=list)
+    # Which visits are samples ('per_visit' | 'last_visit'); hashed through `provenance`.
+    sampling: str = "per_visit"
 
     # ------------------------------------------------------------------ derived views
     @property
@@ -99,8 +104,11 @@ class EHRDataset:
         """One row per sample: sample_id (= visit_id), patient_id, visit_index, split, group
         (patient-level: 'single' = the patient has one visit), n_history, history ('no_history'
         = no earlier visit: the paper's per-sample "single-visit" definition, else 'history').
-        Ordered by (patient_id, visit_index) - stable across runs."""
+        Ordered by (patient_id, visit_index) - stable across runs. Under 'last_visit' sampling,
+        one row per patient: its last visit."""
         s = self.visits[["visit_id", "patient_id", "visit_index"]].rename(columns={"visit_id": "sample_id"})
+        if self.sampling == "last_visit":
+            s = s[s["visit_index"] == s.groupby("patient_id")["visit_index"].transform("max")]
         s = s.merge(self.patients[["patient_id", "split", "group"]], on="patient_id", how="left")
         s["n_history"] = s["visit_index"]
         # The paper's grouping is per SAMPLE: "single-visit" = no earlier visit (seq_len == 1).
@@ -156,6 +164,8 @@ class EHRDataset:
                 raise DataError(f"profile index out of range [0, {len(cats)})", field=feat)
         if self.visits["visit_id"].duplicated().any():
             raise DataError("duplicate visit ids", field="visit_id")
+        if self.sampling not in SAMPLINGS:
+            raise DataError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}", field="sampling")
         if not set(self.patients["split"]).issubset(SPLITS):
             raise DataError(f"unknown split labels {set(self.patients['split']) - set(SPLITS)}", field="split")
 
@@ -174,6 +184,8 @@ class EHRDataset:
             "drops": self.drops,
             "fingerprint": self.fingerprint,
         }
+        if self.sampling != "per_visit":  # absent by default: the default meta.json is unchanged
+            meta["sampling"] = self.sampling
         # meta.json last: its presence marks a complete save
         atomic.write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
         return folder
@@ -196,5 +208,6 @@ class EHRDataset:
             warnings=meta.get("warnings", {}),
             provenance=meta.get("provenance", {}),
             drops=list(meta.get("drops", [])),
+            sampling=meta.get("sampling", "per_visit"),
         )
         return ds

@@ -1,7 +1,8 @@
 """The drop table: every row removed while preparing a dataset, by declared reason.
 
 A reason is either part of the paper's preprocessing (GAMENet/SafeDrug: unmapped NDCs, visits
-without one of the three code types, top-k, first 24 hours) or a repair of a bad extract
+without one of the three code types, top-k, first 24 hours; the authors' min-visit filter and
+patient sample) or a repair of a bad extract
 (orphan admissions, malformed codes, duplicate rows). The second kind changes the cohort in a
 way the paper did not, so a share of visits above `max_share` is an error unless drops are
 explicitly allowed. The table is printed by `leader data prepare`, stored in the dataset's
@@ -24,6 +25,8 @@ REASONS: dict[str, tuple[bool, str]] = {
     "visit_empty_diag": (True, "visits without any diagnosis code"),
     "visit_empty_proc": (True, "visits without any procedure code"),
     "visit_empty_med": (True, "visits without any mapped medication"),
+    "patient_below_min_visits": (True, "visits of patients with fewer visits than min_visits (authors' protocol)"),
+    "patient_not_sampled": (True, "visits of patients outside the patient_fraction sample (authors' MIMIC-IV)"),
     "duplicate_rows": (False, "rows repeated verbatim (same key, same values); one copy kept"),
     "admission_without_patient": (False, "admissions whose subject_id is not in the patients table"),
     "rows_without_admission": (False, "code/prescription rows whose hadm_id is not in the admissions table"),

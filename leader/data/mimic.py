@@ -10,7 +10,6 @@ the column, and every row removed is recorded in `drops` (a DropLog) under a dec
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +19,11 @@ import pandas as pd
 
 from leader.data import schema
 from leader.data.codes import ATC3_NAMES, icd9_titles
-from leader.data.codeshape import normalise_icd, normalise_ndc
+from leader.data.codeshape import UNKNOWN_NDC, normalise_icd, normalise_ndc
+from leader.data.cohort import RX_ADMISSION
 from leader.data.csvio import LINE
 from leader.data.drops import DropLog
+from leader.data.ndcmap import load_ndc_to_atc, resolve_mapping_dir
 from leader.data.tables import MIMIC3, MIMIC4
 from leader.errors import DataError
 
@@ -39,41 +40,6 @@ AGE_BINS = [
 # Ages are years between birth and admission. 0-120 are real ages; MIMIC-III moves the birth date
 # of patients older than 89 ~300 years back, so 250-350 is that documented convention (-> "90+").
 AGE_RANGE, MIMIC3_OVER_89 = (0, 120), (250, 350)
-
-
-# ----------------------------------------------------------------------------- mappings
-def load_ndc_to_atc(mapping_dir: Path) -> dict[str, str]:
-    """atc4_to_ndc.json (ATC level-3 class -> 11-digit NDCs), inverted."""
-    path = mapping_dir / "atc4_to_ndc.json"
-    if not path.exists():
-        raise DataError(
-            "NDC->ATC mapping not found (pass --mappings or put atc4_to_ndc.json beside the CSVs)", file=str(path)
-        )
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON: {e}", file=str(path)) from e
-    out: dict[str, str] = {}
-    for atc, ndcs in raw.items():
-        for n in ndcs:
-            out.setdefault(str(n).zfill(11), str(atc)[:4])
-    return out
-
-
-def resolve_mapping_dir(root: Path, mapping_dir: Path | None) -> Path:
-    if mapping_dir is not None:
-        return Path(mapping_dir)
-    for cand in (root, root / "mappings", root.parent / "mappings"):
-        if (cand / "atc4_to_ndc.json").exists():
-            return cand
-    from leader.paths import find_mappings_root
-
-    m = find_mappings_root()
-    if m is None:
-        raise DataError(
-            "no NDC->ATC mapping (atc4_to_ndc.json) next to the CSVs or in ../shared/data/mappings", file=str(root)
-        )
-    return m
 
 
 # ----------------------------------------------------------------------------- shared steps
@@ -207,8 +173,10 @@ def _meds_per_visit(
     first_24h: bool,
     warnings: dict,
     drops: DropLog,
-) -> tuple[pd.Series, dict[str, str]]:
-    """NDC -> ATC-3 per visit; malformed/unknown NDCs counted; optional first-24-hours filter."""
+) -> tuple[pd.Series, dict[str, str], set]:
+    """NDC -> ATC-3 per visit; malformed/unknown NDCs counted; optional first-24-hours filter.
+    Also the admissions with a prescription of known-shaped NDC, before any mapping (the visits
+    the authors' min-visit filter counts)."""
     subj = adm.set_index("hadm_id")["subject_id"]
     rx = rx[rx["hadm_id"].isin(adm["hadm_id"])]
     ndc, ok = normalise_ndc(rx["ndc"])
@@ -220,6 +188,7 @@ def _meds_per_visit(
         example(rx, ~ok, ("hadm_id", "ndc")),
     )
     rx, ndc = rx[ok], ndc[ok]
+    prescribed = set(rx.loc[ndc != UNKNOWN_NDC, "hadm_id"])
     atc = ndc.map(ndc2atc)
     n_unknown = int(atc.isna().sum())
     if n_unknown:
@@ -239,7 +208,7 @@ def _meds_per_visit(
         drops.add("prescription_after_24h", int((~keep).sum()), late, late.map(subj))
         rx = rx[keep]
     meds = _group_lists(rx["hadm_id"].to_numpy(), rx["atc"].to_numpy())
-    return meds, _med_names(rx)
+    return meds, _med_names(rx), prescribed
 
 
 def top_k_filter(visits: pd.DataFrame, kind: str, k: int | None, warnings: dict) -> None:
@@ -255,9 +224,10 @@ def top_k_filter(visits: pd.DataFrame, kind: str, k: int | None, warnings: dict)
 
 
 def _finish(
-    adm: pd.DataFrame, diag: pd.Series, proc: pd.Series, med: pd.Series, top_k: dict, warnings: dict
+    adm: pd.DataFrame, diag: pd.Series, proc: pd.Series, med: pd.Series, top_k: dict, warnings: dict, prescribed: set
 ) -> pd.DataFrame:
     v = adm.copy()
+    v[RX_ADMISSION] = v["hadm_id"].isin(prescribed)
     for kind, s in (("diag", diag), ("proc", proc), ("med", med)):
         v[kind] = v["hadm_id"].map(s)
         v[kind] = v[kind].map(lambda x: x if isinstance(x, list) else [])
@@ -265,7 +235,7 @@ def _finish(
         top_k_filter(v, kind, top_k.get(kind), warnings)
     v = v.rename(columns={"subject_id": "patient_id", "hadm_id": "visit_id"})
     v["patient_id"] = v["patient_id"].astype(str)
-    return v[["patient_id", "visit_id", "admittime", "diag", "proc", "med", *PROFILE_COLUMNS]]
+    return v[["patient_id", "visit_id", "admittime", "diag", "proc", "med", *PROFILE_COLUMNS, RX_ADMISSION]]
 
 
 def _ethnicity(s: pd.Series) -> pd.Series:
@@ -326,7 +296,7 @@ def read_mimic3(
 
     diag = _codes_per_visit(code_rows(dx, "diag", "icd9_code", subj, drops), lambda d: d["code"])
     proc = _codes_per_visit(code_rows(px, "proc", "icd9_code", subj, drops), lambda d: d["code"])
-    med, med_names = _meds_per_visit(rx, adm, "startdate", ndc2atc, first_24h, warnings, drops)
+    med, med_names, prescribed = _meds_per_visit(rx, adm, "startdate", ndc2atc, first_24h, warnings, drops)
 
     fallback = icd9_titles()
     names = {"diag": dict(fallback["diag"]), "proc": dict(fallback["proc"]), "med": med_names}
@@ -340,7 +310,7 @@ def read_mimic3(
                 lambda d, k=kind: normalise_icd(d["icd9_code"], k)[0],
             )
         )
-    visits = _finish(adm, diag, proc, med, top_k or {}, warnings)
+    visits = _finish(adm, diag, proc, med, top_k or {}, warnings, prescribed)
     return visits, names, list(PROFILE_COLUMNS), warnings
 
 
@@ -379,7 +349,7 @@ def read_mimic4(
 
     diag = _codes_per_visit(code_rows(dx, "diag", "icd_code", subj, drops, "icd_version"), lambda d: d["code"])
     proc = _codes_per_visit(code_rows(px, "proc", "icd_code", subj, drops, "icd_version"), lambda d: d["code"])
-    med, med_names = _meds_per_visit(rx, adm, "starttime", ndc2atc, first_24h, warnings, drops)
+    med, med_names, prescribed = _meds_per_visit(rx, adm, "starttime", ndc2atc, first_24h, warnings, drops)
 
     names = {"diag": {}, "proc": {}, "med": med_names}
     fallback = icd9_titles()
@@ -387,5 +357,5 @@ def read_mimic4(
         names[kind].update({f"9_{c}": title for c, title in fallback[kind].items()})
         spec = t[f"d_{'diagnoses' if kind == 'diag' else 'procedures'}"]
         names[kind].update(_dictionary_names(hosp, spec, drops, warnings, lambda d, k=kind: _icd_key(d, k)))
-    visits = _finish(adm, diag, proc, med, top_k or {}, warnings)
+    visits = _finish(adm, diag, proc, med, top_k or {}, warnings, prescribed)
     return visits, names, list(PROFILE_COLUMNS), warnings

@@ -36,6 +36,50 @@ def dataset_stats(ds: EHRDataset) -> dict:
     return out
 
 
+def cohort_counts(ds: EHRDataset) -> dict[str, int]:
+    """The counts a data protocol changes: patients, samples, single-/multi-visit patients (single =
+    exactly one visit in the dataset), vocabulary sizes and the split."""
+    p = ds.patients
+    out = {
+        "patients": int(len(p)),
+        "samples": int(len(ds.samples())),
+        "visits": int(len(ds.visits)),
+        "single_visit_patients": int((p["group"] == "single").sum()),
+        "multi_visit_patients": int((p["group"] == "multi").sum()),
+    }
+    out.update({f"n_{kind}": len(ds.vocabs[kind]) for kind in CODE_TYPES})
+    out.update({f"{split}_patients": int((p["split"] == split).sum()) for split in ("train", "val", "test")})
+    return out
+
+
+COUNT_LABELS = {
+    "patients": "# patients",
+    "samples": "# samples",
+    "visits": "# visits (samples + history)",
+    "single_visit_patients": "single-visit group (patients)",
+    "multi_visit_patients": "multi-visit group (patients)",
+    "n_diag": "|diag|",
+    "n_proc": "|proc|",
+    "n_med": "|med| (ATC-3)",
+    "train_patients": "train patients",
+    "val_patients": "val patients",
+    "test_patients": "test patients",
+}
+
+
+def counts_table(columns: dict[str, dict[str, int]], title: str):
+    """A rich Table of `cohort_counts`, one column per protocol (e.g. the default beside the authors')."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("count")
+    for name in columns:
+        t.add_column(name, justify="right")
+    for key, label in COUNT_LABELS.items():
+        t.add_row(label, *(str(c[key]) for c in columns.values()))
+    return t
+
+
 def stats_table(stats: dict, title: str | None = None):
     """A rich Table of `dataset_stats` output (imported lazily by the CLI)."""
     from rich.table import Table
@@ -114,4 +158,7 @@ def cohort_signature(ds: EHRDataset, code_key=None) -> str:
     for feat, cats in ds.profile_vocabs.items():
         cols[feat] = v[feat].map(lambda i, cs=cats: cs[i])
     frame = pd.DataFrame(cols).sort_values("visit_id", key=lambda s: s.astype("int64")).reset_index(drop=True)
-    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()[:16]
+    text = frame.to_csv(index=False)
+    if ds.sampling != "per_visit":  # which visits are samples is part of the meaning (default: unchanged)
+        text = f"sampling={ds.sampling}\n{text}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

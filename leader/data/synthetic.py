@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from leader.data.codes import ATC3_DRUGS, ATC3_NAMES, BACKGROUND_ATC, load_curated
+from leader.data.codes import ATC3_DRUGS, ATC3_NAMES, load_curated
+from leader.data.themes import BACKGROUND_ATC
 
 
 class SyntheticConfig(BaseModel):

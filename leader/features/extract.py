@@ -58,7 +58,7 @@ def _load(teacher_dir: str):
     import ray
     import torch
 
-    from leader.models.teacher import load_teacher
+    from leader.teacher.model import load_teacher
 
     # A worker given a GPU by Ray sees exactly that GPU (CUDA_VISIBLE_DEVICES), as cuda:0.
     given = ray.is_initialized() and bool(ray.get_gpu_ids())
@@ -139,7 +139,7 @@ def _compute_shards(
     from ray.util import ActorPool
 
     from leader.data.prompts import teacher_prompts
-    from leader.models.backbones import load_tokenizer
+    from leader.teacher.backbones import load_tokenizer
 
     res = dict(resources_per_worker or {"CPU": 1})
     opts = {"num_cpus": res.pop("CPU", 1), "num_gpus": res.pop("GPU", 0)}

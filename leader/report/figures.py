@@ -20,7 +20,7 @@ import seaborn as sns  # noqa: E402
 
 from leader.report.cells import VARIANTS  # noqa: E402
 from leader.report.figures_main import efficiency_figure, groups_figure  # noqa: E402, F401 - re-exported
-from leader.study.optuna_store import rebuild_study  # noqa: E402
+from leader.report.optuna_study import rebuild_study  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -60,7 +60,7 @@ def overall_table(
         column_groups=groups,
         sub_columns=subs,
     )
-    sel = metrics[metrics["stage"].isin(["baseline", "teacher", "best"])] if not metrics.empty else metrics
+    sel = metrics[metrics["stage"].isin(["baseline", "teacher", "best", "released"])] if not metrics.empty else metrics
     if sel.empty:
         t.notes.append("missing: no baseline / teacher / best-student results in metrics.parquet")
         return t
@@ -97,7 +97,7 @@ def _overall_rows(ds: str, dsel: pd.DataFrame, boot: pd.DataFrame, cols: list, d
     order: baselines, best student, teacher; a declared model without results gets an all-missing row."""
     keys = dsel[["stage", "model", "backbone"]].drop_duplicates()
     multi_bb = keys.groupby("model")["backbone"].nunique().max() > 1
-    order = {"baseline": 0, "best": 1, "teacher": 2}
+    order = {"baseline": 0, "released": 1, "best": 2, "teacher": 3}
     keys = keys.assign(o=keys["stage"].map(order)).sort_values(["o", "model", "backbone"])
     scores = dict(iter(dsel.groupby(["stage", "model", "backbone", "group", "metric"], dropna=False)))
     rows = []

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from leader.data.codes import ATC3_NAMES, RARE_EXCLUDE, THEMES
+from leader.data.codes import ATC3_NAMES
+from leader.data.themes import RARE_EXCLUDE, THEMES
 
 N_COMMON, N_RARE, N_BG_DIAG, N_BG_PROC = 6, 30, 160, 60
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from leader.config.teacher import TeacherTrainConfig as Cfg
     from leader.study.spec import DatasetSpec, StudySpec, TeacherResourceSpec
-    from leader.train.teacher import TeacherTrainConfig as Cfg
 
 GIB = 2**30
 DEFAULT_N_MEDS = 300  # |meds| before the dataset is prepared (ATC-3 vocabularies of MIMIC are ~150-200)
@@ -82,7 +82,7 @@ def backbone_config(name: str, path: str | None = None) -> tuple:
     from transformers import AutoConfig, LlamaConfig, Qwen2Config
 
     from leader.errors import CheckpointError
-    from leader.models.backbones import _LARGE, DECODER_TARGETS, resolve_backbone
+    from leader.teacher.backbones import _LARGE, DECODER_TARGETS, resolve_backbone
 
     try:
         spec = resolve_backbone(name, path)
@@ -227,7 +227,7 @@ def flops_per_token(a: Arch, cfg: Cfg, train: bool) -> float:
 
 
 def teacher_steps(cfg: Cfg, world: int, n_train: int | None) -> tuple[int | None, str]:
-    """Optimizer steps as leader.train.teacher.total_steps counts them, and how they were known."""
+    """Optimizer steps as leader.teacher.schedule.total_steps counts them, and how they were known."""
     gb = cfg.batch_size * cfg.grad_accum * world
     if n_train:
         t = (n_train // gb) * cfg.epochs
@@ -275,22 +275,19 @@ def dataset_facts(d: DatasetSpec, cfg: Cfg | None = None) -> dict:
 
 
 def teacher_config(spec: StudySpec, backbone: str) -> Cfg:
-    """TeacherTrainConfig as the runner builds it: the study's options over the trainer's
-    defaults, workers / use_gpu from teacher_resources."""
-    from leader.train.teacher import TeacherTrainConfig
+    """TeacherTrainConfig as the teacher stage runs it (one function: plan and run agree): the
+    study's validated options, workers / use_gpu / CPUs from teacher_resources where unset."""
+    from leader.config.teacher import run_config
 
     tr = spec.teacher_resources
-    opts = {**spec.teacher.options.model_dump(exclude_unset=True), "backbone": backbone}
-    opts.setdefault("workers", tr.num_workers)
-    opts.setdefault("use_gpu", tr.gpu_per_worker > 0)
-    opts.setdefault("cpus_per_worker", tr.cpu_per_worker)
-    return TeacherTrainConfig(**opts)
+    unset = {"workers": tr.num_workers, "use_gpu": tr.gpu_per_worker > 0, "cpus_per_worker": tr.cpu_per_worker}
+    return run_config(spec.teacher.options, backbone, **unset)
 
 
 # ----------------------------------------------------------------------------- the section
 def teacher_memory(a: Arch, cfg: Cfg, res: TeacherResourceSpec, n_meds: int) -> dict:
     """GiB per GPU of one teacher fine-tuning (training step and eval forward) against the GPU."""
-    from leader.train.teacher import build_ds_config
+    from leader.teacher.deepspeed_config import build_ds_config
 
     ds = build_ds_config(cfg, cfg.workers, cuda=True)  # the DeepSpeed config the run would use
     e = 2 if ds["fp16"].get("enabled") else 4

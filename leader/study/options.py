@@ -9,9 +9,10 @@ import difflib
 
 from pydantic import ConfigDict, Field
 
+from leader.config.flat import fold_dotted
+from leader.config.student import LossConfig, StudentConfig, StudentTrainFields
+from leader.config.teacher import TeacherTrainConfig
 from leader.data.cache import PrepareOptions
-from leader.train.student_config import LossConfig, StudentConfig, StudentTrainFields
-from leader.train.teacher import TeacherTrainConfig
 
 
 class PrepareSpec(PrepareOptions):
@@ -21,7 +22,7 @@ class PrepareSpec(PrepareOptions):
 
 
 class TeacherOptions(TeacherTrainConfig):
-    """leader.train.teacher.TeacherTrainConfig, unknown keys refused (`backbone` comes from
+    """leader.config.teacher.TeacherTrainConfig, unknown keys refused (`backbone` comes from
     teacher.backbones; `workers` / `use_gpu` default to teacher_resources)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,12 +46,8 @@ def is_student_param(name: str) -> bool:
 
 
 def check_student(params: dict) -> StudentOptions:
-    """Flat student params (with `student.x` keys folded) validated torch-free."""
-    flat = {k: v for k, v in params.items() if not k.startswith("student.")}
-    nested = {k[8:]: v for k, v in params.items() if k.startswith("student.")}
-    if nested:
-        flat["student"] = {**(flat.get("student") or {}), **nested}
-    return StudentOptions.model_validate(flat)
+    """Flat student params (with `student.x` keys folded by leader.config.flat) validated torch-free."""
+    return StudentOptions.model_validate(fold_dotted(params, "student"))
 
 
 def did_you_mean(name: str, valid) -> str:

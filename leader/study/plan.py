@@ -1,7 +1,7 @@
 """`leader study plan`: what a run would do, unit by unit, before cluster hours are spent.
 Each unit is `reuse`, `run`, `extend` (a sweep given more trials) or `re-run because <field>
 changed (old -> new)`, with its trial counts and a rough cost from recorded seconds of the
-same or a similar unit. Reads state.json and the keys from leader.study.keys (torch-free).
+same or a similar unit. Reads state.json and the study's units (leader.study.units, torch-free).
 With a GPU-trained teacher or GPU trials, `format_budget` adds leader.study.budget's resource
 section below (teacher memory per GPU and GPU-hours: that part imports torch and DeepSpeed); the
 student-trial cost, from measured Tune trial durations, is computed here."""
@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from leader.study.keys import UnitKey, study_keys, verify_outputs, why
+from leader.study.keys import verify_outputs, why
 from leader.study.spec import StudySpec
+from leader.study.units import Unit, units
 
 DEFAULT_TRIAL_S = 300.0  # seconds per student / baseline trial when no finished trial was measured
 
 
-def _seconds(stages: dict, uk: UnitKey) -> tuple[float | None, int]:
+def _seconds(stages: dict, uk: Unit) -> tuple[float | None, int]:
     """(recorded seconds, trials they covered) of this unit, else of a unit of the same stage."""
 
     def ran(out: dict) -> int:
@@ -36,7 +37,7 @@ def _seconds(stages: dict, uk: UnitKey) -> tuple[float | None, int]:
     return None, 0
 
 
-def _grid_action(uk: UnitKey, old: dict, study_dir: Path) -> tuple[str, int]:
+def _grid_action(uk: Unit, old: dict, study_dir: Path) -> tuple[str, int]:
     trials = old.get("outputs", {}).get("trials", {}) if old.get("key") == uk.key else {}
     kept = [tk for tk in uk.trial_keys if tk in trials and not verify_outputs(study_dir, trials[tk].get("files", {}))]
     new = len(uk.trial_keys) - len(kept)
@@ -46,7 +47,7 @@ def _grid_action(uk: UnitKey, old: dict, study_dir: Path) -> tuple[str, int]:
     return reason or "run", new
 
 
-def _sweep_action(uk: UnitKey, old: dict, study_dir: Path) -> tuple[str, int]:
+def _sweep_action(uk: Unit, old: dict, study_dir: Path) -> tuple[str, int]:
     reason = why(old, uk)
     if old.get("key") != uk.key:
         return reason or "run", uk.trials
@@ -69,11 +70,11 @@ def plan(spec: StudySpec, study_dir: Path) -> list[dict]:
     sp = study_dir / "state.json"
     stages = json.loads(sp.read_text())["stages"] if sp.is_file() else {}
     rows = []
-    for name, uk in study_keys(spec).items():
-        old = stages.get(name, {})
-        if uk.stage == "grid":
+    for uk in units(spec):
+        name, old = uk.name, stages.get(uk.name, {})
+        if uk.kind == "grid":
             action, todo = _grid_action(uk, old, study_dir)
-        elif uk.stage == "sweep":
+        elif uk.kind == "sweep":
             action, todo = _sweep_action(uk, old, study_dir)
         else:
             action, todo = why(old, uk) or "reuse", uk.trials
@@ -206,7 +207,7 @@ def format_budget(b: dict) -> str:
 def trial_seconds(study_dir: Path, kinds: tuple[str, ...]) -> tuple[float, str]:
     """Median measured duration of finished Tune trials of these experiment kinds, else a default."""
     times = []
-    for rj in sorted((study_dir / "tune").glob("*/t_*/result.json")):
+    for rj in sorted((study_dir / "tune").glob("*/*/result.json")):
         if rj.parent.parent.name.split("-")[0] in kinds:
             lines = rj.read_text().strip().splitlines()
             last = json.loads(lines[-1]) if lines else {}

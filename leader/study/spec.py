@@ -4,8 +4,6 @@ runs; every error names the field and the file:line it came from."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from leader.baselines import TRIVIAL_BASELINES, TUNED_BASELINES
 from leader.errors import ConfigError
 from leader.report.names import FIGURE_ALIASES, TABLE_ALIASES
 from leader.report.names import FIGURES as REPORT_FIGURES
@@ -26,23 +25,11 @@ from leader.study.options import (
     did_you_mean,
     is_student_param,
 )
+from leader.study.preset import apply_preset, preset_overlay
+from leader.study.space import Dist, SearchSpec
+from leader.study.variants import AblationSpec, SensitivitySpec
 from leader.study.yamlmap import LineMap, load_with_extends, where
 
-BACKBONES = ("llama-7b", "qwen-7b", "qwen-1.8b", "tiny-llama", "tiny-qwen2", "minilm", "smollm2-135m")
-SOURCES = ("demo", "synthetic", "mimic3", "mimic4")
-# Named ablations -> switches on StudentTrainConfig (flat names, see `student_config`).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "no_kd": {"kd": "none"},
-    "output_kd": {"kd": "output"},
-    "no_align": {"align": False},
-    "split_visit_encoder": {"shared_visit_encoder": False},
-    # negative control: KD to teacher states shuffled across patients (a gain that survives it
-    # is regularisation, not transfer)
-    "kd_shuffled": {"kd_shuffle": True},
-}
-TRIVIAL_BASELINES = ("prior", "cooccurrence", "logreg")
-TUNED_BASELINES = ("retain", "gamenet", "micron", "cognet", "logreg")  # the paper's Table III (+ logreg)
 TABLES = (*TABLE_ALIASES, *REPORT_TABLES)
 FIGURES = (*FIGURE_ALIASES, *REPORT_FIGURES)
 
@@ -69,7 +56,7 @@ class TeacherSpec(_Strict):
         default_factory=dict, description="Reuse: backbone (or 'dataset/backbone') -> trained teacher folder."
     )
     options: TeacherOptions = Field(
-        default_factory=TeacherOptions, description="leader.train.teacher.TeacherTrainConfig fields."
+        default_factory=TeacherOptions, description="leader.config.teacher.TeacherTrainConfig fields."
     )
     eval_rounds: int = Field(10, ge=1, description="Bootstrap rounds of the teacher's test evaluation.")
 
@@ -82,114 +69,9 @@ class TeacherSpec(_Strict):
         return self
 
 
-# ----------------------------------------------------------------------------- search space
-class _Range(_Strict):
-    """A bounded distribution; subclasses declare `low` / `high` with their own types."""
-
-    @model_validator(mode="after")
-    def _order(self):
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
-        return self
-
-
-class Uniform(_Range):
-    type: Literal["uniform"]
-    low: float
-    high: float
-
-
-class LogUniform(Uniform):
-    type: Literal["loguniform"]  # type: ignore[assignment]
-
-    @model_validator(mode="after")
-    def _pos(self):
-        if self.low <= 0:
-            raise ValueError("loguniform needs low > 0")
-        return self
-
-
-class IntRange(_Range):
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-
-
-class Choice(_Strict):
-    type: Literal["choice"]
-    values: list[float | int | str | bool] = Field(min_length=1)
-
-
-Dist = Annotated[Uniform | LogUniform | IntRange | Choice, Field(discriminator="type")]
-
-
-class SchedulerSpec(_Strict):
-    type: Literal["asha", "fifo"] = Field("asha", description="ASHA early-stops weak trials by epoch; fifo runs all.")
-    grace_period: int = Field(1, ge=1, description="Epochs every trial gets before it may be stopped.")
-    reduction_factor: float = Field(2.0, gt=1, description="ASHA halving rate.")
-    max_t: int | None = Field(None, ge=1, description="Max epochs (default: student.epochs).")
-
-
-class SearchSpec(_Strict):
-    space: dict[str, Dist] = Field(default_factory=dict, description="Student hyper-parameter -> distribution.")
-    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler.")
-    metric: str = Field("val_prauc", description="Reported metric to optimise (a key of the per-epoch report).")
-    mode: Literal["max", "min"] = Field("max", description="Maximise or minimise `metric`.")
-    num_samples: int = Field(8, ge=1, description="Trials per (dataset, backbone) sweep.")
-    max_concurrent: int = Field(1, ge=1, description="Trials run at the same time (ConcurrencyLimiter).")
-    storage: str | None = Field(
-        None,
-        description="Optuna RDB URL for the searcher itself (sqlite:/// paths are relative to the study dir). "
-        "Caveat: Ray Tune then cannot restore an interrupted sweep (it restarts it). Finished sweeps are "
-        "always exported to <study>/optuna.db for `optuna-dashboard`.",
-    )
-    seed: int = Field(0, description="Sampler seed.")
-    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
-
-    @field_validator("storage")
-    @classmethod
-    def _url(cls, v):
-        if v is not None and not re.match(r"^[a-z][a-z0-9+]*://", v):
-            raise ValueError("must be an SQLAlchemy URL such as sqlite:///optuna.db or postgresql://host/db")
-        return v
-
-
-class AblationSpec(_Strict):
-    variants: list[str] = Field(
-        default_factory=lambda: list(VARIANTS),
-        description=f"Named variants applied to the best config: {list(VARIANTS)}.",
-    )
-    custom: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Extra named variants: name -> student config overrides."
-    )
-
-    @model_validator(mode="after")
-    def _known(self):
-        for v in self.variants:
-            if v not in VARIANTS and v not in self.custom:
-                raise ValueError(f"unknown variant {v!r}; known: {sorted(VARIANTS) + sorted(self.custom)}")
-        return self
-
-    def overrides(self, name: str) -> dict:
-        return dict(self.custom.get(name, VARIANTS.get(name, {})))
-
-
-class SensitivitySpec(_Strict):
-    alpha: list[float] = Field(default_factory=list, description="KD weights to sweep around the best config.")
-    beta: list[float] = Field(default_factory=list, description="Alignment weights to sweep around the best config.")
-
-    @field_validator("alpha", "beta")
-    @classmethod
-    def _nonneg(cls, v):
-        if any(x < 0 for x in v):
-            raise ValueError("weights must be >= 0")
-        return v
-
-
 class TunedBaselineSpec(_Strict):
     space: dict[str, Dist] | None = Field(
-        None, description="Search space (default: the model's registry suggestion, leader.models.baselines)."
+        None, description="Search space (default: the model's registry suggestion, leader.baselines)."
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed hyper-parameters (e.g. epochs, patience).")
 
@@ -253,6 +135,12 @@ class EvalSpec(_Strict):
 class StudySpec(_Strict):
     name: str = Field(description="Study name: the results folder under storage_path.", pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
+    preset: Literal["paper", "authors"] | None = Field(
+        None,
+        description="Reproduce the LEADER paper's configuration ('paper') or the authors' release ('authors'): "
+        "their data protocol, student, losses and teacher settings fill what this file leaves unset "
+        "(leader/config/paper.py); the report lists every deviation.",
+    )
     storage_path: str = Field(
         "./studies_out",
         description="Where the study folder lives; relative to the working directory; ${VAR} and ~ are expanded.",
@@ -283,6 +171,11 @@ class StudySpec(_Strict):
         description="Also log every Tune trial to MLflow (pip install leader-studies[mlflow]); the store is "
         "$MLFLOW_TRACKING_URI, else the study's own mlflow.db (sqlite).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        return apply_preset(data)
 
     @field_validator("tracking")
     @classmethod
@@ -346,48 +239,11 @@ class StudySpec(_Strict):
         """The student block as the user wrote it (flat names; defaults left to the trainer)."""
         return self.student.model_dump(exclude_unset=True)
 
-    def fingerprint(self, *parts: str) -> str:
-        """Hash of the spec fields that determine a stage's output (for resume checks)."""
-        d = self.model_dump(mode="json")
-        sel = {p: d[p] for p in parts} if parts else d
-        return hashlib.sha256(json.dumps(sel, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
 
 def expand_env(text: str) -> str:
     """${VAR} and ${VAR:-default} (shell style), then ~. Only environment lookups: no code."""
     out = re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), text)
     return os.path.expanduser(out)
-
-
-# ----------------------------------------------------------------------------- student params
-def student_config(params: dict):
-    """StudentTrainConfig from flat names: trainer fields stay top level, model fields (d_model,
-    dropout, shared_visit_encoder...) go under `student`. Raises ConfigError naming the field."""
-    from pydantic import ValidationError as VE
-
-    from leader.study.options import MODEL_FIELDS as model
-    from leader.train.student_config import StudentTrainConfig
-
-    top = PARAM_NAMES - model
-    cfg: dict[str, Any] = {}
-    sub: dict[str, Any] = {}
-    for k, v in params.items():
-        if k == "student" and isinstance(v, dict):
-            sub.update(v)
-        elif k.startswith("student."):
-            sub[k[8:]] = v
-        elif k in top:
-            cfg[k] = v
-        elif k in model:
-            sub[k] = v
-        else:
-            raise ConfigError(f"unknown student field {k!r}")
-    try:
-        return StudentTrainConfig(**cfg, student=sub)
-    except VE as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"field {loc!r}: {err['msg']}") from None
 
 
 # ----------------------------------------------------------------------------- loading
@@ -454,7 +310,7 @@ def load_study(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file")
-    data, lines = load_with_extends(path)
+    data, lines = load_with_extends(path, overlay=preset_overlay)
     try:
         spec = StudySpec.model_validate(data)
         msgs = _name_errors(spec, lines, str(path))

@@ -94,9 +94,10 @@ def _drop_subtree(lines: LineMap, data: dict, prefix: Loc = ()) -> None:
                 del lines[key]
 
 
-def load_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, LineMap]:
+def load_with_extends(path: str | Path, _chain: tuple[Path, ...] = (), overlay=None) -> tuple[dict, LineMap]:
     """Resolve `extends:` (a path, or list of paths, relative to the extending file), deep-merge
-    parents first, detect cycles. Returns the merged mapping without `extends`."""
+    parents first, detect cycles. Returns the merged mapping without `extends`. `overlay(data)`
+    gives a mapping merged between a file's parents and the file itself (a study's preset)."""
     path = Path(path).resolve()
     if path in _chain:
         cycle = " -> ".join(str(p.name) for p in _chain + (path,))
@@ -117,10 +118,12 @@ def load_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[
         if not ppath.is_file():
             f, ln = lines.get(("extends",), (str(path), 1))
             raise ConfigError(f"{f}:{ln}: field 'extends': no such file {rel!r} (relative to {path.parent})")
-        pdata, plines = load_with_extends(ppath, _chain + (path,))
+        pdata, plines = load_with_extends(ppath, _chain + (path,), overlay)
         _drop_subtree(mlines, pdata)
         merged = deep_merge(merged, pdata)
         mlines.update(plines)
+    if overlay is not None:
+        merged = deep_merge(merged, overlay({**merged, **data}))
     _drop_subtree(mlines, data)
     mlines.update({k: v for k, v in lines.items() if k != ("extends",) and k[:1] != ("extends",)})
     return deep_merge(merged, data), mlines

@@ -256,9 +256,11 @@ def test_teacher_training_resumes_after_node_loss(sim_cluster, teacher_ds, tmp_p
     group restarts on the surviving nodes and DeepSpeed resumes from the latest checkpoint, so the
     loss curve equals an uninterrupted single-process run step for step."""
     import numpy as np
+    from teacher_reference import one_process_losses
 
-    from leader.models.teacher import load_teacher
-    from leader.train.teacher import TeacherTrainConfig, train_teacher, train_teacher_local
+    from leader.config.teacher import TeacherTrainConfig
+    from leader.teacher.model import load_teacher
+    from leader.teacher.train import train_teacher
 
     cluster, workers = sim_cluster
     storage = tmp_path / "train"
@@ -318,7 +320,7 @@ def test_teacher_training_resumes_after_node_loss(sim_cluster, teacher_ds, tmp_p
     nodes, _ = _train_worker_nodes()
     assert killed["node"] not in nodes
     # resuming restored weights, optimizer and LR schedule: the curve is the uninterrupted one
-    ref = train_teacher_local(teacher_ds, cfg, world=2)
+    ref = one_process_losses(cfg, 2, tmp_path / "reference")  # teacher_ds: random_dataset(60, seed 0)
     # 60 fp32 steps at lr 1e-2: per-worker and whole-batch matmuls round differently, and the
     # differences grow to ~2e-4 by the last steps; a wrong resume is off by far more (tens of %)
     np.testing.assert_allclose(m["losses"], ref, rtol=1e-3, atol=1e-5)

@@ -28,7 +28,7 @@ def test_extract_resume_and_serve(ray_local, random_ds, feature_teacher_dir, tmp
 
     # the same numbers as running the teacher directly, in the driver, in another order
     from leader.data.prompts import build_prompts
-    from leader.models.teacher import load_teacher
+    from leader.teacher.model import load_teacher
 
     ids = ds.samples("test")["sample_id"].to_numpy()[::-1][:20]
     probs, hidden = load_teacher(feature_teacher_dir).infer(build_prompts(ds, ids), batch_size=7)

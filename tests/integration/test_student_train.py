@@ -4,10 +4,10 @@ the frequency baseline (issue 3 'Done when')."""
 import numpy as np
 import pytest
 
-from leader.baselines import frequency_baseline
+from leader.baselines.trivial import frequency_baseline
+from leader.config.student import StudentConfig, StudentTrainConfig
 from leader.metrics import mean_metrics
-from leader.models.student import StudentConfig
-from leader.train.student import StudentTrainConfig, evaluate_student, load_student, train_student
+from leader.student.train import evaluate_student, load_student, train_student
 
 
 @pytest.mark.slow

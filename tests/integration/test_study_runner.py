@@ -121,8 +121,10 @@ def test_trimmed_quickstart_end_to_end(tmp_path):
 
 def _finished(exp: Path, epochs: int) -> dict[str, str]:
     """Trials whose every epoch is in result.json (no early stopping: patience = epochs)."""
+    from leader.study.status import trial_dirs
+
     out = {}
-    for t in exp.glob("t_*"):
+    for t in trial_dirs(exp):
         rj = t / "result.json"
         if rj.is_file():
             lines = rj.read_text().strip().splitlines()

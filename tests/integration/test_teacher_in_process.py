@@ -20,8 +20,10 @@ import json, sys
 sys.path.insert(0, "tests")
 import torch
 from helpers import random_dataset
-from leader.models import teacher as T
-from leader.train.teacher import NonFiniteLossError, TeacherTrainConfig, train_teacher_in_process
+from leader.teacher import model as T
+from leader.config.teacher import TeacherTrainConfig
+from leader.teacher.recipe import NonFiniteLossError
+from leader.teacher.train import train_teacher_in_process
 
 nan_calls, calls = set(json.loads(sys.argv[2])), [0]
 real = T.TeacherModel.loss

@@ -4,7 +4,8 @@ beats both its untrained head and the drug-frequency prior, and is never below i
 import numpy as np
 import pytest
 
-from leader.train.teacher import TeacherTrainConfig, train_teacher
+from leader.config.teacher import TeacherTrainConfig
+from leader.teacher.train import train_teacher
 
 pytestmark = pytest.mark.slow
 
@@ -15,8 +16,8 @@ def test_minilm_teacher_beats_untrained_head_and_prior(ray_local, small_syntheti
 
     from leader.data.prompts import fit_prompts
     from leader.metrics import mean_metrics
-    from leader.models.teacher import build_teacher
-    from leader.train.teacher import init_head
+    from leader.teacher.model import build_teacher
+    from leader.teacher.recipe import init_head
 
     ds, n_eval = small_synthetic, 64
     cfg = TeacherTrainConfig(

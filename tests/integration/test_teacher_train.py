@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from teacher_reference import one_process_losses
 
-from leader.train.teacher import TeacherTrainConfig, train_teacher, train_teacher_local
+from leader.config.teacher import FAIL_AT_STEP_ENV, TeacherTrainConfig
+from leader.teacher.train import train_teacher
 
 pytestmark = pytest.mark.slow
 
@@ -16,10 +18,10 @@ pytestmark = pytest.mark.slow
     [("tiny-llama", 2, None, 0), ("tiny-qwen2", 3, 3, 0), ("tiny-llama", 3, None, 10)],
 )
 def test_distributed_matches_single_process_and_resumes(
-    ray_local, teacher_ds, tmp_path, backbone, stage, fail_at, lp_epochs
+    ray_local, teacher_ds, tmp_path, monkeypatch, backbone, stage, fail_at, lp_epochs
 ):
     from leader.metrics import mean_metrics
-    from leader.models.teacher import load_teacher
+    from leader.teacher.model import load_teacher
 
     cfg = TeacherTrainConfig(
         backbone=backbone,
@@ -31,7 +33,6 @@ def test_distributed_matches_single_process_and_resumes(
         lr=1e-2 if not lp_epochs else 1e-3,  # from the probe's head a large step diverges and amplifies fp noise
         checkpoint_every=2,
         max_eval_samples=16,
-        fail_at_step=fail_at,
         max_failures=1,
         lp_epochs=lp_epochs,
         # exact equality with the one-process reference: fp32 (bf16 rounds per-worker and whole-batch
@@ -43,7 +44,10 @@ def test_distributed_matches_single_process_and_resumes(
         head_init="default",
         require_learning=False,
     )
+    if fail_at is not None:  # the last worker exits at this step on its first attempt
+        monkeypatch.setenv(FAIL_AT_STEP_ENV, str(fail_at))
     res = train_teacher(teacher_ds, cfg, tmp_path / "store")
+    monkeypatch.delenv(FAIL_AT_STEP_ENV, raising=False)
     m = res.metrics
     losses = m["losses"]
     assert len(losses) == 5 and np.isfinite(losses).all()
@@ -60,7 +64,7 @@ def test_distributed_matches_single_process_and_resumes(
         assert m["resumed_from"] == 2  # latest checkpoint before the crash at step 3
     else:
         assert m["resumed_from"] is None
-    ref = train_teacher_local(teacher_ds, cfg, world=2)
+    ref = one_process_losses(cfg, 2, tmp_path / "reference")  # teacher_ds: random_dataset(60, seed 0)
     np.testing.assert_allclose(losses, ref, rtol=1e-4, atol=1e-5)
     assert {"test_overall_prauc", "test_multi_prauc", "test_single_prauc"} <= set(m)
     # The saved adapter + head reproduce the validation PRAUC measured inside the run.

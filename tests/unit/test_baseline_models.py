@@ -7,15 +7,15 @@ import pytest
 import torch
 from helpers import random_dataset
 
-from leader.baselines import frequency_baseline
+from leader.baselines import BASELINES, TRAIN_DEFAULTS, UNAVAILABLE, get_baseline
+from leader.baselines.gamenet import ehr_graph
+from leader.baselines.train import train_baseline
+from leader.baselines.trivial import frequency_baseline, logreg_features, train_prior
+from leader.config.student import StudentConfig
 from leader.data.assemble import assemble
 from leader.errors import ConfigError
 from leader.metrics import mean_metrics
-from leader.models.baselines import BASELINES, UNAVAILABLE, get_baseline
-from leader.models.baselines.gamenet import ehr_graph
-from leader.models.baselines.trivial import logreg_features, train_prior
-from leader.models.student import StudentConfig, encode_dataset
-from leader.train.baselines import train_baseline
+from leader.student.model import encode_dataset
 
 torch.set_num_threads(1)
 TORCH = [n for n, i in BASELINES.items() if i.kind == "torch"]
@@ -91,6 +91,31 @@ def test_registry_fields_and_unavailable():
         get_baseline("safedrug")
     with pytest.raises(ConfigError, match="unknown baseline"):
         get_baseline("leap")
+
+
+def test_the_registry_is_the_only_list():
+    """Names, labels and the study's lists all come from the registry entries (a new tuned
+    baseline needs its entry only), and the entry's history flag is its model's."""
+    from leader.baselines import BASELINE_LABELS, TRIVIAL_BASELINES, TUNED_BASELINES
+
+    assert TRIVIAL_BASELINES == ("prior", "cooccurrence", "logreg")
+    assert TUNED_BASELINES == ("retain", "gamenet", "micron", "cognet", "logreg")
+    assert BASELINE_LABELS == {n: i.label for n, i in BASELINES.items()} and BASELINE_LABELS["gamenet"] == "GAMENet"
+    for info in BASELINES.values():
+        assert info.tunable == bool(info.search_space)
+        if info.kind == "torch":
+            assert info.impl.needs_history == info.needs_history and info.impl.name == info.name
+            assert info.model_keys == set(info.defaults) - set(TRAIN_DEFAULTS)
+        else:
+            assert callable(info.impl) and info.model_keys == set()
+
+
+def test_the_registry_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, leader.baselines; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def test_unknown_param_is_config_error(rand_ds):
@@ -289,7 +314,9 @@ def test_tuned_baseline_keeps_trials_that_train_every_epoch(tmp_path):
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         runner = StudyRunner(spec, spec.study_dir(), echo=lambda *_: None)
-        runner.tuned_baseline(ds, "micron", spec.baselines.tuned["micron"])
+        u = runner.study.units["baseline/random/micron"]
+        runner.study.out[u.needs["data"]] = ds  # what the data unit would have returned
+        runner.run_unit(u)
     finally:
         ray.shutdown()
     out = runner.state.get(f"baseline/{ds.name}/micron")

@@ -66,11 +66,12 @@ def test_set_is_checked_against_the_config(argv, message, tmp_path, monkeypatch)
 
 def test_set_overrides_reach_the_config():
     from leader.cli.common import build_config
-    from leader.train.student_config import LOSS_FIELDS, StudentTrainConfig
+    from leader.config.flat import STUDENT_PATHS
+    from leader.config.student import StudentTrainConfig
 
     options = {"epochs": 3, "loss": {"alpha": 0.5, "kd": "none"}}
     cfg = build_config(
-        StudentTrainConfig, options, ["alpha=0.2", "student.dropout=0.3", "epochs=4"], extra_keys=LOSS_FIELDS
+        StudentTrainConfig, options, ["alpha=0.2", "student.dropout=0.3", "epochs=4"], aliases=STUDENT_PATHS
     )
     assert (cfg.loss.alpha, cfg.student.dropout, cfg.epochs, cfg.loss.kd) == (0.2, 0.3, 4, "none")
 

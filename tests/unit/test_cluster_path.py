@@ -147,7 +147,7 @@ def test_paper_studies_put_their_storage_under_leader_storage(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_teacher():
-    from leader.models.teacher import build_teacher
+    from leader.teacher.model import build_teacher
 
     return build_teacher("tiny-llama", 5, lora_rank=4)
 
@@ -170,7 +170,7 @@ def test_fp16_engine_keeps_statistics_and_logits_in_fp32():
 
     import numpy as np
 
-    from leader.models.teacher import build_teacher
+    from leader.teacher.model import build_teacher
 
     m = build_teacher("tiny-llama", 5, lora_rank=4)
     d = m.d_hidden
@@ -187,17 +187,18 @@ def test_fp16_engine_keeps_statistics_and_logits_in_fp32():
 
 
 def test_final_loss_ignores_skipped_steps():
-    from leader.train.teacher import final_train_loss
+    from leader.teacher.recipe import final_train_loss
 
     assert final_train_loss([0.9, float("nan"), 0.7]) == pytest.approx(0.7)
     assert final_train_loss([float("nan")]) is None
 
 
 def test_default_deepspeed_file_follows_the_device():
-    from leader.train.teacher import TeacherTrainConfig, build_ds_config
+    from leader.config.teacher import TeacherTrainConfig
+    from leader.teacher.deepspeed_config import build_ds_config, ds_config_path
 
-    assert TeacherTrainConfig(use_gpu=True, zero_stage=3).ds_config_path().name == "zero3_v100_fp16.json"
-    assert TeacherTrainConfig(use_gpu=False, zero_stage=2).ds_config_path().name == "zero2_cpu.json"
+    assert ds_config_path(TeacherTrainConfig(use_gpu=True, zero_stage=3)).name == "zero3_v100_fp16.json"
+    assert ds_config_path(TeacherTrainConfig(use_gpu=False, zero_stage=2)).name == "zero2_cpu.json"
     ds = build_ds_config(TeacherTrainConfig(use_gpu=True, zero_stage=2, fp16=True), 8, cuda=True)
     assert ds["fp16"]["enabled"] and ds["zero_optimization"]["overlap_comm"]  # the V100 file's tuning
     off = build_ds_config(TeacherTrainConfig(zero_stage=3, cpu_offload=True), 1, cuda=False)

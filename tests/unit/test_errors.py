@@ -19,7 +19,7 @@ def test_read_json_names_file_and_field(tmp_path):
 
 
 def test_load_student_with_corrupt_meta_is_checkpoint_error(tmp_path):
-    from leader.train.student import load_student
+    from leader.student.train import load_student
 
     for f in ("model.pt", "config.json"):
         (tmp_path / f).write_text("{}")

@@ -28,7 +28,7 @@ def test_paired_test_detects_a_clear_difference_and_not_a_null_one():
 
 def test_kd_shuffled_features_are_a_permutation_of_the_real_ones():
     from leader.features.types import TeacherFeatures
-    from leader.train.student import kd_targets
+    from leader.student.kd import kd_targets
 
     ids = np.arange(50, dtype=np.int64) * 7
     hidden = np.random.default_rng(1).normal(size=(50, 6)).astype(np.float16)
@@ -51,7 +51,7 @@ def test_kd_shuffled_features_are_a_permutation_of_the_real_ones():
 
 def test_standardized_kd_targets_are_z_scored_and_shuffling_keeps_their_statistics():
     from leader.features.types import TeacherFeatures
-    from leader.train.student import kd_targets, standardize_rows
+    from leader.student.kd import kd_targets, standardize_rows
 
     rng = np.random.default_rng(3)
     ids = np.arange(80, dtype=np.int64)
@@ -67,7 +67,7 @@ def test_standardized_kd_targets_are_z_scored_and_shuffling_keeps_their_statisti
 
 
 def test_kd_target_option_reaches_the_loss_config():
-    from leader.train.student_config import StudentTrainConfig
+    from leader.config.student import StudentTrainConfig
 
     assert StudentTrainConfig().loss.kd_target == "standardized"
     assert StudentTrainConfig(kd_target="raw").loss.kd_target == "raw"  # flat, as study files (Eq. 9)
@@ -104,7 +104,8 @@ def test_threshold_is_strict_as_in_the_authors_code():
 def test_student_output_starts_at_the_drug_prior():
     from helpers import random_dataset
 
-    from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
+    from leader.config.student import StudentConfig
+    from leader.student.model import LeaderStudent, encode_dataset
 
     ds = random_dataset(n_patients=30, seed=0)
     cfg = StudentConfig(d_model=16, d_embed=16, n_heads=2)

@@ -9,8 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from leader.study import runner as runner_mod
 from leader.study.spec import load_study
+from leader.study.stages import efficiency as eff
+from leader.study.stages import features as feat
+from leader.study.units import unit_map
 
 SPEC = """\
 name: g
@@ -39,11 +41,11 @@ CPU = "teacher_resources: {num_workers: 2, cpu_per_worker: 1}"  # the quickstart
 
 # ----------------------------------------------------------------------------- efficiency stage
 def test_measure_options_gpu_vs_cpu(tmp_path):
-    assert runner_mod._measure_options(_spec(tmp_path, GPU)) == {"num_cpus": 4, "num_gpus": 1}
+    assert eff.measure_options(_spec(tmp_path, GPU)) == {"num_cpus": 4, "num_gpus": 1}
     half = "teacher_resources: {num_workers: 2, cpu_per_worker: 3, gpu_per_worker: 0.5}"
-    assert runner_mod._measure_options(_spec(tmp_path, half)) == {"num_cpus": 3, "num_gpus": 1}  # timed alone
-    assert runner_mod._measure_options(_spec(tmp_path, CPU)) == {"num_cpus": 2}  # as before: resources.cpu
-    assert runner_mod._measure_options(_spec(tmp_path)) == {"num_cpus": 2}
+    assert eff.measure_options(_spec(tmp_path, half)) == {"num_cpus": 3, "num_gpus": 1}  # timed alone
+    assert eff.measure_options(_spec(tmp_path, CPU)) == {"num_cpus": 2}  # as before: resources.cpu
+    assert eff.measure_options(_spec(tmp_path)) == {"num_cpus": 2}
 
 
 class _Remote:
@@ -62,16 +64,21 @@ class _Remote:
         return [{"model": name, "batch_size": b, "latency_ms_per_patient": 1.0} for b in sizes]
 
 
-def _fake_runner(spec, tmp_path):
+def _fake_study(spec, tmp_path, **out):
+    """A leader.study.context.Study stand-in: upstream results by role, a state that runs every stage."""
     parts = tmp_path / "parts"
     parts.mkdir(exist_ok=True)
     return SimpleNamespace(
         spec=spec,
         dir=tmp_path,
         parts=parts,
-        state=SimpleNamespace(get=lambda name: {"outputs": {"model_dir": "student-dir"}}),
-        _stage=lambda name, fn: fn(),
+        state=SimpleNamespace(get=lambda name: {"outputs": {"model_dir": "student-dir"}}, stage=lambda u, fn: fn()),
+        need=lambda u, role: out.get(role),
     )
+
+
+def _unit(spec, name: str):
+    return unit_map(spec, {"syn": "c"})[name]
 
 
 @pytest.mark.parametrize("resources, want", [(GPU, {"num_cpus": 4, "num_gpus": 1}), (CPU, {"num_cpus": 2})])
@@ -79,10 +86,11 @@ def test_efficiency_stage_requests_the_teachers_device(tmp_path, monkeypatch, re
     import ray
 
     rec = _Remote()
-    monkeypatch.setattr(runner_mod, "_measure", rec)
+    monkeypatch.setattr(eff, "remote_measure", lambda: rec)
     monkeypatch.setattr(ray, "get", lambda x: x)  # the recorder returns rows, not object refs
-    fake = _fake_runner(_spec(tmp_path, resources), tmp_path)
-    runner_mod.StudyRunner.efficiency(fake, SimpleNamespace(name="syn"), "tiny-llama", tmp_path / "teacher")
+    spec = _spec(tmp_path, resources)
+    fake = _fake_study(spec, tmp_path, data=SimpleNamespace(name="syn"), teacher=tmp_path / "teacher")
+    eff.run(fake, _unit(spec, "efficiency/syn/tiny-llama"))
     assert rec.options_seen == [want]
     assert [c[:2] for c in rec.calls] == [("student-dir", None), (None, str(tmp_path / "teacher"))]  # same options
     assert (fake.parts / "efficiency__syn__tiny-llama.eff.parquet").is_file()
@@ -90,18 +98,18 @@ def test_efficiency_stage_requests_the_teachers_device(tmp_path, monkeypatch, re
 
 # ----------------------------------------------------------------------------- feature stage
 def test_extract_options(tmp_path):
-    assert runner_mod._extract_options(_spec(tmp_path, GPU)) == {
+    assert feat.extract_options(_spec(tmp_path, GPU)) == {
         "workers": 8,
         "resources_per_worker": {"CPU": 4, "GPU": 1},
     }
     # CPU studies keep extract_features' defaults (one 1-CPU actor, batch 16), as before
-    assert runner_mod._extract_options(_spec(tmp_path, CPU)) == {}
+    assert feat.extract_options(_spec(tmp_path, CPU)) == {}
     from leader.features.extract import extract_features
 
     sig = inspect.signature(extract_features).parameters
     assert sig["workers"].default == 1 and sig["resources_per_worker"].default is None
     set_bs = _spec(tmp_path, CPU, options="{max_steps: 2, eval_batch_size: 4}")
-    assert runner_mod._extract_options(set_bs) == {"batch_size": 4}
+    assert feat.extract_options(set_bs) == {"batch_size": 4}
 
 
 def test_features_stage_passes_options(tmp_path, monkeypatch):
@@ -114,8 +122,9 @@ def test_features_stage_passes_options(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(ex, "extract_features", fake_extract)
-    fake = _fake_runner(_spec(tmp_path, GPU, options="{eval_batch_size: 8}"), tmp_path)
-    out = runner_mod.StudyRunner.features(fake, SimpleNamespace(name="syn"), "tiny-llama", tmp_path / "t")
+    spec = _spec(tmp_path, GPU, options="{eval_batch_size: 8}")
+    fake = _fake_study(spec, tmp_path, data=SimpleNamespace(name="syn"), teacher=tmp_path / "t")
+    out = feat.run(fake, _unit(spec, "features/syn/tiny-llama"))
     assert out == tmp_path / "features" / "syn" / "tiny-llama"
     assert seen == {
         "backbone": "tiny-llama",
@@ -124,15 +133,15 @@ def test_features_stage_passes_options(tmp_path, monkeypatch):
         "batch_size": 8,
     }
     seen.clear()
-    runner_mod.StudyRunner.features(_fake_runner(_spec(tmp_path, CPU), tmp_path), SimpleNamespace(name="syn"), "b", "t")
-    assert seen == {"backbone": "b"}  # exactly today's call
+    spec = _spec(tmp_path, CPU)
+    fake = _fake_study(spec, tmp_path, data=SimpleNamespace(name="syn"), teacher="t")
+    feat.run(fake, _unit(spec, "features/syn/tiny-llama"))
+    assert seen == {"backbone": "tiny-llama"}  # exactly today's call
 
 
 def test_features_key_has_no_worker_settings(tmp_path):
     """Where and how fast features are computed is not their identity: the key is unchanged."""
-    from leader.study.keys import study_keys
-
-    uk = study_keys(_spec(tmp_path, GPU), {"syn": "c"})["features/syn/tiny-llama"]
+    uk = _unit(_spec(tmp_path, GPU), "features/syn/tiny-llama")
     assert uk.config == {"teacher.backbones": "tiny-llama"}
 
 
@@ -155,7 +164,7 @@ def test_latency_synchronizes_on_cuda(monkeypatch):
 
 # ----------------------------------------------------------------------------- trainers
 def test_train_device_follows_what_torch_sees(monkeypatch):
-    from leader.train.student import to_device, train_device
+    from leader.fit import to_device, train_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert train_device() == torch.device("cuda")
@@ -168,9 +177,9 @@ def test_train_device_follows_what_torch_sees(monkeypatch):
 
 def test_trainers_place_the_model_on_train_device(monkeypatch, random_ds):
     """Both trainers ask train_device() where to run (patched here to the CPU, the only device)."""
-    import leader.train.baselines as tb
-    import leader.train.student as ts
-    from leader.train.student_config import StudentTrainConfig
+    import leader.baselines.train as tb
+    import leader.student.train as ts
+    from leader.config.student import StudentTrainConfig
 
     asked = []
 

@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from leader.losses import LossConfig, bce, feature_kd, output_kd, profile_alignment, total_loss
+from leader.config.student import LossConfig
+from leader.student.losses import bce, feature_kd, output_kd, profile_alignment, total_loss
 
 
 def test_bce_hand():
@@ -62,7 +63,7 @@ def test_total_loss_switches():
 def test_kd_projection_starts_at_the_teacher_mean():
     """The KD head starts at the trivial answer: its loss is the states' variance and it pulls
     nothing out of the student's representation until it has learned a mapping."""
-    from leader.train.student import kd_projection
+    from leader.student.kd import kd_projection
 
     h = torch.randn(64, 7) * 0.05 + torch.linspace(-1, 1, 7)  # small spread around a large mean
     proj = kd_projection(4, h, "teacher_mean")

@@ -152,10 +152,11 @@ def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
     assert "missing: no sensitivity runs for beta" in md
     assert not (out / "figures" / "sensitivity_beta.png").exists()
     # only what the spec declared (the backbone table comes with 'main' when there are 2+ backbones;
-    # the Findings open every report)
+    # the Findings open every report; every report with a spec has its deviations from the paper)
     assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == [
         "ablation",
         "backbone",
+        "deviations",
         "efficiency",
         "findings",
         "overall",

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from leader.config.student import StudentConfig, StudentTrainConfig
 from leader.errors import CheckpointError, ConfigError
 from leader.features.types import TeacherFeatures
-from leader.models.student import LeaderStudent, StudentConfig, encode_dataset
-from leader.train.student import (
-    StudentTrainConfig,
+from leader.student.model import LeaderStudent, encode_dataset
+from leader.student.train import (
     evaluate_student,
     load_student,
     measure_student_latency,
@@ -154,7 +154,7 @@ def test_train_with_teacher_features_aligned_by_id(random_ds, kd):
 
 
 def test_loss_fields_are_named_flat_and_nested_once():
-    from leader.study.spec import student_config
+    from leader.config.flat import student_config
 
     cfg = StudentTrainConfig(kd="output", alpha=0.3, loss={"beta": 0.2})
     assert (cfg.loss.kd, cfg.loss.alpha, cfg.loss.beta) == ("output", 0.3, 0.2)

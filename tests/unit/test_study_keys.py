@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from leader.errors import ConfigError
-from leader.study.keys import study_keys
 from leader.study.lock import StudyLock
 from leader.study.plan import format_plan, plan
 from leader.study.spec import load_study
+from leader.study.units import unit_map
 
 BASE = """\
 name: k
@@ -47,7 +47,7 @@ def _spec(tmp_path, lr=0.001, n=2, variants="[full, no_kd]", seeds="[0, 1]", nam
 
 
 def _keys(spec):
-    return {n: u.key for n, u in study_keys(spec, {"syn": "cache0"}).items()}
+    return {n: u.key for n, u in unit_map(spec, {"syn": "cache0"}).items()}
 
 
 def _changed(a, b):
@@ -71,7 +71,7 @@ def test_teacher_option_rekeys_only_downstream(tmp_path):
 def test_data_change_rekeys_everything_but_code_free_units(tmp_path):
     spec = _spec(tmp_path)
     a = _keys(spec)
-    b = {n: u.key for n, u in study_keys(spec, {"syn": "cache1"}).items()}
+    b = {n: u.key for n, u in unit_map(spec, {"syn": "cache1"}).items()}
     assert _changed(a, b) == set(a)
 
 
@@ -79,14 +79,14 @@ def test_num_samples_keeps_the_sweep_key_and_rekeys_its_consumers(tmp_path):
     s2, s3 = _spec(tmp_path, n=2), _spec(tmp_path, n=3)
     a, b = _keys(s2), _keys(s3)
     assert _changed(a, b) == {"grid/syn/tiny-llama", "efficiency/syn/tiny-llama", "report"}
-    assert study_keys(s3, {"syn": "c"})["sweep/syn/tiny-llama"].trials == 3
+    assert unit_map(s3, {"syn": "c"})["sweep/syn/tiny-llama"].trials == 3
 
 
 def test_new_variant_and_removed_seed_touch_only_their_trials(tmp_path):
     g = "grid/syn/tiny-llama"
-    a = study_keys(_spec(tmp_path), {"syn": "c"})[g]
-    b = study_keys(_spec(tmp_path, variants="[full, no_kd, no_align]"), {"syn": "c"})[g]
-    c = study_keys(_spec(tmp_path, seeds="[0]"), {"syn": "c"})[g]
+    a = unit_map(_spec(tmp_path), {"syn": "c"})[g]
+    b = unit_map(_spec(tmp_path, variants="[full, no_kd, no_align]"), {"syn": "c"})[g]
+    c = unit_map(_spec(tmp_path, seeds="[0]"), {"syn": "c"})[g]
     assert a.key == b.key == c.key
     assert set(a.trial_keys) < set(b.trial_keys) and len(b.trial_keys) - len(a.trial_keys) == 2
     assert set(c.trial_keys) < set(a.trial_keys) and {r["seed"] for r in c.trial_keys.values()} == {0}
@@ -95,7 +95,7 @@ def test_new_variant_and_removed_seed_touch_only_their_trials(tmp_path):
 def _record(spec, study_dir: Path, status="done"):
     """state.json as a finished run of `spec` leaves it (no output files to verify)."""
     stages = {}
-    for n, u in study_keys(spec).items():
+    for n, u in unit_map(spec).items():
         out = {"seconds": 10.0, "trials": u.trials}
         if u.stage == "sweep":
             out["experiments"] = [{"name": "e", "n": u.trials, "done": True}]
@@ -203,12 +203,12 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
 def test_trial_state_tells_pruned_from_early_stopped_and_complete():
     import pandas as pd
 
-    from leader.study.runner import _trial_state
+    from leader.study.stages.sweep import trial_state
 
     p = {"epochs": 10, "patience": 3}
     rising = pd.DataFrame({"val_prauc": [0.1, 0.2, 0.3, 0.4]})  # cut while still improving
-    assert _trial_state(rising, p, max_t=10) == "PRUNED"
+    assert trial_state(rising, p, max_t=10) == "PRUNED"
     stalled = pd.DataFrame({"val_prauc": [0.1, 0.5, 0.4, 0.4, 0.3]})  # its own patience fired
-    assert _trial_state(stalled, p, max_t=10) == "COMPLETE"
-    assert _trial_state(pd.DataFrame({"val_prauc": [0.1] * 10}), p, max_t=10) == "COMPLETE"
-    assert _trial_state(rising, p, max_t=4) == "COMPLETE"  # ran the search's whole budget
+    assert trial_state(stalled, p, max_t=10) == "COMPLETE"
+    assert trial_state(pd.DataFrame({"val_prauc": [0.1] * 10}), p, max_t=10) == "COMPLETE"
+    assert trial_state(rising, p, max_t=4) == "COMPLETE"  # ran the search's whole budget

@@ -52,8 +52,8 @@ def test_student_value_checked_without_torch(tmp_path):
 def test_student_block_is_the_trainer_configs():
     """validate checks the study's student block against the trainer's own classes (no mirror):
     every flat name is a field of exactly the config the runner builds."""
+    from leader.config.student import LossConfig, StudentConfig, StudentTrainConfig, StudentTrainFields
     from leader.study.options import MODEL_FIELDS, PARAM_NAMES, StudentOptions
-    from leader.train.student_config import LossConfig, StudentConfig, StudentTrainConfig, StudentTrainFields
 
     assert issubclass(StudentOptions, (StudentTrainFields, LossConfig, StudentConfig))
     assert MODEL_FIELDS == set(StudentConfig.model_fields)

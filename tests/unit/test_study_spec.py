@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from leader.errors import ConfigError
-from leader.study.expand import expand, grid_rows, summary
+from leader.study.grid import grid_rows
 from leader.study.spec import load_study
+from leader.study.units import summary, units
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +98,7 @@ seeds: [0, 1]
     rows = grid_rows(spec)
     assert sum(r["stage"] == "ablation" for r in rows) == 3 * 2  # full is always added
     assert sum(r["stage"] == "sensitivity" for r in rows) == 4 * 2
-    s = summary(spec, expand(spec))
+    s = summary(spec, units(spec))
     assert s["sweep_trials"] == 10 and s["ablation_trials"] == 12 and s["sensitivity_trials"] == 16
     assert s["total_trials"] == 38 and s["teacher_trainings"] == 2 and s["peak_cpu"] == 2
 
@@ -105,7 +106,7 @@ seeds: [0, 1]
 @pytest.mark.parametrize("name", ["quickstart", "mimic3_paper", "mimic4_paper"])
 def test_shipped_studies_valid(name):
     spec = load_study(REPO / "studies" / f"{name}.yaml")
-    assert expand(spec)
+    assert units(spec)
 
 
 def test_cli_validate_exit_codes(tmp_path):

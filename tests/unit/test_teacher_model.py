@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from leader.config.teacher import TeacherTrainConfig
 from leader.errors import CheckpointError, ConfigError
-from leader.models.backbones import pool, resolve_backbone
-from leader.train.teacher import TeacherTrainConfig, build_ds_config, global_batches, lr_lambda
+from leader.teacher.backbones import pool, resolve_backbone
+from leader.teacher.deepspeed_config import build_ds_config
+from leader.teacher.schedule import global_batches, lr_lambda
 
 
 def test_last_non_pad_pooling_left_and_right():
@@ -40,7 +42,7 @@ def test_registry_errors(monkeypatch, tmp_path):
 
 
 def test_tiny_teacher_head_shape_and_reload(tmp_path):
-    from leader.models.teacher import build_teacher, load_teacher, save_teacher
+    from leader.teacher.model import build_teacher, load_teacher, save_teacher
 
     m = build_teacher("tiny-llama", 7, lora_rank=4)
     assert all(not p.requires_grad for n, p in m.named_parameters() if "lora_" not in n and not n.startswith("head."))
@@ -82,7 +84,7 @@ def test_schedule_and_batches():
 
 def test_gradient_checkpointing_gives_the_same_lora_gradients():
     """The 7B recipe recomputes activations in backward; the LoRA/head gradients must not change."""
-    from leader.models.teacher import build_teacher, enable_gradient_checkpointing
+    from leader.teacher.model import build_teacher, enable_gradient_checkpointing
 
     prompts = ["The patient has 2 times ICU visits. Diagnoses: hypertension.", "short record"]
     y = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
@@ -107,7 +109,7 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients():
 
 
 def test_length_buckets_cover_the_epoch_with_less_padding():
-    from leader.train.teacher import padding_share
+    from leader.teacher.schedule import padding_share
 
     rng = np.random.default_rng(0)
     lens = rng.integers(20, 400, size=64)
@@ -123,7 +125,7 @@ def test_length_buckets_cover_the_epoch_with_less_padding():
 
 
 def test_padding_share_by_hand():
-    from leader.train.teacher import padding_share
+    from leader.teacher.schedule import padding_share
 
     lens = np.array([2, 4, 4, 4])
     assert padding_share([np.array([0, 1, 2, 3])], lens, 2) == pytest.approx(2 / 16)
@@ -144,7 +146,7 @@ def test_precision_resolution(monkeypatch):
 
 
 def test_bf16_backbone_keeps_the_head_and_outputs_fp32():
-    from leader.models.teacher import build_teacher
+    from leader.teacher.model import build_teacher
 
     m = build_teacher("tiny-llama", 3, lora_rank=4, seed=0)
     enc = m.tokenizer(["a record of diagnoses", "another one"], padding=True, return_tensors="pt")

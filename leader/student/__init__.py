@@ -1,0 +1,1 @@
+"""LEADER(S), the distilled student: its model, losses, trainer and Tune trial."""

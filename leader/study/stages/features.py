@@ -1,0 +1,60 @@
+"""The `features/<dataset>/<backbone>` unit (the frozen teacher's states and probabilities for
+every split, what the student distils) and `teacher_eval/...` (LEADER(T)'s test row, scored
+from those probabilities)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from leader.study.context import Study
+from leader.study.spec import StudySpec
+from leader.study.stages.scoring import score
+from leader.study.units import Unit
+
+
+def extract_options(spec: StudySpec) -> dict:
+    """extract_features' worker settings for a study. With teacher GPUs: one actor per teacher
+    worker, each holding {"CPU": cpu_per_worker, "GPU": gpu_per_worker} (Ray then shows it its GPU
+    and the actor loads the teacher on cuda). Without: nothing, so extraction keeps its defaults
+    (one 1-CPU actor), as local CPU studies always ran. The batch is teacher.options.eval_batch_size
+    when the study sets it. None of this is in the features key: it changes where and how fast
+    the features are computed, not what they are."""
+    tr, kw = spec.teacher_resources, {}
+    if tr.gpu_per_worker > 0:
+        kw = {"workers": tr.num_workers, "resources_per_worker": {"CPU": tr.cpu_per_worker, "GPU": tr.gpu_per_worker}}
+    opts = spec.teacher.options if spec.teacher is not None else None
+    if opts is not None and "eval_batch_size" in opts.model_fields_set:
+        kw["batch_size"] = opts.eval_batch_size
+    return kw
+
+
+def run(study: Study, u: Unit) -> Path:
+    from leader.features.extract import extract_features
+
+    ds, teacher_dir, bb = study.need(u, "data"), study.need(u, "teacher"), u.backbone
+    out = study.dir / "features" / ds.name / bb
+    kw = extract_options(study.spec)  # workers / resources / batch: not in the key (same features)
+    study.state.stage(
+        u, lambda: {"dir": str(extract_features(ds, teacher_dir, out, backbone=bb, **kw)), "_files": [out]}
+    )
+    return out
+
+
+def teacher_eval(study: Study, u: Unit) -> None:
+    from leader.features.store import load_features
+
+    ds, feat_dir = study.need(u, "data"), study.need(u, "features")
+
+    def run_():
+        from leader.evaluation import test_frame
+
+        feats = load_features(feat_dir)
+        _, probs = feats.align(test_frame(ds)["sample_id"].to_numpy(np.int64))
+        parts = score(
+            study, u.name, ds, probs, stage="teacher", dataset=ds.name, backbone=u.backbone, model="LEADER(T)"
+        )
+        return {"parts": parts, "_files": parts}
+
+    study.state.stage(u, run_)
