@@ -135,7 +135,7 @@ def _label(sel: dict) -> str:
 def standard_pairs(per: pd.DataFrame, dataset: str, backbone: str) -> list[tuple[dict, dict, str]]:
     """The comparisons behind the Findings: the student's ablations and controls against the
     full student, the student and the teacher against every baseline, the student against the
-    teacher."""
+    teacher, and (a study with a preset) the tuned student against the released configuration."""
     d = per[per["dataset"] == dataset]
     s_full = {"dataset": dataset, "backbone": backbone, "model": "LEADER(S)", "variant": "full", "stage": "ablation"}
     teacher = {"dataset": dataset, "backbone": backbone, "model": "LEADER(T)"}
@@ -147,4 +147,7 @@ def standard_pairs(per: pd.DataFrame, dataset: str, backbone: str) -> list[tuple
         pairs.append((s_full, base, f"student_vs_{m}"))
         pairs.append((teacher, base, f"teacher_vs_{m}"))
     pairs.append((s_full, teacher, "student_vs_teacher"))
+    released = {"dataset": dataset, "backbone": backbone, "model": "LEADER(S) released", "stage": "released"}
+    if ((d["model"] == released["model"]) & (d["backbone"] == backbone)).any():
+        pairs.append((s_full, released, "tuned_vs_released"))  # what tuning adds to the paper's configuration
     return pairs

@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 # measured, not computed: differ run to run by nature
-MEASURED = {"latency_ms_per_patient", "peak_mem_mb", "wall_s", "samples_per_s", "time", "duration_s"}
+MEASURED = {
+    "latency_ms_per_patient",
+    "peak_mem_mb",
+    "peak_activation_mb",
+    "wall_s",
+    "samples_per_s",
+    "time",
+    "duration_s",
+}
 # names a run gives its parts (Ray Tune trial ids are random per run), not results
 IDENTIFIERS = {"trial_id"}
 FRAMES = ["metrics", "bootstrap", "paired", "teacher", "optuna_trials", "efficiency"]

@@ -69,50 +69,6 @@ def validate(
     c.print("[green]valid[/green]")
 
 
-def _with_sets(spec, sets: list[str]):
-    """The spec with `--set a.b=value` overrides (YAML scalars), validated again as a whole."""
-    import yaml
-
-    from leader.errors import ConfigError
-    from leader.study.spec import StudySpec
-
-    data = spec.model_dump(exclude_unset=True)
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        *parents, last = key.strip().split(".")
-        if not sep or not last:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        node = data
-        for p in parents:
-            node = _child(node, p, key)
-        if isinstance(node, list):
-            node[_index(node, last, key)] = yaml.safe_load(raw)
-        else:
-            node[last] = yaml.safe_load(raw)
-    return StudySpec.model_validate(data)
-
-
-def _index(node: list, part: str, key: str) -> int:
-    from leader.errors import ConfigError
-
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {key}: {part!r} is not an index of a {len(node)}-item list")
-    return int(part)
-
-
-def _child(node, part: str, key: str):
-    """One step of a dotted --set path: a mapping's field (created when absent) or a list's index
-    (`datasets.0.source`)."""
-    from leader.errors import ConfigError
-
-    if isinstance(node, list):
-        return node[_index(node, part, key)]
-    child = node.setdefault(part, {})
-    if not isinstance(child, dict | list):
-        raise ConfigError(f"--set {key}: {part!r} has no sub-fields")
-    return child
-
-
 @app.command()
 def plan(
     file: Path = typer.Argument(..., help="Study YAML."),
@@ -131,10 +87,10 @@ def plan(
     from leader.study.budget import budget, needs_budget
     from leader.study.plan import format_budget, format_plan, format_refusal, power_lines
     from leader.study.plan import plan as make_plan
-    from leader.study.spec import load_study
+    from leader.study.spec import load_study, with_sets
 
     spec = load_study(file)
-    spec = _with_sets(spec, sets) if sets else spec
+    spec = with_sets(spec, sets) if sets else spec
     d = against or spec.study_dir()
     rows = make_plan(spec, d)
     res = budget(spec, d, rows) if needs_budget(spec) else None
@@ -156,6 +112,9 @@ def run(
         None, "--address", help="Ray cluster address (default: RAY_ADDRESS or a local Ray)."
     ),
     storage_path: str | None = typer.Option(None, "--storage-path", help="Override the file's storage_path."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Override a study field (lists by index: datasets.0.source=synthetic)."
+    ),
     dashboard: bool = typer.Option(
         True,
         "--dashboard/--no-dashboard",
@@ -166,7 +125,7 @@ def run(
     """Run (or resume) every unfinished stage of the study."""
     from leader.study.runner import run_study
 
-    run_study(file, address=address, storage_path=storage_path, echo=typer.echo, dashboard=dashboard)
+    run_study(file, address=address, storage_path=storage_path, echo=typer.echo, dashboard=dashboard, sets=sets)
 
 
 @app.command()

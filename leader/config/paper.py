@@ -174,6 +174,25 @@ def _data_settings() -> tuple[Setting, ...]:
 SETTINGS = _data_settings() + SETTINGS
 BY_KEY = {s.key: s for s in SETTINGS}
 
+# The student's design as the paper writes it (equation choices, not tuned numbers): what
+# `reports/bench/paper_preset.json` swaps into the package's student to measure what its own
+# design changes are worth.
+DESIGN_KEYS = (
+    "student.set_pooling",
+    "student.visit_pooling",
+    "student.visit_positions",
+    "loss.kd_input",
+    "loss.kd_target",
+    "loss.kd_head_init",
+    "loss.align_form",
+    "loss.tau",
+)
+
+
+def design_overrides(preset: str = "paper") -> dict[str, object]:
+    """{flat student field: value} of DESIGN_KEYS under `preset`."""
+    return {k.split(".", 1)[1]: BY_KEY[k].value(preset) for k in DESIGN_KEYS}
+
 
 def preset_values(preset: str, section: str | None = None, source: str | None = None) -> dict[str, object]:
     """{field: value} of the settable keys of a preset (of one section when given; `source`

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from leader.study.context import SKIPPED, StageFailed, Study, StudyIncomplete
-from leader.study.spec import StudySpec, expand_env, load_study, resolved_yaml
+from leader.study.spec import StudySpec, expand_env, load_study, resolved_yaml, with_sets
 from leader.study.stages.results import collect, mark_incomplete
 from leader.study.state import write_text
 from leader.study.units import Kind, Unit, kind, unit_map
@@ -121,7 +121,12 @@ class StudyRunner:
 
 
 def run_study(
-    path: str | Path, address: str | None = None, storage_path: str | None = None, echo=print, dashboard: bool = False
+    path: str | Path,
+    address: str | None = None,
+    storage_path: str | None = None,
+    echo=print,
+    dashboard: bool = False,
+    sets: list[str] | None = None,
 ) -> Path:
     """Validate, take the study's driver lock (a dead owner's lock is taken over), connect to
     Ray (local when no address / RAY_ADDRESS), run every unit that is missing or out of date.
@@ -132,7 +137,7 @@ def run_study(
     from leader.study.lock import StudyLock
     from leader.study.summary import summary_lines
 
-    spec = load_study(path)
+    spec = with_sets(load_study(path), sets) if sets else load_study(path)  # --set: over the file
     raw = expand_env(str(storage_path or spec.storage_path))
     source = "--storage-path" if storage_path else f"{path}: storage_path"
     clustered = cluster_address(address) is not None

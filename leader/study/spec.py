@@ -325,3 +325,40 @@ def resolved_yaml(spec: StudySpec) -> str:
     import yaml
 
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+
+
+def with_sets(spec, sets: list[str]):
+    """The spec with `--set a.b=value` overrides (YAML scalars), validated again as a whole."""
+    import yaml
+
+    data = spec.model_dump(exclude_unset=True)
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        *parents, last = key.strip().split(".")
+        if not sep or not last:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        node = data
+        for p in parents:
+            node = _child(node, p, key)
+        if isinstance(node, list):
+            node[_index(node, last, key)] = yaml.safe_load(raw)
+        else:
+            node[last] = yaml.safe_load(raw)
+    return StudySpec.model_validate(data)
+
+
+def _index(node: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {key}: {part!r} is not an index of a {len(node)}-item list")
+    return int(part)
+
+
+def _child(node, part: str, key: str):
+    """One step of a dotted --set path: a mapping's field (created when absent) or a list's index
+    (`datasets.0.source`)."""
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    child = node.setdefault(part, {})
+    if not isinstance(child, dict | list):
+        raise ConfigError(f"--set {key}: {part!r} has no sub-fields")
+    return child

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leader.cli.study import _with_sets
 from leader.config import paper
 from leader.errors import ConfigError
 from leader.report.deviations import closest_preset, deviations_for, deviations_markdown
 from leader.study.spec import load_study
+from leader.study.spec import with_sets as _with_sets
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 # the dress rehearsal's overrides: CPU data, backbones, size (issue #23)
