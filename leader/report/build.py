@@ -12,7 +12,7 @@ from leader.report import figures as F
 from leader.report import render as R
 from leader.report import tables as T
 from leader.report.cells import GROUP_NOTE
-from leader.report.deviations import deviations_frame, deviations_html, deviations_markdown
+from leader.report.deviations import command_line_sets, deviations_frame, deviations_html, deviations_markdown
 from leader.report.findings import findings, findings_frame, findings_markdown, teacher_probe_notes
 from leader.report.findings_render import detail_html, summary_html
 from leader.report.guard import check_aggregate_only
@@ -162,9 +162,10 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     longs += _write_tables(s, tables, out, md, body, teacher_probe_notes(found))
     longs += _write_figures(s, [f for f in figs if f not in head], out, md, body)
     if s.spec:
-        md.append(deviations_markdown(s.spec))
-        body.append(deviations_html(s.spec))
-        deviations_frame(s.spec).to_csv(out / "tables" / "deviations.csv", index=False)
+        sets = command_line_sets(s.study_dir)
+        md.append(deviations_markdown(s.spec, sets))
+        body.append(deviations_html(s.spec, sets))
+        deviations_frame(s.spec, sets).to_csv(out / "tables" / "deviations.csv", index=False)
     md.append(R.env_md(s.env, s.spec_text))
     body.append(R.env_html(s.env, s.spec_text))
     results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])

@@ -99,19 +99,24 @@ def _head(spec: dict) -> tuple[str, list[paper.Deviation]]:
     return head, devs
 
 
-def deviations_markdown(spec: dict) -> str:
+def deviations_markdown(spec: dict, sets: list[str] | None = None) -> str:
     head, devs = _head(spec)
     lines = ["## Deviations from the paper", "", head, ""]
     lines += [f"- {d.line()}" for d in devs] or ["- none"]
+    if sets:
+        lines += ["", "Given on the command line (`--set`, user overrides over the study file):"]
+        lines += [f"- `{s}`" for s in sets]
     lines += ["", "Baselines of the paper's Table III not run here:"]
     lines += [f"- {name}: {why}" for name, why in UNAVAILABLE_BASELINES.items()]
     return "\n".join(lines) + "\n"
 
 
-def deviations_html(spec: dict) -> str:
+def deviations_html(spec: dict, sets: list[str] | None = None) -> str:
     import html
 
     head, devs = _head(spec)
+    given = "".join(f"<li><code>{html.escape(s)}</code></li>" for s in sets or [])
+    given = f"<p>Given on the command line (<code>--set</code>, user overrides):</p><ul>{given}</ul>" if sets else ""
     rows = "".join(
         f"<tr><td><code>{html.escape(d.key)}</code></td><td>{html.escape(repr(d.reference))}</td>"
         f"<td>{html.escape(repr(d.value))}</td><td>{html.escape(d.reason)}</td></tr>"
@@ -121,15 +126,31 @@ def deviations_html(spec: dict) -> str:
     return (
         f'<h2 id="deviations">Deviations from the paper</h2><p>{html.escape(head)}</p>'
         f"<table><thead><tr><th>setting</th><th>reference</th><th>this study</th><th>reason</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table><p>Baselines of the paper's Table III not run here:</p><ul>{missing}</ul>"
+        f"<tbody>{rows}</tbody></table>{given}<p>Baselines of the paper's Table III not run here:</p><ul>{missing}</ul>"
     )
 
 
-def deviations_frame(spec: dict):
+def deviations_frame(spec: dict, sets: list[str] | None = None):
     import pandas as pd
 
     _, devs = _head(spec)
-    return pd.DataFrame(
-        [{"setting": d.key, "reference": repr(d.reference), "value": repr(d.value), "reason": d.reason} for d in devs],
-        columns=["setting", "reference", "value", "reason"],
-    )
+    rows = [
+        {"setting": d.key, "reference": repr(d.reference), "value": repr(d.value), "reason": d.reason} for d in devs
+    ]
+    for s in sets or []:
+        key, _, value = s.partition("=")
+        rows.append({"setting": key, "reference": "", "value": value, "reason": "--set"})
+    return pd.DataFrame(rows, columns=["setting", "reference", "value", "reason"])
+
+
+def command_line_sets(study_dir) -> list[str]:
+    """The `--set` overrides of the study's last run (overrides.json, written by the runner)."""
+    import json
+    from pathlib import Path
+
+    path = Path(study_dir) / "overrides.json"
+    try:
+        sets = json.loads(path.read_text()) if path.is_file() else []
+    except json.JSONDecodeError:
+        return []
+    return [str(x) for x in sets] if isinstance(sets, list) else []

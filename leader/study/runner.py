@@ -9,6 +9,7 @@ that the study is incomplete."""
 from __future__ import annotations
 
 import importlib
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -149,6 +150,7 @@ def run_study(
     study_dir.mkdir(parents=True, exist_ok=True)
     with StudyLock(study_dir, echo=echo):
         write_text(study_dir / "spec.yaml", resolved_yaml(spec))
+        write_text(study_dir / "overrides.json", json.dumps(list(sets or [])))  # the report lists them
         url = ray._private.worker.get_dashboard_url() if dashboard and cluster_address(address) is None else None
         if url:
             echo(f"Ray dashboard: http://{url} (this machine only; token in ~/.ray/auth_token)")

@@ -67,8 +67,10 @@ def test_deviations_are_exactly_the_overrides_plus_the_documented_ones(monkeypat
     # of the rehearsal's overrides, those the reference has a value for; plus the file's own grad_accum
     assert keys == {"teacher.max_steps", "train.epochs", "teacher.grad_accum"} | unsettable
     assert all(d.reason == paper.OVERRIDE for d in devs if d.key not in unsettable)
-    md = deviations_markdown(spec)
+    sets = [f"{k}={v}" for k, v in REHEARSAL.items()]
+    md = deviations_markdown(spec, sets)
     assert "- train.epochs: 100 in the reference, 2 here (user override)" in md
+    assert all(f"- `{s}`" in md for s in sets)  # every --set of the run, each once
     assert "SafeDrug" in md
 
 
