@@ -9,7 +9,7 @@ bench measures the baselines' machinery, not a teacher); trivial baselines prior
 logreg fitted once; retain / gamenet / micron / cognet and the student each get `--num-samples`
 Optuna TPE trials under the same ASHA scheduler and the same epochs / patience, selected on
 validation PRAUC and scored once on test with the same bootstrap. SafeDrug is not available
-(leader.models.baselines.safedrug says why).
+(leader.baselines.safedrug says why).
 
 Keys (per model m): m_prauc = group 'overall'; m_single_prauc = group 'no_history' (test samples
 without an earlier visit: the paper's single-visit definition); m_multi_prauc = group 'history'.

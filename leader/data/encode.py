@@ -1,5 +1,5 @@
 """The one multi-hot encoder of code lists (numpy/scipy side; the torch models pad codes and use
-leader.models.baselines.common.multi_hot on the device)."""
+leader.baselines.common.multi_hot on the device)."""
 
 from __future__ import annotations
 
