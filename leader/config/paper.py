@@ -14,6 +14,7 @@ release's value, and the source says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PRESETS = ("paper", "authors")
@@ -203,6 +204,13 @@ def preset_values(preset: str, section: str | None = None, source: str | None = 
         if s.settable and (section is None or sec == section):
             out[name if section else s.key] = s.value(preset, source)
     return out
+
+
+def single_source(datasets) -> str | None:
+    """The datasets' one source when they share it ('mimic4' selects the release's MIMIC-IV values
+    for the study-wide student and teacher settings), else None (the MIMIC-III values)."""
+    sources = {str(d.get("source")) for d in datasets or [] if isinstance(d, dict | Mapping)}
+    return sources.pop() if len(sources) == 1 else None
 
 
 @dataclass(frozen=True)

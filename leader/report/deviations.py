@@ -33,11 +33,6 @@ def study_preset(spec: dict) -> str | None:
 NO_PRESET = "the package's value (the study declares no preset)"
 
 
-def _source(spec: dict) -> str | None:
-    sources = {str(d.get("source")) for d in spec.get("datasets") or [] if isinstance(d, dict)}
-    return sources.pop() if len(sources) == 1 else None
-
-
 def _resolved(spec: dict) -> dict[str, object]:
     """{'<section>.<field>': value} as the study runs it: spec.yaml holds the resolved study (the
     preset already applied), each config class's default fills what it leaves out."""
@@ -68,7 +63,7 @@ def deviations_for(spec: dict, preset: str) -> list[paper.Deviation]:
     """Every difference between the study and `preset`: data first, then the reference's order.
     With the study's own preset every settable difference was asked for: a user override."""
     own = study_preset(spec) == preset
-    devs = paper.deviations(preset, _resolved(spec), source=_source(spec))
+    devs = paper.deviations(preset, _resolved(spec), source=paper.single_source(spec.get("datasets")))
     settable_reason = paper.OVERRIDE if own else NO_PRESET
     devs = [
         d if not paper.BY_KEY[d.key].settable else paper.Deviation(d.key, d.reference, d.value, settable_reason)
@@ -83,9 +78,9 @@ def closest_preset(spec: dict) -> tuple[str, list[paper.Deviation]]:
     own = study_preset(spec)
     if own:
         return own, deviations_for(spec, own)
-    scored = [(len(deviations_for(spec, p)), i, p) for i, p in enumerate(paper.PRESETS)]
-    _, _, best = min(scored)
-    return best, deviations_for(spec, best)
+    scored = [(deviations_for(spec, p), p) for p in paper.PRESETS]
+    devs, best = min(scored, key=lambda x: len(x[0]))  # first (paper) on a tie
+    return best, devs
 
 
 def _head(spec: dict) -> tuple[str, list[paper.Deviation]]:

@@ -15,39 +15,21 @@ from typing import Any
 
 from leader.config import paper
 from leader.config.protocol import authors_protocol
+from leader.study.yamlmap import deep_merge
 
 STUDENT_SECTIONS = ("student", "loss", "train")
 
 
-def _fill(given: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict:
-    return {**defaults, **dict(given or {})}
-
-
 def apply_preset(data: Any) -> Any:
-    """The raw study mapping with the preset's values under what the file sets (no preset: as is)."""
-    if not isinstance(data, Mapping) or not data.get("preset"):
+    """The raw study mapping with the preset's values under what it sets (no preset: as is): the
+    same overlay a study file gets between its parents and itself, plus each dataset's protocol."""
+    overlay = preset_overlay(data)
+    if not overlay:
         return data
-    preset = str(data["preset"])
-    if preset not in paper.PRESETS:
-        return data  # the schema refuses it, naming the field
-    out = dict(data)
-    source = study_source(out)
-    student = {k: v for sec in STUDENT_SECTIONS for k, v in paper.preset_values(preset, sec, source).items()}
-    out["student"] = _fill(out.get("student"), student)
-    if isinstance(out.get("teacher"), Mapping):
-        teacher = dict(out["teacher"])
-        teacher["options"] = _fill(teacher.get("options"), paper.preset_values(preset, "teacher", source))
-        out["teacher"] = teacher
+    out = deep_merge(overlay, dict(data))
     if isinstance(out.get("datasets"), list):
         out["datasets"] = [_dataset(d) for d in out["datasets"]]
     return out
-
-
-def study_source(data: Mapping) -> str | None:
-    """The datasets' one source when they share it ('mimic4' selects the release's MIMIC-IV values
-    for the study-wide student and teacher settings), else None (the MIMIC-III values)."""
-    sources = {str(d.get("source")) for d in data.get("datasets") or [] if isinstance(d, Mapping)}
-    return sources.pop() if len(sources) == 1 else None
 
 
 def preset_overlay(data: Mapping) -> dict:
@@ -56,7 +38,7 @@ def preset_overlay(data: Mapping) -> dict:
     preset = data.get("preset") if isinstance(data, Mapping) else None
     if preset not in paper.PRESETS:
         return {}
-    source = study_source(data)
+    source = paper.single_source(data.get("datasets"))
     out: dict = {
         "student": {k: v for sec in STUDENT_SECTIONS for k, v in paper.preset_values(preset, sec, source).items()}
     }
@@ -70,4 +52,4 @@ def _dataset(d: Any) -> Any:
         return d
     protocol = authors_protocol(str(d.get("source", "")))
     protocol["split_ratios"] = list(protocol["split_ratios"])
-    return {**d, "prepare": _fill(d.get("prepare"), protocol)}
+    return {**d, "prepare": {**protocol, **dict(d.get("prepare") or {})}}
