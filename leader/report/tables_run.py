@@ -22,7 +22,9 @@ from leader.report.cells import (
 
 
 def efficiency_table(eff: pd.DataFrame) -> Table:
-    """Latency per patient and peak memory, teacher vs student, and the speed-up ratio T/S."""
+    """Latency per patient and peak memory, teacher vs student, and the speed-up ratio T/S; the
+    compiled student's latency too when the study measured it (evaluation.compiled_student)."""
+    compiled = "LEADER(S) compiled" in set(eff.get("model", pd.Series(dtype=str)))
     t = Table(
         "efficiency",
         "Inference efficiency",
@@ -35,7 +37,8 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
             "LEADER(T) peak mem (MB)",
             "LEADER(S) peak mem (MB)",
             "Device",
-        ],
+        ]
+        + (["LEADER(S) compiled latency (ms/patient)"] if compiled else []),
     )
     if eff.empty:
         t.notes.append("missing: efficiency.parquet has no rows")
@@ -43,30 +46,44 @@ def efficiency_table(eff: pd.DataFrame) -> Table:
     records = []
     eff = eff.assign(batch_size=eff["batch_size"] if "batch_size" in eff.columns else "")
     for (ds, bb, bs), g in eff.groupby(["dataset", "backbone", "batch_size"], sort=True, dropna=False):
-
-        def get(model, col, g=g):
-            v = g.loc[g["model"] == model, col]
-            return float(v.mean()) if len(v) else float("nan")
-
-        lt, ls = get("LEADER(T)", "latency_ms_per_patient"), get("LEADER(S)", "latency_ms_per_patient")
-        mt, ms = get("LEADER(T)", "peak_mem_mb"), get("LEADER(S)", "peak_mem_mb")
-        sp = lt / ls if ls and not math.isnan(ls) and not math.isnan(lt) else float("nan")
+        figures = _efficiency_figures(g, compiled)
+        lt, ls, sp, mt, ms = (figures[k] for k in _EFF_FIGURES[:5])
         dev = ", ".join(sorted(map(str, g["device"].unique()))) if "device" in g else ""
         vals = [fmt_ms(lt), fmt_ms(ls), fmt_ratio(sp), fmt(mt, digits=1), fmt(ms, digits=1)]
+        vals += [fmt_ms(figures["latency_student_compiled_ms"])] if compiled else []
         t.rows.append([ds, bb, fmt_number(bs) if bs != "" else MISSING])
-        t.cells.append([Cell(v, missing=v == MISSING) for v in vals] + [Cell(dev or MISSING, missing=not dev)])
-        for name, v in (
-            ("latency_teacher_ms", lt),
-            ("latency_student_ms", ls),
-            ("speedup", sp),
-            ("peak_mem_teacher_mb", mt),
-            ("peak_mem_student_mb", ms),
-        ):
+        cells = [Cell(v, missing=v == MISSING) for v in vals]
+        t.cells.append(cells[:5] + [Cell(dev or MISSING, missing=not dev)] + cells[5:])
+        for name, v in figures.items():
             records.append(
                 record("efficiency", ds, f"{bb} batch={bs}", "", name, v, float("nan"), len(g), backbone=str(bb))
             )
     t.long = pd.DataFrame(records)
     return t
+
+
+_EFF_FIGURES = (
+    "latency_teacher_ms",
+    "latency_student_ms",
+    "speedup",
+    "peak_mem_teacher_mb",
+    "peak_mem_student_mb",
+    "latency_student_compiled_ms",
+)
+
+
+def _efficiency_figures(g: pd.DataFrame, compiled: bool) -> dict[str, float]:
+    """One (dataset, backbone, batch) setting's figures, in _EFF_FIGURES order (NaN when missing)."""
+
+    def get(model, col):
+        v = g.loc[g["model"] == model, col]
+        return float(v.mean()) if len(v) else float("nan")
+
+    lt, ls = get("LEADER(T)", "latency_ms_per_patient"), get("LEADER(S)", "latency_ms_per_patient")
+    sp = lt / ls if ls and not math.isnan(ls) and not math.isnan(lt) else float("nan")
+    vals = [lt, ls, sp, get("LEADER(T)", "peak_mem_mb"), get("LEADER(S)", "peak_mem_mb")]
+    vals += [get("LEADER(S) compiled", "latency_ms_per_patient")] if compiled else []
+    return dict(zip(_EFF_FIGURES, vals, strict=False))
 
 
 def _best_params(comp: pd.DataFrame, pcols: list[str]) -> tuple[float, str]:

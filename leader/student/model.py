@@ -232,11 +232,15 @@ class LeaderStudent(nn.Module):
             cfg, len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, [len(c) for c in ds.profile_vocabs.values()]
         )
 
-    def _sets(self, kind: str, codes: torch.Tensor) -> torch.Tensor:
+    def _sets(self, kind: str, codes: torch.Tensor, dense: bool = False) -> torch.Tensor:
         """codes (B, V, C) -> per-visit set representation (B, V, d); empty sets (padding visits,
-        the current visit's med slot) are zeros and skip the encoder."""
+        the current visit's med slot) are zeros and skip the encoder. `dense` runs the encoder on
+        every set instead (an empty one pools to zeros all the same): no data-dependent shapes,
+        so a compiler sees one graph."""
         B, V, C = codes.shape
         flat = codes.reshape(B * V, C)
+        if dense:
+            return self.set_enc[kind](self.in_proj(self.emb[kind](flat)), flat > 0).reshape(B, V, -1)
         keep = (flat > 0).any(-1)  # (B*V,)
         out = torch.zeros(B * V, self.cfg.d_model, dtype=self.out.weight.dtype, device=codes.device)
         if keep.any():
@@ -267,11 +271,12 @@ class LeaderStudent(nn.Module):
         sets = {"diag": batch["diag"][rows, cur], "proc": batch["proc"][rows, cur], "med": prev}
         return sum(self.wide[k](v) for k, v in sets.items())
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], dense: bool = False) -> dict[str, torch.Tensor]:
+        """`dense`: the branch-free path that leader.student.serve compiles (same outputs)."""
         vm = batch["visit_mask"]  # (B, V)
-        dg = self._sets("diag", batch["diag"])  # (B, V, d)
-        pr = self._sets("proc", batch["proc"])
-        md = self._sets("med", batch["med"])
+        dg = self._sets("diag", batch["diag"], dense)  # (B, V, d)
+        pr = self._sets("proc", batch["proc"], dense)
+        md = self._sets("med", batch["med"], dense)
         med_mask = vm & (batch["med"] > 0).any(-1)  # past visits with medications
         p = self.profile_vector(batch["profile"])  # (B, d)
         cur = vm.sum(1) - 1  # (B,) slot of the current visit (visits are left-aligned)
@@ -292,7 +297,7 @@ class LeaderStudent(nn.Module):
         out = {"logits": logits, "z": z, "z_pre": z_pre, "profile": p}
         if "target_med" in batch:
             t = batch["target_med"]  # (B, C)
-            m = self._sets("med", t[:, None, :])[:, 0]  # (B, d)
+            m = self._sets("med", t[:, None, :], dense)[:, 0]  # (B, d)
             out["align_p"] = self.align_p(p)
             out["align_m"] = self.align_m(m)
         return out

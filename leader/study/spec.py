@@ -130,6 +130,12 @@ class EvalSpec(_Strict):
     bootstrap_rounds: int = Field(10, ge=1, description="Bootstrap rounds for test metrics (paper: 10).")
     bootstrap_frac: float = Field(0.8, gt=0, le=1, description="Share of test patients per bootstrap round.")
     latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], description="Batch sizes for latency.")
+    compiled_student: bool = Field(
+        False,
+        description="Also time the student AOT-compiled (torch.export + AOTInductor, leader.student.serve) as "
+        "'LEADER(S) compiled'; its outputs are checked against the eager student first. Costs minutes of "
+        "compilation on a CPU, so off by default.",
+    )
 
 
 class StudySpec(_Strict):

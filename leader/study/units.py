@@ -281,6 +281,8 @@ def _efficiency(w: Where) -> list[Unit]:
         # timed on a GPU when the study declares teacher GPUs (stages.efficiency.measure_options);
         # only then in the key, so CPU studies keep their keys
         **({"efficiency.device": "cuda"} if s.teacher_resources.gpu_per_worker > 0 else {}),
+        # only when on, so studies that do not ask keep their keys
+        **({"evaluation.compiled_student": True} if s.evaluation.compiled_student else {}),
     }
     needs = {"data": f"data/{d}", "grid": f"grid/{d}/{bb}", "teacher": w.get(f"teacher/{d}/{bb}")}
     detail = "latency/patient + peak memory, teacher vs student"

@@ -13,10 +13,11 @@ from leader.study.state import write_frame
 from leader.study.units import Unit
 
 
-def measure(ds, model_dir, teacher_dir, sizes) -> list[dict]:
+def measure(ds, model_dir, teacher_dir, sizes, compiled: bool = False) -> list[dict]:
     """Latency per patient (warm, median) at each batch size, and memory from the allocator:
     parameter + buffer bytes plus the peak activation bytes of one forward pass at the largest
-    batch (leader.efficiency). Same device and the same test patients for both models."""
+    batch (leader.efficiency). Same device and the same test patients for both models. `compiled`
+    adds the student's AOT-compiled package (CPU only), timed on the same batches."""
     import torch
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -37,6 +38,8 @@ def measure(ds, model_dir, teacher_dir, sizes) -> list[dict]:
             return lambda: m(batch)
 
         rows += _rows("LEADER(S)", m, fwd, sizes, dev)
+        if compiled and dev == "cpu":
+            rows += _compiled_rows(m, enc, idx, sizes)
     if teacher_dir:
         from leader.teacher.model import load_teacher
 
@@ -48,6 +51,32 @@ def measure(ds, model_dir, teacher_dir, sizes) -> list[dict]:
             return lambda: t.infer(prompts, batch_size=b)
 
         rows += _rows("LEADER(T)", t.model, fwd, sizes, dev)
+    return rows
+
+
+def _compiled_rows(m, enc, idx, sizes) -> list[dict]:
+    """'LEADER(S) compiled' rows: the package is built in a temporary folder, and refused (a
+    RuntimeError fails the unit) unless its logits equal the eager student's on the timed batches."""
+    import tempfile
+
+    import torch
+
+    from leader.student.serve import ServedStudent, compile_student
+
+    with tempfile.TemporaryDirectory() as tmp:
+        served = ServedStudent(compile_student(m, enc.batch(idx[:8]), f"{tmp}/student.pt2"))
+        with torch.no_grad():
+            for b in sizes:
+                batch = enc.batch(np.resize(idx, b))
+                err = float((served(batch) - m(batch)["logits"]).abs().max())
+                if err > 1e-4:
+                    raise RuntimeError(f"compiled student differs from eager by {err:.2e} at batch {b}")
+
+        def fwd(b):
+            batch = enc.batch(np.resize(idx, b))
+            return lambda: served(batch)
+
+        rows = _rows("LEADER(S) compiled", m, fwd, sizes, "cpu")
     return rows
 
 
@@ -98,7 +127,7 @@ def run(study: Study, u: Unit) -> None:
         sizes = tuple(study.spec.evaluation.latency_batch_sizes)
         # student and teacher in separate fresh processes, on the same device (measure_options)
         m = remote_measure().options(**measure_options(study.spec))
-        rows = ray.get(m.remote(ds, model_dir, None, sizes))
+        rows = ray.get(m.remote(ds, model_dir, None, sizes, study.spec.evaluation.compiled_student))
         if teacher_dir:
             rows += ray.get(m.remote(ds, None, str(teacher_dir), sizes))
         for r in rows:
