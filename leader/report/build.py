@@ -17,7 +17,8 @@ from leader.report.findings import findings, findings_frame, findings_markdown, 
 from leader.report.findings_render import detail_html, summary_html
 from leader.report.guard import check_aggregate_only
 from leader.report.load import StudyResults, load_study
-from leader.report.names import FIGURE_ALIASES, FIGURES, TABLE_ALIASES, TABLES
+from leader.report.names import FIGURE_ALIASES, FIGURES, TABLE_ALIASES, TABLES, paper_caption
+from leader.report.paper_artifacts import paper_frame, paper_gaps, paper_html, paper_markdown
 
 ALL_TABLES, ALL_FIGURES = list(TABLES), list(FIGURES)
 _ALIASES = {**TABLE_ALIASES, **FIGURE_ALIASES}
@@ -161,15 +162,19 @@ def build_report(study_dir: str | Path, out_dir: str | Path | None = None) -> Pa
     body.append(detail_html(found))
     longs += _write_tables(s, tables, out, md, body, teacher_probe_notes(found))
     longs += _write_figures(s, [f for f in figs if f not in head], out, md, body)
+    results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])
+    check_aggregate_only(results, str(out / "results.parquet"))
     if s.spec:
+        gaps = paper_gaps(results, out, s.spec)
+        md.append(paper_markdown(gaps))
+        body.append(paper_html(gaps))
+        paper_frame(gaps).to_csv(out / "tables" / "paper_artifacts.csv", index=False)
         sets = command_line_sets(s.study_dir)
         md.append(deviations_markdown(s.spec, sets))
         body.append(deviations_html(s.spec, sets))
         deviations_frame(s.spec, sets).to_csv(out / "tables" / "deviations.csv", index=False)
     md.append(R.env_md(s.env, s.spec_text))
     body.append(R.env_html(s.env, s.spec_text))
-    results = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=["table", "note"])
-    check_aggregate_only(results, str(out / "results.parquet"))
     results.to_parquet(out / "results.parquet", index=False)
     (out / "index.md").write_text("\n".join(md))
     (out / "index.html").write_text(R.html_page(f"Study report: {s.name}", body))
@@ -181,6 +186,8 @@ def _write_tables(s, tables: list[str], out: Path, md: list, body: list, teacher
     longs = []
     for name in tables:
         tab = _build_table(name, s, teacher_notes)
+        if paper := paper_caption(f"table:{name}"):  # the paper artifact it reproduces (names.PAPER_ARTIFACTS)
+            tab.caption = f"{paper} {tab.caption}"
         disp = tab.display_frame()
         check_aggregate_only(disp, f"tables/{name}.csv")
         disp.to_csv(out / "tables" / f"{name}.csv", index=False)
@@ -207,8 +214,10 @@ def _write_figures(s, figs: list[str], out: Path, md: list, body: list) -> list[
             longs.append(pd.DataFrame([dict(table=f"figure:{name}", note=fig)]))
             continue
         png, _ = F.save(fig, out / "figures" / name)
-        md.append(R.md_figure(name, title, f"figures/{name}.png", None))
-        body.append(R.html_figure(name, title, png, None, _FIG_CAPTIONS.get(name)))
+        paper = paper_caption(f"figure:{name}")  # the paper artifact it reproduces (names.PAPER_ARTIFACTS)
+        md.append(R.md_figure(name, title, f"figures/{name}.png", None) + (f"\n*{paper}*\n" if paper else ""))
+        caption = " ".join(c for c in (paper, _FIG_CAPTIONS.get(name)) if c)
+        body.append(R.html_figure(name, title, png, None, caption or None))
     if "optuna_importance" in figs and not s.optuna.empty:
         for grp, imp in F.param_importances(s.optuna).items():
             longs += [

@@ -55,9 +55,10 @@ def _panel(ax, g: pd.DataFrame, order: list[str], group: str, xlim: tuple[float,
         ax.errorbar(r.mean, y[r.label], xerr=[[r.mean - r.lo], [r.hi - r.mean]], fmt="o", color=col, ms=5, capsize=3)
         ax.text(r.hi + 0.02 * span, y[r.label], f"{r.mean:.3f}", va="center", fontsize=8, color="#333")
     scored = set(g.loc[g["group"] == group, "label"])
+    why = "n/a (multi-visit only)" if scored else "missing: no test sample in this group"
     for lab in order:
         if lab not in scored:
-            ax.text(xlim[0] + 0.02 * span, y[lab], "n/a (multi-visit only)", va="center", fontsize=7, color="#888")
+            ax.text(xlim[0] + 0.02 * span, y[lab], why, va="center", fontsize=7, color="#888")
     ax.set_xlim(*xlim)
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.grid(axis="y", visible=False)

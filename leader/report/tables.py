@@ -68,6 +68,9 @@ def overall_table(
     for ds, dsel in sel.groupby("dataset", sort=True):
         rowvals = _overall_rows(ds, dsel, boot, cols, declared_models or [])
         best_idx, pvals = _column_bests(rowvals, cols)
+        # a group no model has a score in (e.g. no single-visit test sample in the cohort) is missing for
+        # all, not "not applicable" to each: '-' is for a multi-visit-only model beside scored ones
+        scored = {c for c in cols if any(not math.isnan(v[c][0]) for _, v, _ in rowvals)}
         for i, (labels, vals, key) in enumerate(rowvals):
             probe_note = notes.get((ds, key[1])) if key[0] == "LEADER(T)" else None
             cells, n_seeds = [], vals[("overall", "prauc")][2] or vals[("history", "prauc")][2]
@@ -77,7 +80,7 @@ def overall_table(
                 mean, std, n, _ = vals[c]
                 is_best = best_idx.get(c) == i
                 p = pvals.get(c, float("nan")) if is_best else float("nan")
-                na = has_history and math.isnan(mean)
+                na = has_history and math.isnan(mean) and c in scored
                 text = NOT_APPLICABLE if na else fmt(mean, std) + (sig_mark(p) if is_best else "")
                 cells.append(Cell(text, bold=is_best, missing=math.isnan(mean) and not na))
                 note = NOT_APPLICABLE_NOTE if na else MISSING if math.isnan(mean) else (probe_note or "")

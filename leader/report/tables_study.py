@@ -1,5 +1,6 @@
-"""The student's study tables: ablation (the paper's Table V), backbones (Table VII) and the
-alpha / beta sensitivity, each per (dataset, backbone).
+"""The student's study tables: ablation (the paper's Table IV), backbones (Table VII) and the
+alpha / beta sensitivity (Figs. 2-3), each per (dataset, backbone); the numbering lives in
+leader/report/names.py PAPER_ARTIFACTS.
 
 Why per backbone: a study with LLaMA full 0.78 and Qwen full 0.70 must not print "full 0.74";
 every number here comes from one backbone's runs, named in its own column.

@@ -152,7 +152,8 @@ def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
     assert "missing: no sensitivity runs for beta" in md
     assert not (out / "figures" / "sensitivity_beta.png").exists()
     # only what the spec declared (the backbone table comes with 'main' when there are 2+ backbones;
-    # the Findings open every report; every report with a spec has its deviations from the paper)
+    # the Findings open every report; every report with a spec has its deviations from the paper
+    # and its paper-artifact coverage)
     assert sorted(p.stem for p in (out / "tables").glob("*.csv")) == [
         "ablation",
         "backbone",
@@ -160,7 +161,14 @@ def test_missing_variant_and_files_are_reported_not_invented(tmp_path):
         "efficiency",
         "findings",
         "overall",
+        "paper_artifacts",
     ]
+    # what is gone is named against the paper's artifact, not passed over
+    cover = pd.read_csv(out / "tables" / "paper_artifacts.csv", keep_default_na=False).set_index("paper")
+    assert cover.loc["Table IV", "status"] == "incomplete"
+    assert "no_align: overall prauc" in cover.loc["Table IV", "gaps"]
+    assert "figure sensitivity_beta: not drawn" in cover.loc["Fig. 3", "gaps"]
+    assert "table dataset_stats: not written" in cover.loc["Table VI", "gaps"]
     assert sorted(p.name for p in (out / "figures").iterdir()) == []
 
 
@@ -222,3 +230,19 @@ def test_every_name_the_study_schema_accepts_is_one_the_report_emits():
     assert unknown == []
     assert {"overall", "backbone", "optuna"} <= set(tables)
     assert {"sensitivity_alpha", "sensitivity_beta", "optuna_importance"} <= set(figures)
+
+
+def test_every_paper_artifact_names_items_the_report_emits_and_its_captions_say_so(report):
+    """The mapping of the paper's result tables and figures (issue #23's list) to report items:
+    each item exists under that name, and its caption names the paper artifact it reproduces."""
+    from leader.report.names import FIGURES, PAPER_ARTIFACTS, TABLES, paper_caption
+
+    papers = [a.paper for a in PAPER_ARTIFACTS]
+    assert papers == ["Table III", "Table IV", "Table V", "Table VI", "Table VII", "Fig. 2", "Fig. 3", "Fig. 4"]
+    for a in PAPER_ARTIFACTS:
+        assert a.items and set(a.tables) <= set(TABLES) and set(a.figures) <= set(FIGURES), a.paper
+    _, out = report
+    md = (out / "index.md").read_text()
+    for item in ("table:overall", "table:ablation", "table:backbone", "figure:sensitivity_alpha"):
+        assert paper_caption(item) and paper_caption(item) in md, item
+    assert "Paper: Table III (overall comparison with the baselines); Table V (" in paper_caption("table:overall")

@@ -125,3 +125,22 @@ def test_built_report_of_a_two_backbone_study(tmp_path):
     html = (out / "index.html").read_text()
     assert html.index('id="findings"') < html.index('id="fig-groups"') < html.index('id="findings-detail"')
     assert html.index('id="findings-detail"') < html.index('id="overall"') < html.index('id="fig-ablation"')
+
+
+def test_a_group_nobody_is_scored_in_is_missing_not_multi_visit_only():
+    """A cohort without single-visit test samples (the authors' protocol on synthetic data) leaves
+    that column empty for every model: the overall table (the paper's Tables III and V) says
+    'missing', not '-' (which means: this model needs an earlier visit), and the artifact check
+    names the gap."""
+    from leader.report.cells import MISSING, NOT_APPLICABLE
+    from leader.report.tables import overall_table
+
+    m = _rows()
+    m = m[m["stage"].isin(["best", "teacher", "baseline"])]
+    empty = overall_table(m[m["group"] != "no_history"], pd.DataFrame())
+    single = [cs[6].text for cs in empty.cells]  # Single-visit PRAUC
+    assert single == [MISSING] * len(empty.rows) and set(empty.long.query("group == 'no_history'")["note"]) == {MISSING}
+    # with the group present, a model without it (multi-visit only) is '-'
+    present = overall_table(m[~((m["model"] == "Prior") & (m["group"] != "history"))], pd.DataFrame())
+    prior = next(cs for r, cs in zip(present.rows, present.cells, strict=True) if r[1] == "Prior")
+    assert prior[6].text == NOT_APPLICABLE and prior[3].text != NOT_APPLICABLE
