@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from leader.metrics import mean_std
 from leader.study.context import Study
 from leader.study.environment import environment
 from leader.study.state import write_frame, write_text
@@ -55,8 +56,8 @@ def collect(study: Study) -> None:
     if boot is not None:
         boot["param_value"] = boot["param_value"].astype(float)
         write_frame(boot, res / "bootstrap.parquet")
-        m = boot.groupby(KEYS + ["group", "metric"], dropna=False, sort=False)["value"].agg(["mean", "std"])
-        write_frame(m.reset_index(), res / "metrics.parquet")
+        m = mean_std(boot, KEYS + ["group", "metric"], study.spec.evaluation.bootstrap_ddof)
+        write_frame(m, res / "metrics.parquet")
     else:
         (res / "metrics.parquet").unlink(missing_ok=True)
     if eff is not None:
