@@ -139,7 +139,8 @@ SETTINGS: tuple[Setting, ...] = (
         "the state at the appended EOS token",
         f"{_PROC}:150-158 (prompt encoded without special tokens, cut to MAX_SOURCE_LENGTH - 1, then "
         "eos_token_id appended), llm/llama.py:78,97 (the hidden state at the last non-pad token, i.e. that EOS); "
-        "main_llm_cls.py:135 (the same processor for prediction)",
+        "main_llm_cls.py:135 (the same processor for prediction). A prompt over the limit loses its END there "
+        "(a_ids[: MAX_SOURCE_LENGTH - 1], line 153); the package drops the oldest past visits instead (fit_prompts)",
     ),
     Setting(
         "teacher.checkpoint",

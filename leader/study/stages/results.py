@@ -72,8 +72,10 @@ def collect(study: Study) -> None:
 
 
 def teacher_frame(study: Study) -> pd.DataFrame | None:
-    """How far each trained teacher got (results/teacher.parquet): the report names a teacher
-    whose LoRA never beat its linear probe on validation (best_step 0) as that probe."""
+    """How far each trained teacher got (results/teacher.parquet): best_step is the step of the
+    state the teacher kept (`checkpoint: best`: its best validation, 0 = the probe; `last`: the
+    final validated step); the report names a teacher whose LoRA never beat its linear probe on
+    validation (best_step 0) as that probe."""
     rows = []
     for name, u in study.units.items():
         st = study.state.get(name)
