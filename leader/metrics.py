@@ -5,7 +5,7 @@ Contract:
     sample_metrics(y_true (N,M) {0,1}, y_prob (N,M), threshold=0.5) -> dict[str, (N,) float]
     bootstrap_metrics(y_true, y_prob, groups (N,) 'single'|'multi', threshold=0.5, rounds=10,
                       frac=0.8, seed=0) -> DataFrame[group, metric, round, value]
-    summarize(df) -> DataFrame[group, metric, mean, std]
+    summarize(df, ddof=BOOTSTRAP_DDOF) -> DataFrame[group, metric, mean, std]
     ddi_rate(y_pred (N,M) {0,1}, ddi (M,M)) -> float
 
 Per-sample averaging (not micro) is what the literature reports, so a patient with many drugs
@@ -19,6 +19,10 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("prauc", "jaccard", "f1")
+# The std of the bootstrap rounds: 1 = the sample std (the package), 0 = numpy's default, what the
+# authors' evaluation reports (their utils/utils.py multi_test: `result.std(axis=0)`). The study's
+# `evaluation.bootstrap_ddof` defaults to this; kept here so the report layer reads the same default.
+BOOTSTRAP_DDOF = 1
 # Two ways to split samples, both reported, never mixed up:
 #   single / multi: PATIENT-level (the patient has exactly one visit, or more);
 #   no_history / history: SAMPLE-level, the LEADER authors' code (a sample with no earlier visit,
@@ -115,9 +119,15 @@ def bootstrap_metrics(
     return pd.DataFrame(rows, columns=["group", "metric", "round", "value"])
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.groupby(["group", "metric"], sort=False)["value"].agg(["mean", "std"]).reset_index()
-    return out[["group", "metric", "mean", "std"]]
+def summarize(df: pd.DataFrame, ddof: int = BOOTSTRAP_DDOF) -> pd.DataFrame:
+    """Mean and std (`ddof`: see BOOTSTRAP_DDOF) of the bootstrap rounds per (group, metric)."""
+    return mean_std(df, ["group", "metric"], ddof)[["group", "metric", "mean", "std"]]
+
+
+def mean_std(df: pd.DataFrame, keys: list[str], ddof: int = BOOTSTRAP_DDOF) -> pd.DataFrame:
+    """Mean and std of `value` per `keys` (missing keys kept as groups), one row per group."""
+    g = df.groupby(keys, dropna=False, sort=False)["value"]
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=ddof)}).reset_index()
 
 
 def ddi_rate(y_pred: np.ndarray, ddi: np.ndarray) -> float:

@@ -22,6 +22,8 @@ _DISTILL = "experiment/mimic3/offline_distill.bash"
 _DISTILL4 = "experiment/mimic4/offline_distill.bash"
 _ARGS = "main_distill.py argparse defaults"
 _LLM = "experiment/llm_cls.bash"
+_PROC = "llm/data_processor/llama.py"
+_NB3, _NB4 = "data/mimic3/construction.ipynb", "data/mimic4/construction.ipynb"
 NOT_STATED = "not stated in the paper: the release's value"
 
 
@@ -135,28 +137,60 @@ SETTINGS: tuple[Setting, ...] = (
         "eos",
         "eos",
         "the state at the appended EOS token",
-        "llm/lora_cls.py (appended EOS)",
-        settable=False,
-        why="the package pools the last non-pad token and appends no EOS",
+        f"{_PROC}:150-158 (prompt encoded without special tokens, cut to MAX_SOURCE_LENGTH - 1, then "
+        "eos_token_id appended), llm/llama.py:78,97 (the hidden state at the last non-pad token, i.e. that EOS); "
+        "main_llm_cls.py:135 (the same processor for prediction). A prompt over the limit loses its END there "
+        "(a_ids[: MAX_SOURCE_LENGTH - 1], line 153); the package drops the oldest past visits instead (fit_prompts)",
     ),
     Setting(
         "teacher.checkpoint",
         "last",
         "last",
         NOT_STATED,
-        f"{_LLM}: save_steps=MAX_STEPS (last)",
-        settable=False,
-        why="the package keeps the best-validation state (LP-FT), never below its own linear probe",
+        f"{_LLM}:35 save_steps=MAX_STEPS, :52 the test loads checkpoint-$MAX_STEPS (the last state)",
     ),
-    # ---- metrics
     Setting(
-        "metrics.bootstrap_ddof",
+        "teacher.threshold",
+        0.5,
+        0.5,
+        "evaluation threshold 0.5",
+        "main_llm_cls.py:209 evaluate_jsonlines(...) at evaluate.py:10's default threshold=0.5",
+    ),
+    Setting(
+        "teacher.prompt_style",
+        "package",
+        "authors",
+        "Fig. 2 (the package's template, leader/data/prompts.py)",
+        f"{_NB3} cell 37 lines 2-3 (templates), cell 40 lines 5 and 20-40 (filled); MIMIC-IV: {_NB4} cell 39",
+        why="the release's notebook words it 'In {k} visit', 'he has', counts only past visits in the header and "
+        "joins with ' \\n '; it also shows the current visit's diagnoses in every past visit, a bug the authors "
+        "preset does NOT reproduce (teacher.authors_prompt_bug)",
+    ),
+    Setting(
+        "teacher.authors_prompt_bug",
+        False,
+        False,
+        "Fig. 2: each past visit with its own diagnoses",
+        f"{_NB3} cell 40 line 23 replaces '<DIGNOSIS>' (typo), so line 39's '<DIAGNOSIS>' replace puts the "
+        "current visit's diagnoses into every past visit",
+        why="a bug of the release, reproduced by NEITHER preset: only a study that sets "
+        "teacher.authors_prompt_bug: true (with prompt_style: authors) shows it",
+    ),
+    Setting(
+        "teacher.max_past_visits",
+        3,
+        3,
+        NOT_STATED,
+        f"{_NB3} cell 40 lines 29-30 `patient = patient[-3:]` (the 3 most recent past visits)",
+    ),
+    # ---- evaluation (the study file's `evaluation:` section)
+    Setting(
+        "evaluation.bootstrap_ddof",
         0,
         0,
         NOT_STATED,
-        "evaluate.py np.std",
-        settable=False,
-        why="the package reports the sample std (ddof 1) of its bootstrap rounds",
+        "utils/utils.py:317 multi_test `result.std(axis=0)` (numpy, ddof 0), via multi_label_metric "
+        "from evaluate.py:39",
     ),
 )
 

@@ -74,8 +74,42 @@ class TeacherTrainConfig(BaseModel):
         description="Fixed standardisation of the pooled state before the head, from "
         "frozen train features (default: on when lp_epochs > 0).",
     )
-    keep_best: bool = Field(
-        True, description="Save the best-validation-PRAUC state (the probe included), not the last."
+    checkpoint: Literal["best", "last"] = Field(
+        "best",
+        description="Which state the teacher keeps: best = the best validation PRAUC (the probe included, so "
+        "never below its own linear probe); last = the final LoRA + head state, as the authors' release "
+        "(save_steps = MAX_STEPS).",
+    )
+    pooling: Literal["last", "eos"] = Field(
+        "last",
+        description="The state the head reads: last = the last non-pad token of the prompt (encoders: the "
+        "masked mean); eos = the tokenizer's EOS token appended to every prompt, and the state AT it, as the "
+        "authors' release (the prompts are fitted to max_length with that token included).",
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Probability threshold of the teacher's test F1/Jaccard (its own test metrics and "
+        "LEADER(T)'s rows in a study). None = the study's student threshold (train.threshold), 0.5 outside "
+        "a study.",
+    )
+    prompt_style: Literal["package", "authors"] = Field(
+        "package",
+        description="Prompt wording (leader.data.prompts): package = 'In the k-th visit, ...' (the paper's Fig. "
+        "2); authors = the release's notebook templates ('In k visit, ...', 'he has', the header counts past "
+        "visits).",
+    )
+    authors_prompt_bug: bool = Field(
+        False,
+        description="Reproduce the release's prompt bug: every past visit shows the CURRENT visit's diagnoses. "
+        "Needs prompt_style: authors; no preset sets it.",
+    )
+    max_past_visits: int | None = Field(
+        None,
+        ge=0,
+        description="Show at most this many past visits (the most recent; the release shows 3); None = all "
+        "that fit max_length.",
     )
     eval_every: int = Field(0, ge=0, description="Also validate every N optimizer steps (0 = epoch ends only).")
     require_learning: bool = Field(
@@ -146,6 +180,12 @@ class TeacherTrainConfig(BaseModel):
                 f"fail_at_step is not a teacher option (fault injection for tests only: set ${FAIL_AT_STEP_ENV})"
             )
         return data
+
+    @model_validator(mode="after")
+    def _bug_needs_the_authors_wording(self):
+        if self.authors_prompt_bug and self.prompt_style != "authors":
+            raise ValueError("authors_prompt_bug reproduces the release's prompt: it needs prompt_style: authors")
+        return self
 
     @property
     def uses_standardization(self) -> bool:

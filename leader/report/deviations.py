@@ -15,6 +15,7 @@ from leader.config.protocol import authors_protocol
 from leader.config.student import LossConfig, StudentConfig, StudentTrainFields
 from leader.config.teacher import TeacherTrainConfig
 from leader.data.cache import PrepareOptions
+from leader.metrics import BOOTSTRAP_DDOF
 
 UNAVAILABLE_BASELINES = {
     "SafeDrug": "needs DrugBank molecule SMILES, not available offline",
@@ -44,6 +45,10 @@ def _resolved(spec: dict) -> dict[str, object]:
     }
     opts = dict(((spec.get("teacher") or {}).get("options")) or {})
     out.update({f"teacher.{n}": opts.get(n, f.default) for n, f in TeacherTrainConfig.model_fields.items()})
+    if out["teacher.threshold"] is None:  # unset: LEADER(T) is scored at the student's threshold
+        out["teacher.threshold"] = out["train.threshold"]
+    ev = dict(spec.get("evaluation") or {})
+    out["evaluation.bootstrap_ddof"] = ev.get("bootstrap_ddof", BOOTSTRAP_DDOF)
     return out
 
 

@@ -44,6 +44,7 @@ def preset_overlay(data: Mapping) -> dict:
     }
     if isinstance(data.get("teacher"), Mapping):
         out["teacher"] = {"options": paper.preset_values(preset, "teacher", source)}
+    out["evaluation"] = paper.preset_values(preset, "evaluation", source)
     return out
 
 

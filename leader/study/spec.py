@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from leader.baselines import TRIVIAL_BASELINES, TUNED_BASELINES
 from leader.errors import ConfigError
+from leader.metrics import BOOTSTRAP_DDOF
 from leader.report.names import FIGURE_ALIASES, TABLE_ALIASES
 from leader.report.names import FIGURES as REPORT_FIGURES
 from leader.report.names import TABLES as REPORT_TABLES
@@ -62,6 +63,8 @@ class TeacherSpec(_Strict):
 
     @model_validator(mode="after")
     def _reuse(self):
+        if self.options.pooling == "eos" and "minilm" in self.backbones:  # found here, not after hours of data
+            raise ValueError("options.pooling: eos needs an EOS token, and minilm's tokenizer has none: use last")
         if not self.train:
             missing = [b for b in self.backbones if not any(k == b or k.endswith("/" + b) for k in self.checkpoints)]
             if missing:
@@ -129,6 +132,11 @@ class ReportSpec(_Strict):
 class EvalSpec(_Strict):
     bootstrap_rounds: int = Field(10, ge=1, description="Bootstrap rounds for test metrics (paper: 10).")
     bootstrap_frac: float = Field(0.8, gt=0, le=1, description="Share of test patients per bootstrap round.")
+    bootstrap_ddof: Literal[0, 1] = Field(
+        BOOTSTRAP_DDOF,
+        description="Delta degrees of freedom of the std over bootstrap rounds in results/metrics.parquet: 1 = the "
+        "sample std, 0 = numpy's default (the authors' evaluation). Only the assembly of results reads it.",
+    )
     latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], description="Batch sizes for latency.")
     compiled_student: bool = Field(
         False,
@@ -144,7 +152,7 @@ class StudySpec(_Strict):
     preset: Literal["paper", "authors"] | None = Field(
         None,
         description="Reproduce the LEADER paper's configuration ('paper') or the authors' release ('authors'): "
-        "their data protocol, student, losses and teacher settings fill what this file leaves unset "
+        "their data protocol, student, losses, teacher and evaluation settings fill what this file leaves unset "
         "(leader/config/paper.py); the report lists every deviation.",
     )
     storage_path: str = Field(

@@ -88,8 +88,21 @@ class Kind:
 
 
 # ----------------------------------------------------------------------------- per dataset
+def _evaluation(spec: StudySpec) -> dict:
+    """The evaluation options a unit's test scores depend on: `bootstrap_ddof` is left out (only
+    the assembly of results/ reads it, so the report's key holds it and nothing re-trains)."""
+    return spec.evaluation.model_dump(mode="json", exclude={"bootstrap_ddof"})
+
+
 def _scoring(spec: StudySpec) -> dict:
-    return {"evaluation": spec.evaluation.model_dump(mode="json"), "student.threshold": spec.student.threshold}
+    return {"evaluation": _evaluation(spec), "student.threshold": spec.student.threshold}
+
+
+def teacher_threshold(spec: StudySpec) -> float:
+    """The threshold LEADER(T)'s test F1/Jaccard are scored at: the teacher's own `threshold`
+    option, else the student's (what every study did before the option existed)."""
+    t = spec.teacher.options.threshold if spec.teacher is not None else None
+    return spec.student.threshold if t is None else t
 
 
 def _data(w: Where) -> list[Unit]:
@@ -100,7 +113,7 @@ def _data(w: Where) -> list[Unit]:
 
 
 def _trivial(w: Where) -> list[Unit]:
-    d, ev, thr = w.dataset, w.spec.evaluation.model_dump(mode="json"), w.spec.student.threshold
+    d, ev, thr = w.dataset, _evaluation(w.spec), w.spec.student.threshold
     return [
         w.unit(
             f"baseline/{d.name}/{b}",
@@ -126,7 +139,7 @@ def _tuned(w: Where) -> list[Unit]:
                 f"baselines.tuned.{b}": bs.model_dump(mode="json"),
                 "student.threshold": s.student.threshold,
                 "search": sp.model_dump(mode="json"),
-                "evaluation": s.evaluation.model_dump(mode="json"),
+                "evaluation": _evaluation(s),
                 "resources": r.model_dump(mode="json"),
             },
             w.keys(f"data/{d.name}"),
@@ -152,7 +165,8 @@ def _teacher(w: Where) -> list[Unit]:
         if ck
         else {
             "teacher.backbones": bb,
-            "teacher.options": t.options.model_dump(mode="json"),
+            # the threshold only scores the teacher (teacher_eval's key): changing it re-trains nothing
+            "teacher.options": t.options.model_dump(mode="json", exclude={"threshold"}),
             "teacher_resources": tr.model_dump(mode="json"),
         }
     )
@@ -208,7 +222,7 @@ def _teacher_eval(w: Where) -> list[Unit]:
         w.unit(
             f"teacher_eval/{d}/{bb}",
             "teacher_eval",
-            _scoring(w.spec),
+            {"evaluation": _evaluation(w.spec), "teacher.threshold": teacher_threshold(w.spec)},
             w.keys(feats),
             needs,
             detail="LEADER(T) test bootstrap",
@@ -259,7 +273,7 @@ def _grid(w: Where) -> list[Unit]:
     r, conc = s.resources, s.search.max_concurrent
     cfg = {
         "student": s.student.model_dump(mode="json"),
-        "evaluation": s.evaluation.model_dump(mode="json"),
+        "evaluation": _evaluation(s),
         "resources": r.model_dump(mode="json"),
     }
     sweep, feats = f"sweep/{d}/{bb}", w.get(f"features/{d}/{bb}")
@@ -297,7 +311,11 @@ def _report(w: Where) -> list[Unit]:
         return []
     ins = {u.name: u.key for u in w.units.values()}
     ins.update({f"{u.name}#trials": digest(sorted(u.trial_keys)) for u in w.units.values() if u.trial_keys})
-    cfg = {"report": s.report.model_dump(mode="json"), "search.num_samples": s.search.num_samples}
+    cfg = {
+        "report": s.report.model_dump(mode="json"),
+        "search.num_samples": s.search.num_samples,
+        "evaluation.bootstrap_ddof": s.evaluation.bootstrap_ddof,  # results/metrics.parquet's std
+    }
     detail = f"{len(s.report.tables)} tables, {len(s.report.figures)} figures"
     return [w.unit("report", "report", cfg, ins, {}, detail=detail)]
 

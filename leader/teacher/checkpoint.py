@@ -18,6 +18,18 @@ import numpy as np
 STATE, BEST, PROBE_PROBS = "state.json", "best.safetensors", "probe_test_probs.npy"
 
 
+def keeps(policy: str, kept_val: float | None, val: float) -> bool:
+    """Whether the state just validated at `val` becomes the one the teacher keeps. 'best': only
+    when strictly above the kept one's validation PRAUC (the probe's included: LP-FT never ends
+    below its own linear probe); 'last': always, so the final state is kept (the authors' release
+    saves at step MAX_STEPS, whatever its validation)."""
+    if policy == "last":
+        return True
+    if policy != "best":
+        raise ValueError(f"unknown checkpoint policy {policy!r}; choose 'best' or 'last'")
+    return kept_val is None or val > kept_val
+
+
 def trainable_state(engine) -> dict:
     """Full (gathered under ZeRO-3) copies of the trainable tensors, on CPU; collective."""
     import deepspeed

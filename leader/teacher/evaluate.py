@@ -40,7 +40,7 @@ def predict(module, prompts: list[str], max_length: int, bs: int, device=None):
 
     out = np.zeros((len(prompts), module.cfg.n_meds), np.float32)
     with torch.no_grad():
-        for idx, ii, mm in encoded_batches(module.tokenizer, prompts, max_length, bs, device):
+        for idx, ii, mm in encoded_batches(module.tokenizer, prompts, max_length, bs, device, module.append_eos):
             logits, _ = module(ii, mm)
             out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
     return out
@@ -55,9 +55,10 @@ def eval_sharded(engine, prompts, max_length, bs, rank, world, dist):
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, engine.module.cfg.n_meds), np.float32)
 
 
-def group_metrics(y, p, groups, prefix: str) -> dict:
-    """Bootstrap means by patient group (overall / single / multi visit), named `<prefix>_<group>_<metric>`."""
+def group_metrics(y, p, groups, prefix: str, threshold: float = 0.5) -> dict:
+    """Bootstrap means by patient group (overall / single / multi visit), named `<prefix>_<group>_<metric>`;
+    F1 and Jaccard at `threshold` (the teacher's `threshold` option, 0.5 when unset)."""
     from leader.metrics import bootstrap_metrics, summarize
 
-    s = summarize(bootstrap_metrics(y, p, np.asarray(groups)))
+    s = summarize(bootstrap_metrics(y, p, np.asarray(groups), threshold=threshold))
     return {f"{prefix}_{r.group}_{r.metric}": float(r.mean) for r in s.itertuples()}

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from leader import atomic
-from leader.errors import CheckpointError, read_json
+from leader.errors import CheckpointError, ConfigError, read_json
 from leader.teacher.backbones import BackboneSpec, pool, resolve_backbone
 from leader.teacher.inputs import encoded_batches
 
@@ -42,6 +42,7 @@ class TeacherConfig:
     lora_dropout: float = 0.0
     seed: int = 0
     backbone_path: str | None = None
+    pooling: str = "last"  # TeacherTrainConfig.pooling: 'last' | 'eos'
 
 
 class Fp32Linear(nn.Linear):
@@ -119,6 +120,11 @@ class TeacherModel(_HeadMixin, nn.Module):
         self.precision = "fp32"  # what the backbone computes in (leader.precision); set_precision
         self.autocast_dtype: torch.dtype | None = None
 
+    @property
+    def append_eos(self) -> bool:
+        """pooling 'eos': every prompt ends with the tokenizer's EOS (leader.teacher.inputs.encode)."""
+        return self.cfg.pooling == "eos"
+
     def set_precision(self, used: str, device_type: str = "cpu") -> None:
         from leader.precision import autocast_dtype
 
@@ -130,7 +136,9 @@ class TeacherModel(_HeadMixin, nn.Module):
         dt = self.autocast_dtype
         with torch.autocast(input_ids.device.type, dtype=dt or torch.bfloat16, enabled=dt is not None):
             out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        h = pool(out.last_hidden_state, attention_mask, self.spec.kind)  # (B, d_h)
+        # eos: the state AT the appended EOS, the last attended token, whatever the backbone's kind
+        kind = "decoder" if self.append_eos else self.spec.kind
+        h = pool(out.last_hidden_state, attention_mask, kind)  # (B, d_h)
         return h.float() if dt is not None else h
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,13 +171,16 @@ def build_teacher(
     backbone_path: str | None = None,
     corpus: list[str] | None = None,
     dtype: torch.dtype | None = None,
+    pooling: str = "last",
 ) -> TeacherModel:
     """Frozen backbone + fresh LoRA + fresh head, all initialised from `seed`."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = TeacherConfig(backbone_name, n_meds, lora_rank, lora_alpha, lora_dropout, seed, backbone_path)
+    cfg = TeacherConfig(backbone_name, n_meds, lora_rank, lora_alpha, lora_dropout, seed, backbone_path, pooling)
     spec = resolve_backbone(backbone_name, backbone_path)
     base, tok = spec.load(corpus, dtype=dtype)
+    if pooling == "eos" and tok.eos_token_id is None:
+        raise ConfigError(f"backbone {backbone_name!r}: pooling: eos needs an EOS token and its tokenizer has none")
     names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules()}
     targets = [t for t in spec.lora_targets if t in names]
     if not targets:
@@ -229,6 +240,7 @@ def save_teacher(
         "lora_rank": cfg.lora_rank,
         "lora_alpha": cfg.lora_alpha,
         "kind": model.spec.kind,
+        **({"pooling": cfg.pooling} if cfg.pooling != "last" else {}),  # absent: 'last' (older teachers too)
         "precision": model.precision,  # what the backbone computed in (leader.precision)
         "tokenizer_dir": str(model.spec.path) if model.spec.path else None,
         **(meta or {}),
@@ -267,7 +279,7 @@ class LoadedTeacher:
         dev = next(self.model.head.parameters()).device
         M, d = self.meta["n_meds"], self.d_hidden
         probs, hid = np.zeros((len(prompts), M), np.float32), np.zeros((len(prompts), d), np.float16)
-        for idx, ids, mask in encoded_batches(self.tokenizer, prompts, ml, batch_size, dev):
+        for idx, ids, mask in encoded_batches(self.tokenizer, prompts, ml, batch_size, dev, self.model.append_eos):
             logits, h = self.model(ids, mask)
             probs[idx] = torch.sigmoid(logits.float()).cpu().numpy()
             hid[idx] = h.float().cpu().numpy().astype(np.float16)
@@ -310,7 +322,11 @@ def load_teacher(
     prepare_tokenizer(tok)
     peft_model = PeftModel.from_pretrained(base, str(d / ADAPTER), is_trainable=False)
     cfg = TeacherConfig(
-        meta["backbone"], int(meta["n_meds"]), int(meta.get("lora_rank", 8)), backbone_path=meta.get("backbone_path")
+        meta["backbone"],
+        int(meta["n_meds"]),
+        int(meta.get("lora_rank", 8)),
+        backbone_path=meta.get("backbone_path"),
+        pooling=meta.get("pooling", "last"),
     )
     model = TeacherModel(peft_model, spec, tok, cfg)
     head = load_file(str(d / HEAD))

@@ -33,7 +33,7 @@ def frozen_features(model, prompts: list[str], max_length: int, batch_size: int 
     was_training = model.training
     model.eval()
     out = np.zeros((len(prompts), model.d_hidden), np.float32)
-    for idx, ii, mm in encoded_batches(model.tokenizer, prompts, max_length, batch_size, device):
+    for idx, ii, mm in encoded_batches(model.tokenizer, prompts, max_length, batch_size, device, model.append_eos):
         out[idx] = model.pooled(ii, mm).float().cpu().numpy()
     model.train(was_training)
     return out

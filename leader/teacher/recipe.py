@@ -30,6 +30,7 @@ def build_model(cfg: TeacherTrainConfig, n_meds: int, backbone_path: str | None,
         seed=cfg.seed,
         backbone_path=backbone_path,
         corpus=corpus,
+        pooling=cfg.pooling,
     )
     if train and cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)

@@ -89,7 +89,7 @@ class TeacherRun:
         self.device = self.engine.device
         if ckpt is None and cfg.uses_standardization:
             self._run_probe()
-        if self.st["best_step"] == 0 and cfg.keep_best:
+        if self.st["best_step"] == 0 and cfg.checkpoint == "best":
             self.best_state = ckpt_io.trainable_state(self.engine)  # the probe: LoRA at its zero init + fitted head
         if ckpt is not None:
             ckpt_io.restore_checkpoint(self, ckpt)
@@ -111,7 +111,7 @@ class TeacherRun:
         self.probe_test_probs = probe.pop("probe_test_probs", None)
         self.st["probe"] = probe
         self.st["norm"] = {"mean": self.engine.module.feat_mean.tolist(), "std": self.engine.module.feat_scale.tolist()}
-        if probe.get("probe_val_prauc") is not None:
+        if probe.get("probe_val_prauc") is not None and self.cfg.checkpoint == "best":  # the probe can be kept
             self.st["best_val"], self.st["best_step"] = probe["probe_val_prauc"], 0
 
     def _predict(self, prompts: list[str]) -> np.ndarray:
@@ -126,9 +126,10 @@ class TeacherRun:
         p = self._predict(va["prompts"])
         v = mean_metrics(np.asarray(va["labels"]), p)["prauc"] if len(p) else float("nan")
         self.st["history"].append({"epoch": epoch, "step": self.st["step"], "val_prauc": v})
-        if cfg.keep_best and len(p) and (self.st["best_val"] is None or v > self.st["best_val"]):
-            self.st["best_val"], self.st["best_step"] = v, self.st["step"]
-            self.best_state = ckpt_io.trainable_state(self.engine)
+        if len(p) and ckpt_io.keeps(cfg.checkpoint, self.st["best_val"], v):
+            self.st["best_val"], self.st["best_step"] = v, self.st["step"]  # the kept state's step
+            if cfg.checkpoint == "best":  # 'last' keeps the engine's own final state: no copy
+                self.best_state = ckpt_io.trainable_state(self.engine)
         return v
 
     def _all_finite(self, loss) -> bool:
@@ -151,7 +152,8 @@ class TeacherRun:
         for m in range(cfg.grad_accum):
             lo = (m * self.world + self.rank) * cfg.batch_size
             idx = gb[lo : lo + cfg.batch_size]
-            ii, mm = encode(self.model.tokenizer, [self.tr["prompts"][i] for i in idx], cfg.max_length, self.device)
+            ps = [self.tr["prompts"][i] for i in idx]
+            ii, mm = encode(self.model.tokenizer, ps, cfg.max_length, self.device, self.model.append_eos)
             logits, _ = self.engine(ii, mm)
             loss = self.model.loss(logits, y[idx].to(logits.device, non_blocking=True))
             if not self._all_finite(loss):
@@ -181,7 +183,7 @@ class TeacherRun:
 
         cfg, st, n = self.cfg, self.st, len(self.tr["prompts"])
         G = cfg.batch_size * cfg.grad_accum * self.world
-        lens = token_lengths(self.model.tokenizer, self.tr["prompts"], cfg.max_length)
+        lens = token_lengths(self.model.tokenizer, self.tr["prompts"], cfg.max_length, self.model.append_eos)
         run: list[np.ndarray] = []  # the global batches this run computed (padding share)
         y = torch.from_numpy(np.array(self.tr["labels"], dtype=np.float32))  # writable copy
         spe = n // G
@@ -230,7 +232,8 @@ class TeacherRun:
             os._exit(1)  # simulated worker crash (first attempt only)
 
     def finish(self, speed: dict) -> None:
-        """The best-validation state (probe included) -> test metrics by group -> save."""
+        """The kept state (`checkpoint`: best validation, probe included, or the last) -> test
+        metrics by group -> save."""
         import tempfile
         from pathlib import Path
 
@@ -240,7 +243,8 @@ class TeacherRun:
         final = self._final_metrics(speed)
         if cfg.eval_test and te["prompts"]:
             p = self._predict(te["prompts"])
-            final.update(group_metrics(np.asarray(te["labels"]), p, te["groups"], "test"))
+            thr = 0.5 if cfg.threshold is None else cfg.threshold
+            final.update(group_metrics(np.asarray(te["labels"]), p, te["groups"], "test", thr))
         if st["history"]:
             final["val_prauc"] = st["history"][-1]["val_prauc"]
         state = ckpt_io.trainable_state(self.engine)

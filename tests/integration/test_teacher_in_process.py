@@ -97,3 +97,48 @@ def test_every_node_must_see_the_study_folder(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+# The authors' release settings end to end: EOS pooling, the last state kept, their prompt wording
+# and history cut, a teacher threshold; the LP stage runs too, so its frozen pass reads the EOS.
+AUTHORS_RUN = """
+import json, sys
+sys.path.insert(0, "tests")
+from helpers import random_dataset
+from leader.config.teacher import TeacherTrainConfig
+from leader.teacher.model import load_teacher
+from leader.teacher.train import train_teacher_in_process
+
+ds = random_dataset(n_patients=60, seed=0)
+cfg = TeacherTrainConfig(backbone="tiny-llama", workers=1, max_steps=4, batch_size=4, max_length=96, lr=1e-2,
+    max_eval_samples=8, require_learning=False, lp_epochs=2, eval_every=2, pooling="eos", checkpoint="last",
+    threshold=0.3, prompt_style="authors", max_past_visits=3)
+r = train_teacher_in_process(ds, cfg, sys.argv[1])
+t = load_teacher(r.checkpoint_dir)
+ps = t.prompts(ds, ds.samples("test")["sample_id"].to_numpy()[:5])
+probs, hidden = t.infer(ps)
+print(json.dumps({"step": r.metrics["step"], "best_step": r.metrics["best_step"],
+    "validated": [h["step"] for h in r.metrics["history"]], "pooling": t.meta.get("pooling"),
+    "options": t.meta["prompt_options"], "tokens": max(len(x) for x in t.tokenizer(ps)["input_ids"]),
+    "ends": sorted({p[-40:] for p in ps}), "shape": list(probs.shape)}))
+"""
+
+
+@pytest.mark.timeout(500)
+def test_the_authors_teacher_settings_train_save_and_reload(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-c", AUTHORS_RUN, str(tmp_path / "run")],
+        cwd=REPO,
+        env={**os.environ, "DS_ACCELERATOR": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["step"], out["validated"]) == (4, [2, 4])
+    assert out["best_step"] == 4  # checkpoint: last keeps the final state, whatever its validation
+    assert out["pooling"] == "eos" and out["options"]["append_eos"] and out["options"]["style"] == "authors"
+    assert out["tokens"] <= 95  # fitted with one token left for the EOS
+    assert out["ends"] == ["Then, the patient should be prescribed: "]
+    assert out["shape"][0] == 5

@@ -1,6 +1,6 @@
 """`preset: paper | authors`: the reference fills what the study file leaves unset (over its
 `extends` parents, under the file and `--set`), and the report's deviation list is exactly the
-overrides given plus the documented, unsettable differences."""
+overrides given (every reference setting is an option of the package, so none deviates by design)."""
 
 from __future__ import annotations
 
@@ -63,10 +63,10 @@ def test_deviations_are_exactly_the_overrides_plus_the_documented_ones(monkeypat
     _, spec = _spec(monkeypatch, "mimic3_paper.yaml", REHEARSAL)
     devs = deviations_for(spec, "paper")
     keys = {d.key for d in devs}
-    unsettable = {s.key for s in paper.SETTINGS if not s.settable}
+    assert not [s.key for s in paper.SETTINGS if not s.settable]  # none deviates by design any more
     # of the rehearsal's overrides, those the reference has a value for; plus the file's own grad_accum
-    assert keys == {"teacher.max_steps", "train.epochs", "teacher.grad_accum"} | unsettable
-    assert all(d.reason == paper.OVERRIDE for d in devs if d.key not in unsettable)
+    assert keys == {"teacher.max_steps", "train.epochs", "teacher.grad_accum"}
+    assert all(d.reason == paper.OVERRIDE for d in devs)
     sets = [f"{k}={v}" for k, v in REHEARSAL.items()]
     md = deviations_markdown(spec, sets)
     assert "- train.epochs: 100 in the reference, 2 here (user override)" in md

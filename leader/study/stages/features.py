@@ -11,7 +11,7 @@ import numpy as np
 from leader.study.context import Study
 from leader.study.spec import StudySpec
 from leader.study.stages.scoring import score
-from leader.study.units import Unit
+from leader.study.units import Unit, teacher_threshold
 
 
 def extract_options(spec: StudySpec) -> dict:
@@ -52,9 +52,9 @@ def teacher_eval(study: Study, u: Unit) -> None:
 
         feats = load_features(feat_dir)
         _, probs = feats.align(test_frame(ds)["sample_id"].to_numpy(np.int64))
-        parts = score(
-            study, u.name, ds, probs, stage="teacher", dataset=ds.name, backbone=u.backbone, model="LEADER(T)"
-        )
+        thr = teacher_threshold(study.spec)  # the teacher's own threshold option, else the student's
+        kw = {"stage": "teacher", "dataset": ds.name, "backbone": u.backbone, "model": "LEADER(T)"}
+        parts = score(study, u.name, ds, probs, threshold=thr, **kw)
         return {"parts": parts, "_files": parts}
 
     study.state.stage(u, run_)

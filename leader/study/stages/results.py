@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from leader.metrics import mean_std
 from leader.study.context import Study
 from leader.study.environment import environment
 from leader.study.state import write_frame, write_text
@@ -55,8 +56,8 @@ def collect(study: Study) -> None:
     if boot is not None:
         boot["param_value"] = boot["param_value"].astype(float)
         write_frame(boot, res / "bootstrap.parquet")
-        m = boot.groupby(KEYS + ["group", "metric"], dropna=False, sort=False)["value"].agg(["mean", "std"])
-        write_frame(m.reset_index(), res / "metrics.parquet")
+        m = mean_std(boot, KEYS + ["group", "metric"], study.spec.evaluation.bootstrap_ddof)
+        write_frame(m, res / "metrics.parquet")
     else:
         (res / "metrics.parquet").unlink(missing_ok=True)
     if eff is not None:
@@ -71,8 +72,10 @@ def collect(study: Study) -> None:
 
 
 def teacher_frame(study: Study) -> pd.DataFrame | None:
-    """How far each trained teacher got (results/teacher.parquet): the report names a teacher
-    whose LoRA never beat its linear probe on validation (best_step 0) as that probe."""
+    """How far each trained teacher got (results/teacher.parquet): best_step is the step of the
+    state the teacher kept (`checkpoint: best`: its best validation, 0 = the probe; `last`: the
+    final validated step); the report names a teacher whose LoRA never beat its linear probe on
+    validation (best_step 0) as that probe."""
     rows = []
     for name, u in study.units.items():
         st = study.state.get(name)

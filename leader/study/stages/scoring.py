@@ -30,15 +30,18 @@ def write_boot(study: Study, key: str, boot: pd.DataFrame, **keys) -> str:
     return str(path.relative_to(study.dir))
 
 
-def score(study: Study, key: str, ds, probs, mask=None, seed: int = 0, **keys) -> list[str]:
-    """Test bootstrap + per-sample scores of probabilities in test order, written as parts."""
+def score(
+    study: Study, key: str, ds, probs, mask=None, seed: int = 0, threshold: float | None = None, **keys
+) -> list[str]:
+    """Test bootstrap + per-sample scores of probabilities in test order, written as parts; F1 and
+    Jaccard at `threshold` (default: the study's student threshold, as every baseline)."""
     from leader.evaluation import score_test
 
     ev = study.spec.evaluation
     boot, per = score_test(
         ds,
         probs,
-        threshold=study.spec.student.threshold,
+        threshold=study.spec.student.threshold if threshold is None else threshold,
         rounds=ev.bootstrap_rounds,
         frac=ev.bootstrap_frac,
         seed=seed,
