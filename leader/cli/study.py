@@ -10,12 +10,13 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 
-def _validate_spec(file):
+def _validate_spec(file, sets=None):
     """Schema + the study's units only: torch, Ray and transformers are never imported."""
-    from leader.study.spec import load_study
+    from leader.study.spec import load_study, with_sets
     from leader.study.units import summary, units
 
     spec = load_study(file)
+    spec = with_sets(spec, sets) if sets else spec
     us = units(spec)  # the same units, with the same keys, that `plan`, `run` and `status` use
     return spec, us, summary(spec, us)
 
@@ -41,13 +42,16 @@ def _unit_row(u) -> dict:
 def validate(
     file: Path = typer.Argument(..., help="Study YAML."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    sets: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Override a study field, as `run --set` does (same expansion)."
+    ),
 ) -> None:
     """Validate FILE and print every unit of the study (the trial matrix) and its resource needs;
     runs nothing."""
     from rich.console import Console
     from rich.table import Table
 
-    spec, units, summ = _validate_spec(file)
+    spec, units, summ = _validate_spec(file, sets)
     if as_json:
         typer.echo(json.dumps({"name": spec.name, "summary": summ, "units": [_unit_row(u) for u in units]}))
         return

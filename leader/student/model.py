@@ -232,15 +232,19 @@ class LeaderStudent(nn.Module):
             cfg, len(ds.vocabs["diag"]), len(ds.vocabs["proc"]), ds.n_meds, [len(c) for c in ds.profile_vocabs.values()]
         )
 
-    def _sets(self, kind: str, codes: torch.Tensor, dense: bool = False) -> torch.Tensor:
+    def _sets(self, kind: str, codes: torch.Tensor, branch_free: bool = False) -> torch.Tensor:
         """codes (B, V, C) -> per-visit set representation (B, V, d); empty sets (padding visits,
-        the current visit's med slot) are zeros and skip the encoder. `dense` runs the encoder on
-        every set instead (an empty one pools to zeros all the same): no data-dependent shapes,
-        so a compiler sees one graph."""
+        the current visit's med slot) are zeros and skip the encoder. `branch_free` computes the
+        same without a data-dependent branch, so a compiler sees one graph (leader.student.serve):
+        one dummy non-empty set is appended so the encoder never gets zero rows, then dropped."""
         B, V, C = codes.shape
         flat = codes.reshape(B * V, C)
-        if dense:
-            return self.set_enc[kind](self.in_proj(self.emb[kind](flat)), flat > 0).reshape(B, V, -1)
+        if branch_free:
+            idx = (flat > 0).any(-1).nonzero().squeeze(1)  # (n,) rows of the non-empty sets
+            sub = torch.cat([flat.index_select(0, idx), torch.ones_like(flat[:1])], 0)  # (n+1, C)
+            h = self.set_enc[kind](self.in_proj(self.emb[kind](sub)), sub > 0)[:-1]  # (n, d)
+            out = torch.zeros(B * V, self.cfg.d_model, dtype=h.dtype, device=codes.device)
+            return out.index_copy(0, idx, h).reshape(B, V, -1)
         keep = (flat > 0).any(-1)  # (B*V,)
         out = torch.zeros(B * V, self.cfg.d_model, dtype=self.out.weight.dtype, device=codes.device)
         if keep.any():
@@ -271,12 +275,12 @@ class LeaderStudent(nn.Module):
         sets = {"diag": batch["diag"][rows, cur], "proc": batch["proc"][rows, cur], "med": prev}
         return sum(self.wide[k](v) for k, v in sets.items())
 
-    def forward(self, batch: dict[str, torch.Tensor], dense: bool = False) -> dict[str, torch.Tensor]:
-        """`dense`: the branch-free path that leader.student.serve compiles (same outputs)."""
+    def forward(self, batch: dict[str, torch.Tensor], branch_free: bool = False) -> dict[str, torch.Tensor]:
+        """`branch_free`: the path leader.student.serve compiles (same outputs, see `_sets`)."""
         vm = batch["visit_mask"]  # (B, V)
-        dg = self._sets("diag", batch["diag"], dense)  # (B, V, d)
-        pr = self._sets("proc", batch["proc"], dense)
-        md = self._sets("med", batch["med"], dense)
+        dg = self._sets("diag", batch["diag"], branch_free)  # (B, V, d)
+        pr = self._sets("proc", batch["proc"], branch_free)
+        md = self._sets("med", batch["med"], branch_free)
         med_mask = vm & (batch["med"] > 0).any(-1)  # past visits with medications
         p = self.profile_vector(batch["profile"])  # (B, d)
         cur = vm.sum(1) - 1  # (B,) slot of the current visit (visits are left-aligned)
@@ -297,7 +301,7 @@ class LeaderStudent(nn.Module):
         out = {"logits": logits, "z": z, "z_pre": z_pre, "profile": p}
         if "target_med" in batch:
             t = batch["target_med"]  # (B, C)
-            m = self._sets("med", t[:, None, :], dense)[:, 0]  # (B, d)
+            m = self._sets("med", t[:, None, :], branch_free)[:, 0]  # (B, d)
             out["align_p"] = self.align_p(p)
             out["align_m"] = self.align_m(m)
         return out

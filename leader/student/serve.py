@@ -4,9 +4,10 @@ AOTInductor) into one shared library.
 Why: at batch 1 the eager student is dispatcher overhead, not arithmetic: ~700 small aten calls
 per patient (three set encoders, the visit encoder three times, masks, gathers) for about 1 MFLOP.
 A compiled package runs the same graph as generated C++ with the weights frozen in, so a patient
-costs one call. What the compiler needs from the model: no data-dependent shapes, so the export uses
-`LeaderStudent.forward(dense=True)`, which runs the set encoders on every set (an empty one pools
-to zeros, exactly what the sparse path returns). Batch size, history length and the three
+costs one call. What the compiler needs from the model: no data-dependent branch, so the export
+uses `LeaderStudent.forward(branch_free=True)`: the non-empty sets are gathered by index (a
+data-dependent size the exporter supports) instead of behind an `if`, so padding visits and empty
+med slots still cost nothing, as in the eager path. Batch size, history length and the three
 code-set widths stay symbolic: one package serves any batch. The export is strict (TorchDynamo):
 the non-strict tracer of torch 2.13 adds a spurious `visits != 10` guard from a contiguity check
 and refuses a symbolic visit axis.
@@ -42,7 +43,7 @@ class _Logits(nn.Module):
 
     def forward(self, diag, proc, med, visit_mask, profile):  # (B, V, C) x3, (B, V), (B, F)
         batch = {"diag": diag, "proc": proc, "med": med, "visit_mask": visit_mask, "profile": profile}
-        return self.model(batch, dense=True)["logits"]  # (B, |meds|)
+        return self.model(batch, branch_free=True)["logits"]  # (B, |meds|)
 
 
 def serving_inputs(batch: dict[str, torch.Tensor], min_size: int = 1) -> dict[str, torch.Tensor]:

@@ -81,3 +81,21 @@ def test_source_is_a_deprecated_alias_of_dataset(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["data", "prepare", "--source", "synthetic", "--n-patients", "40", "--json", "-q"])
     assert r.exit_code == 0, r.output
     assert "--source is deprecated" in r.stderr and '"patients": 40' in r.stdout
+
+
+def test_study_validate_expands_the_sets_that_run_would_apply():
+    """`validate --set` expands the same trial matrix `run --set` executes (one with_sets)."""
+    import json
+    from pathlib import Path
+
+    qs = str(Path(__file__).parents[2] / "studies" / "quickstart.yaml")
+    base = CliRunner().invoke(app, ["study", "validate", qs, "--json"])
+    more = CliRunner().invoke(app, ["study", "validate", qs, "--json", "--set", "search.num_samples=7"])
+    assert base.exit_code == 0 and more.exit_code == 0, base.output + more.output
+    a, b = json.loads(base.stdout)["summary"], json.loads(more.stdout)["summary"]
+    import yaml
+
+    n = yaml.safe_load(Path(qs).read_text())["search"]["num_samples"]
+    assert a["sweep_trials"] % n == 0 and b["sweep_trials"] == a["sweep_trials"] // n * 7
+    bad = CliRunner().invoke(app, ["study", "validate", qs, "--set", "search.num_sample=7"])
+    assert bad.exit_code != 0

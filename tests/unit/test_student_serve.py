@@ -1,5 +1,5 @@
 """The serving layout of the student (leader.student.serve) changes no output: the branch-free
-dense path equals the sparse one, and padding the visit axis is masked everywhere. The compiled
+path equals the eager one, and padding the visit axis is masked everywhere. The compiled
 package itself is checked in tests/integration/test_student_serve.py (it takes minutes to build)."""
 
 import numpy as np
@@ -17,15 +17,15 @@ def _setup(ds, cfg=CFG):
     return LeaderStudent.for_dataset(ds, cfg).eval(), encode_dataset(ds, cfg)
 
 
-def test_dense_path_equals_sparse_path(random_ds):
+def test_branch_free_path_equals_the_eager_path(random_ds):
     m, enc = _setup(random_ds)
     idx = np.arange(len(enc.sample_ids))
     with torch.no_grad():
-        for chunk in (idx[:1], idx[:7], idx):  # first visits have empty med sets: the sparse path skips them
+        for chunk in (idx[:1], idx[:7], idx):  # first visits have empty med sets: both paths skip them
             b = enc.batch(chunk, with_target=True)
-            sparse, dense = m(b), m(b, dense=True)
+            eager, free = m(b), m(b, branch_free=True)
             for k in ("logits", "z", "align_m"):
-                torch.testing.assert_close(dense[k], sparse[k], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(free[k], eager[k], atol=1e-5, rtol=1e-5)
 
 
 def test_padded_visits_and_codes_change_no_output(random_ds):
@@ -35,7 +35,7 @@ def test_padded_visits_and_codes_change_no_output(random_ds):
     assert set(p) == set(SERVE_KEYS) and p["visit_mask"].shape[1] == CFG.max_visits + 5
     assert p["diag"].shape[1:] == (CFG.max_visits + 5, max(CFG.max_visits + 5, b["diag"].shape[2]))
     with torch.no_grad():
-        torch.testing.assert_close(m(p, dense=True)["logits"], m(b)["logits"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(m(p, branch_free=True)["logits"], m(b)["logits"], atol=1e-5, rtol=1e-5)
 
 
 def test_padding_a_visit_that_is_real_would_change_the_output(random_ds):
@@ -47,7 +47,7 @@ def test_padding_a_visit_that_is_real_would_change_the_output(random_ds):
     p["visit_mask"] = p["visit_mask"].clone()
     p["visit_mask"][:, -1] = True
     with torch.no_grad():
-        assert (m(p, dense=True)["logits"] - m(b)["logits"]).abs().max() > 1e-4
+        assert (m(p, branch_free=True)["logits"] - m(b)["logits"]).abs().max() > 1e-4
 
 
 def test_efficiency_table_shows_the_compiled_student_only_when_measured():
