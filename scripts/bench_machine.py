@@ -1,0 +1,63 @@
+"""The machine's own limit -> reports/bench/machine.json: which bf16 instructions the CPU has (what
+`precision: auto` decides on, leader.precision) and the matmul peak per thread in fp32 and bf16
+at 1024^3 and at MiniLM's FFN shape, measured in one run.
+
+Why a file of its own: the speed benches are judged against the peak of the machine they ran on,
+and machines of this project's kind differ (an AVX512-BF16/AMX Xeon in one session, an AVX2-only
+EPYC in another). On a CPU without bf16 instructions oneDNN converts bf16 to fp32 and back, so
+bf16 is no faster (or slower): `precision: auto` then picks fp32, and a bf16 speed goal cannot be
+met or measured there.
+
+Usage: python scripts/bench_machine.py [--threads 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_teacher import matmul_gflops  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--out", default="reports/bench/machine.json")
+    a = ap.parse_args()
+    import torch
+
+    from leader.precision import cpu_bf16_flags, resolve
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    out = {
+        "command": "python " + " ".join(sys.argv),
+        "cpu": cpu,
+        "bf16_cpu_flags": " ".join(cpu_bf16_flags()) or "none",
+        "precision_auto_resolves_to": resolve("auto", "cpu"),
+        "torch": torch.__version__,
+    }
+    for t in a.threads:
+        for dt in ("fp32", "bf16"):
+            out[f"{dt}_gflops_square_1024_threads{t}"] = round(matmul_gflops(t, 1024, 1024, 1024, dt), 1)
+            out[f"{dt}_gflops_minilm_ffn_threads{t}"] = round(matmul_gflops(t, 1160, 384, 1536, dt), 1)
+        out[f"bf16_over_fp32_square_threads{t}"] = round(
+            out[f"bf16_gflops_square_1024_threads{t}"] / out[f"fp32_gflops_square_1024_threads{t}"], 2
+        )
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
