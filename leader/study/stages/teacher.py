@@ -19,6 +19,7 @@ def run(study: Study, u: Unit) -> Path:
             p = Path(t.checkpoints[k]).expanduser()
             if not p.is_dir():
                 raise CheckpointError(f"teacher.checkpoints[{k!r}]: no such folder {p}")
+            _same_cohort(p, ds, f"teacher.checkpoints[{k!r}]")
             return p
     out = study.dir / "teacher" / ds.name / bb
 
@@ -41,3 +42,20 @@ def run(study: Study, u: Unit) -> Path:
 
     study.state.stage(u, train)
     return out
+
+
+def _same_cohort(folder: Path, ds, field: str) -> None:
+    """A given teacher must have been trained on this study's cohort: its probe scores, test scores
+    and standardisation are per sample of that cohort, so another cohort (another source, size or
+    data protocol) would fail deep inside a later unit, or score the wrong patients."""
+    from leader.errors import read_json
+    from leader.teacher.model import META
+
+    meta = read_json(folder / META, CheckpointError, what=f"{field} (teacher checkpoint)")
+    fp = meta.get("dataset_fingerprint")
+    if fp and fp != ds.fingerprint:
+        raise CheckpointError(
+            f"{field}: {folder / META} field 'dataset_fingerprint' is {fp} (dataset {meta.get('dataset')!r}), but "
+            f"this study's dataset {ds.name!r} is {ds.fingerprint}: the teacher was trained on another cohort "
+            "(source, size or data protocol); point to a teacher of this cohort or remove the entry to train one"
+        )
