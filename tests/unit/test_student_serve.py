@@ -1,6 +1,6 @@
 """The serving layout of the student (leader.student.serve) changes no output: the branch-free
 path equals the eager one, and padding the visit axis is masked everywhere. The compiled
-package itself is checked in tests/integration/test_student_serve.py (it takes minutes to build)."""
+package itself is checked in tests/integration/test_student_serve_package.py (it takes minutes to build)."""
 
 import numpy as np
 import torch
