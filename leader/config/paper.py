@@ -62,7 +62,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("student.d_embed", 64, 64, NOT_STATED, f"{_ARGS}: hidden_size=64"),
     Setting("student.n_set_layers", 1, 1, NOT_STATED, f"{_ARGS}: num_trm_layers=1"),
     Setting("student.n_visit_layers", 1, 1, NOT_STATED, f"{_ARGS}: num_trm_layers=1"),
-    Setting("student.max_visits", 10, 10, NOT_STATED, f"{_ARGS}: max_record_num=10"),
+    Setting(
+        "student.max_visits",
+        10,
+        10,
+        NOT_STATED,
+        f"{_ARGS}: max_record_num=10; generators/data.py:182-183 fill_to_max_seq keeps the FIRST 10 records, so "
+        "a patient with more than 10 visits loses the current one (a release bug the package does not reproduce: "
+        "it keeps the 10 most recent, the current visit last, under both presets)",
+    ),
     # ---- student losses (LossConfig)
     Setting("loss.kd", "feature", "feature", "Eq. 9: MSE to the teacher's hidden state", f"{_DISTILL}: --d_loss mse"),
     Setting(

@@ -58,8 +58,8 @@ class _Remote:
         self.options_seen.append(kw)
         return self
 
-    def remote(self, ds, model_dir, teacher_dir, sizes):
-        self.calls.append((model_dir, teacher_dir, sizes))
+    def remote(self, ds, model_dir, teacher_dir, sizes, compiled=False):
+        self.calls.append((model_dir, teacher_dir, sizes, compiled))
         name = "LEADER(T)" if teacher_dir else "LEADER(S)"
         return [{"model": name, "batch_size": b, "latency_ms_per_patient": 1.0} for b in sizes]
 
@@ -93,6 +93,7 @@ def test_efficiency_stage_requests_the_teachers_device(tmp_path, monkeypatch, re
     eff.run(fake, _unit(spec, "efficiency/syn/tiny-llama"))
     assert rec.options_seen == [want]
     assert [c[:2] for c in rec.calls] == [("student-dir", None), (None, str(tmp_path / "teacher"))]  # same options
+    assert [c[3] for c in rec.calls] == [False, False]  # the compiled student only when the study asks
     assert (fake.parts / "efficiency__syn__tiny-llama.eff.parquet").is_file()
 
 
