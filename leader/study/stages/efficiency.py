@@ -63,21 +63,15 @@ def _compiled_rows(m, enc, idx, sizes) -> list[dict]:
 
     from leader.student.serve import ServedStudent, compile_student
 
+    batches = {b: enc.batch(np.resize(idx, b)) for b in sizes}  # the batches checked are the ones timed
     with tempfile.TemporaryDirectory() as tmp:
         served = ServedStudent(compile_student(m, enc.batch(idx[:8]), f"{tmp}/student.pt2"))
         with torch.no_grad():
-            for b in sizes:
-                batch = enc.batch(np.resize(idx, b))
+            for b, batch in batches.items():
                 err = float((served(batch) - m(batch)["logits"]).abs().max())
                 if err > 1e-4:
                     raise RuntimeError(f"compiled student differs from eager by {err:.2e} at batch {b}")
-
-        def fwd(b):
-            batch = enc.batch(np.resize(idx, b))
-            return lambda: served(batch)
-
-        rows = _rows("LEADER(S) compiled", m, fwd, sizes, "cpu")
-    return rows
+        return _rows("LEADER(S) compiled", m, lambda b: lambda: served(batches[b]), sizes, "cpu")
 
 
 def _rows(name, module, fwd, sizes, dev) -> list[dict]:
