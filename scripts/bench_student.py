@@ -1,11 +1,15 @@
 """Student benchmark -> reports/bench/student.json: training throughput (samples/s), inference
 latency per patient at batch 1 and 256, peak memory, on the synthetic cohort.
 
-Also, measured in the same run: train-step throughput of this tree's model against the model of
-an earlier commit (`--before`, default: the last commit that padded every batch to max_visits and
-the longest code set and ran the set encoders on empty visits), same data, batch size and threads.
+Also, measured in the same run: train-step throughput of this tree's model and optimizer against
+the model file of an earlier commit (`--before REF --before-path FILE`; default: the last commit
+with upstream `nn.TransformerEncoderLayer.forward`, `nn.Dropout` and the for-loop Adam, before
+leader.student.layers), same data, shape, batch size and threads. An older comparison (0.6.x
+commit 6b4a883, which padded every batch to max_visits) is `--before 6b4a883 --before-path
+leader/models/student.py --before-adam loop`.
 
-Usage: python scripts/bench_student.py [--patients 2000] [--epochs 3] [--threads N] [--before REF]
+Usage: python scripts/bench_student.py [--patients 2000] [--epochs 3] [--threads N] [--d-model 64]
+    [--batch-size 64] [--before REF] [--before-path FILE] [--before-adam loop|fused]
 """
 
 from __future__ import annotations
@@ -33,17 +37,16 @@ def _module_at(ref: str, path: str, name: str) -> types.ModuleType:
     return mod
 
 
-def _train_steps_per_s(mod, ds, batch_size: int, seed: int = 0) -> float:
+def _train_steps_per_s(mod, ds, cfg, batch_size: int, fused: bool, seed: int = 0) -> float:
     """Samples/s of one epoch of forward + BCE + backward + Adam step with module `mod`'s model
-    and batches (dropout on, as in training)."""
+    and batches (dropout on, as in training); `fused`: the single-kernel Adam the trainer uses."""
     import numpy as np
     import torch.nn.functional as F
 
-    cfg = mod.StudentConfig()
     enc = mod.encode_dataset(ds, cfg)
     torch.manual_seed(seed)
     model = mod.LeaderStudent.for_dataset(ds, cfg).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
     tr = np.random.default_rng(seed).permutation(enc.indices("train"))
     y = torch.from_numpy(enc.labels)
     t0 = time.perf_counter()
@@ -61,7 +64,11 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--before", default="6b4a883", help="git ref of the model to compare train steps with")
+    ap.add_argument("--d-model", type=int, default=64, help="d_model = d_embed (the quickstart: 32)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--before", default="2acd665", help="git ref of the model to compare train steps with")
+    ap.add_argument("--before-path", default="leader/student/model.py", help="the model file at that ref")
+    ap.add_argument("--before-adam", choices=["loop", "fused"], default="loop", help="the Adam of that ref")
     ap.add_argument("--out", default="reports/bench/student.json")
     a = ap.parse_args()
 
@@ -71,8 +78,9 @@ def main() -> None:
     from leader.student.train import measure_student_latency, train_student
 
     ds = prepare("synthetic", opts=PrepareOptions(n_patients=a.patients, synthetic_seed=0))
+    shape = StudentConfig(d_model=a.d_model, d_embed=a.d_model, n_heads=max(1, a.d_model // 16))
     cfg = StudentTrainConfig(
-        student=StudentConfig(), kd="none", epochs=a.epochs, patience=a.epochs, num_threads=a.threads
+        student=shape, kd="none", epochs=a.epochs, patience=a.epochs, num_threads=a.threads, batch_size=a.batch_size
     )
     t0 = time.perf_counter()
     encode_dataset(ds, cfg.student)
@@ -83,15 +91,17 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     import leader.student.model as now
 
-    before = _module_at(a.before, "leader/models/student.py", "student_before")
-    step_now = _train_steps_per_s(now, ds, cfg.batch_size)
-    step_before = _train_steps_per_s(before, ds, cfg.batch_size)
+    before = _module_at(a.before, a.before_path, "student_before")
+    step_now = _train_steps_per_s(now, ds, shape, cfg.batch_size, fused=True)
+    step_before = _train_steps_per_s(before, ds, shape, cfg.batch_size, fused=a.before_adam == "fused")
     out = {
         "command": " ".join(["python", "scripts/bench_student.py", *sys.argv[1:]]),
         "n_patients": a.patients,
         "n_samples": int(len(ds.visits)),
         "n_train_samples": int(ds.samples("train").shape[0]),
         "threads": a.threads,
+        "d_model": a.d_model,
+        "batch_size": a.batch_size,
         "encode_s": t_enc,
         "train_samples_per_s": max(thr),
         "train_samples_per_s_first_epoch": thr[0],

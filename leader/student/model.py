@@ -33,6 +33,7 @@ from torch import nn
 
 from leader.config.student import StudentConfig
 from leader.data.dataset import EHRDataset
+from leader.student.layers import Dropout, TransformerLayer
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -155,14 +156,14 @@ def _masked_pool(x: torch.Tensor, mask: torch.Tensor, how: str = "mean") -> torc
 
 
 class _Encoder(nn.Module):
-    """Transformer layers (MHA + FFN, residual + LayerNorm) then masked mean or sum pooling (or
-    the output at one position)."""
+    """Transformer layers (MHA + FFN, residual + LayerNorm; leader.student.layers) then masked
+    mean or sum pooling (or the output at one position)."""
 
     def __init__(self, d: int, n_heads: int, n_layers: int, dropout: float, pooling: str = "mean"):
         super().__init__()
         self.pooling = pooling
-        layer = nn.TransformerEncoderLayer(d, n_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True)
-        self.enc = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        layer = TransformerLayer(d, n_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)  # for its layers' names
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
         # x (N, L, d), mask (N, L) True = real; `at` (N,) picks one output position instead of
@@ -170,7 +171,9 @@ class _Encoder(nn.Module):
         # pooled output is zeroed by the mask.
         attend = mask.clone()
         attend[:, 0] |= ~mask.any(1)
-        h = self.enc(x, src_key_padding_mask=~attend)  # (N, L, d)
+        h, pad = x, ~attend
+        for layer in self.enc.layers:
+            h = layer(h, pad)  # (N, L, d)
         if at is not None:
             return h[torch.arange(h.shape[0], device=h.device), at]  # (N, d)
         return _masked_pool(h, mask, self.pooling)
@@ -204,7 +207,7 @@ class LeaderStudent(nn.Module):
         self.visit_pos = nn.Embedding(cfg.max_visits + 1, d)
         self.prof_emb = nn.ModuleList([nn.Embedding(max(1, s), cfg.d_embed) for s in profile_sizes])
         self.prof_proj = nn.Linear(cfg.d_embed * max(1, len(profile_sizes)), d)
-        self.mlp1 = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.mlp1 = nn.Sequential(nn.Linear(3 * d, d), nn.ReLU(), Dropout(cfg.dropout))
         self.out = nn.Linear(d, n_med)
         self.align_p = nn.Linear(d, d)
         self.align_m = nn.Linear(d, d)

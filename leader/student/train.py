@@ -130,7 +130,9 @@ def _epoch_fn(model, proj, enc, cfg: StudentTrainConfig, h_all, p_all) -> Callab
     generator, then the validation metrics; returns (val PRAUC, history row)."""
     tr, va = enc.indices("train"), enc.indices("val")
     params = list(model.parameters()) + (list(proj.parameters()) if proj is not None else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for all ~60 small parameter tensors instead of a Python loop over them
+    # (11 % of a quickstart training step with the default for-loop Adam)
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     y_tr = torch.from_numpy(enc.labels[tr])
     gen = np.random.default_rng(cfg.seed)
 

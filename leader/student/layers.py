@@ -1,0 +1,74 @@
+"""The student's Transformer layer and dropout, written for small tensors on a CPU core.
+
+Why not `nn.TransformerEncoderLayer.forward` as it is: measured on the quickstart's student
+(d 32, batch 32, one thread; `python scripts/bench_student_train.py`), a training step spent 21 %
+of its time in `aten::bernoulli_` (dropout draws one Mersenne-Twister number per element, ~6 ns
+each) and much of the rest in `F.multi_head_attention_forward`'s Python bookkeeping. In eval
+mode upstream takes its fused fast path, `aten::_transformer_encoder_layer_fwd`, which
+AOTInductor cannot compile (it falls back to a proxy call per layer; leader.student.serve).
+
+`TransformerLayer` IS an `nn.TransformerEncoderLayer`: same constructor, parameters, names and
+initialisation (checkpoints and seeds are unchanged), post-norm, ReLU, dropout at the same four
+places. Only `forward` differs: plain ops (one in-projection, scaled dot-product attention, the
+FFN), so eval outputs equal upstream's to float rounding (tests/unit/test_student_layers.py).
+
+`dropout` draws 16 random bits per element (one 32-bit draw serves two elements), so p is
+rounded to a multiple of 1/65536 (0.1 -> 0.100006; 0.5 exactly); the kept elements are scaled by
+1/(1-p) as in upstream dropout. On a GPU it is upstream `F.dropout` (fast there).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LEVELS = 65536  # 16-bit draws
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with 16-bit draws on the CPU (see the module docstring)."""
+    if not training or p <= 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, True)
+    n = x.numel()
+    # the full int32 range (random_() alone would draw [0, 2^31) and bias the high halves), so each
+    # int16 half is uniform on [-32768, 32767]
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-(2**31), None).view(torch.int16)[:n].view(x.shape)
+    keep = bits >= round(p * _LEVELS) - _LEVELS // 2
+    return x * keep * (1.0 / (1.0 - p))
+
+
+def _attention(q, k, v, attend: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """q, k, v (N, h, L, dh), attend (N, 1, 1, L) True = may attend -> (N, h, L, dh). With dropout
+    on the attention weights (training) the softmax is written out, so the weights take the fast
+    `dropout`; otherwise one fused scaled_dot_product_attention."""
+    if not training or p <= 0.0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (N, h, L, L)
+    w = torch.softmax(scores.masked_fill(~attend, float("-inf")), -1)
+    return dropout(w, p, True) @ v
+
+
+class TransformerLayer(nn.TransformerEncoderLayer):
+    """Post-norm Transformer encoder layer (batch_first); `forward(x, pad)` with x (N, L, d) and
+    pad (N, L) True = padding. Every row must attend to at least one position."""
+
+    def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        N, L, d = x.shape
+        a, tr = self.self_attn, self.training
+        h = a.num_heads
+        qkv = F.linear(x, a.in_proj_weight, a.in_proj_bias).view(N, L, 3, h, d // h)  # (N, L, 3, h, dh)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, h, L, dh)
+        o = _attention(q, k, v, ~pad[:, None, None, :], a.dropout, tr).transpose(1, 2).reshape(N, L, d)
+        x = self.norm1(x + dropout(a.out_proj(o), self.dropout1.p, tr))
+        ff = self.linear2(dropout(F.relu(self.linear1(x)), self.dropout.p, tr))
+        return self.norm2(x + dropout(ff, self.dropout2.p, tr))  # (N, L, d)
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` (same module, same state) whose forward is the fast `dropout`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
