@@ -29,6 +29,9 @@ fi
 # not pay it (leader.teacher.train.prebuild_comm_op; a no-op where the CPU accelerator is unused).
 (
   source scripts/env.sh
+  # the venv's ninja, as in every entry script: ninja 1.13 (PyPI) and a system 1.11 hash commands
+  # differently, so an op built by one is rebuilt by the other (seen here: 35 s in the quickstart)
+  export PATH="$PWD/.venv/bin:$PATH"
   if [ ! -f "$TORCH_EXTENSIONS_DIR/deepspeed_shm_comm/deepspeed_shm_comm.so" ]; then
     .venv/bin/python -c "from leader.teacher.train import prebuild_comm_op; prebuild_comm_op(False)" \
       || echo "warning: DeepSpeed's CPU comm op did not build now; the first teacher run will build it" >&2
