@@ -8,13 +8,14 @@ over the training prompts (cached) plus seconds of head-only epochs, and it is a
 "frozen backbone + linear probe" control every teacher must beat.
 
 Contract:
-    frozen_features(model, prompts, max_length, batch_size) -> (N, d_h) float32
+    frozen_features(model, prompts, max_length, batch_size, device, skip_zero_adapters) -> (N, d_h) float32
     fit_probe(model, H_tr, Y_tr, H_va, Y_va, epochs, lr, ...) -> ProbeResult
         sets model.head to the best-validation state and returns its history.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -27,16 +28,31 @@ from leader.teacher.inputs import encoded_batches
 
 
 @torch.no_grad()
-def frozen_features(model, prompts: list[str], max_length: int, batch_size: int = 32, device=None) -> np.ndarray:
+def frozen_features(
+    model, prompts: list[str], max_length: int, batch_size: int = 32, device=None, skip_zero_adapters: bool = False
+) -> np.ndarray:
     """Pooled last-layer states (B, d_h) of `prompts`, in order, batched by length; inputs go to
-    `device` (the training engine's: DeepSpeed never moves inputs)."""
+    `device` (the training engine's: DeepSpeed never moves inputs). `skip_zero_adapters`: LoRA is
+    at its zero init (B = 0 adds exactly nothing), so the base model runs without the adapters
+    (same states; MiniLM bf16 frozen pass 35.6 -> 44.5 prompts/s on one thread, measured)."""
     was_training = model.training
     model.eval()
     out = np.zeros((len(prompts), model.d_hidden), np.float32)
-    for idx, ii, mm in encoded_batches(model.tokenizer, prompts, max_length, batch_size, device, model.append_eos):
-        out[idx] = model.pooled(ii, mm).float().cpu().numpy()
+    with _without_zero_adapters(model) if skip_zero_adapters else contextlib.nullcontext():
+        for idx, ii, mm in encoded_batches(model.tokenizer, prompts, max_length, batch_size, device, model.append_eos):
+            out[idx] = model.pooled(ii, mm).float().cpu().numpy()
     model.train(was_training)
     return out
+
+
+def _without_zero_adapters(model):
+    """peft's `disable_adapter()`, after checking that every LoRA B this process holds is zero: a
+    trained adapter must never be skipped. (Under ZeRO-3 a rank holds no full B to check; the
+    caller's guarantee, a fresh run before its first step, stands alone there.)"""
+    for name, p in model.backbone.named_parameters():
+        if "lora_B" in name and p.numel() and bool(p.detach().abs().max() > 0):
+            raise RuntimeError(f"frozen pass: LoRA weight {name} is not at its zero init: not skipped")
+    return model.backbone.disable_adapter()
 
 
 @dataclass
