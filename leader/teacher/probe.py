@@ -50,7 +50,7 @@ def _without_zero_adapters(model):
     trained adapter must never be skipped. (Under ZeRO-3 a rank holds no full B to check; the
     caller's guarantee, a fresh run before its first step, stands alone there.)"""
     for name, p in model.backbone.named_parameters():
-        if "lora_B" in name and p.numel() and bool(p.detach().abs().max() > 0):
+        if "lora_B" in name and bool(p.detach().any()):  # an empty ZeRO-3 shard has nothing to check
             raise RuntimeError(f"frozen pass: LoRA weight {name} is not at its zero init: not skipped")
     return model.backbone.disable_adapter()
 

@@ -56,7 +56,7 @@ def _frozen_states(module, cfg: TeacherTrainConfig, data: dict, rank: int, world
     tr, va, te = data["train"], data["val"], data["test"]
     n_norm = len(tr["prompts"]) if cfg.lp_epochs else min(256, len(tr["prompts"]))
     # a fresh run, before its first step: LoRA is at its zero init, so its adapters add nothing
-    feats = lambda ps: frozen_features(module, ps, cfg.max_length, cfg.eval_batch_size, device, True)  # noqa: E731
+    feats = lambda ps: frozen_features(module, ps, cfg.max_length, cfg.eval_batch_size, device, skip_zero_adapters=True)  # noqa: E731
     want_val = bool(cfg.lp_epochs and va["prompts"])
     want_test = bool(cfg.lp_epochs and cfg.eval_test and te["prompts"])
     if rank == 0:
