@@ -13,9 +13,7 @@ initialisation (checkpoints and seeds are unchanged), post-norm, ReLU, dropout a
 places. Only `forward` differs: plain ops (one in-projection, scaled dot-product attention, the
 FFN), so eval outputs equal upstream's to float rounding (tests/unit/test_student_layers.py).
 
-`dropout` draws 16 random bits per element (one 32-bit draw serves two elements), so p is
-rounded to a multiple of 1/65536 (0.1 -> 0.100006; 0.5 exactly); the kept elements are scaled by
-1/(1-p) as in upstream dropout. On a GPU it is upstream `F.dropout` (fast there).
+Dropout is `leader.dropout`'s (16-bit draws on the CPU, upstream `F.dropout` on a GPU).
 """
 
 from __future__ import annotations
@@ -24,21 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_LEVELS = 65536  # 16-bit draws
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout with 16-bit draws on the CPU (see the module docstring)."""
-    if not training or p <= 0.0:
-        return x
-    if x.device.type != "cpu" or p >= 1.0:
-        return F.dropout(x, p, True)
-    n = x.numel()
-    # the full int32 range (random_() alone would draw [0, 2^31) and bias the high halves), so each
-    # int16 half is uniform on [-32768, 32767]
-    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-(2**31), None).view(torch.int16)[:n].view(x.shape)
-    keep = bits >= round(p * _LEVELS) - _LEVELS // 2
-    return x * keep * (1.0 / (1.0 - p))
+from leader.dropout import dropout
 
 
 def _attention(q, k, v, attend: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -66,10 +50,3 @@ class TransformerLayer(nn.TransformerEncoderLayer):
         x = self.norm1(x + dropout(a.out_proj(o), self.dropout1.p, tr))
         ff = self.linear2(dropout(F.relu(self.linear1(x)), self.dropout.p, tr))
         return self.norm2(x + dropout(ff, self.dropout2.p, tr))  # (N, L, d)
-
-
-class Dropout(nn.Dropout):
-    """`nn.Dropout` (same module, same state) whose forward is the fast `dropout`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)

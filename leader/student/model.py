@@ -33,7 +33,8 @@ from torch import nn
 
 from leader.config.student import StudentConfig
 from leader.data.dataset import EHRDataset
-from leader.student.layers import Dropout, TransformerLayer
+from leader.dropout import Dropout
+from leader.student.layers import TransformerLayer
 
 
 # ----------------------------------------------------------------------------- encoding

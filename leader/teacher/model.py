@@ -126,9 +126,14 @@ class TeacherModel(_HeadMixin, nn.Module):
         return self.cfg.pooling == "eos"
 
     def set_precision(self, used: str, device_type: str = "cpu") -> None:
+        """The backbone's number format; on a CPU also its kernels (leader.teacher.cpu_kernels)."""
         from leader.precision import autocast_dtype
 
         self.precision, self.autocast_dtype = used, autocast_dtype(used, device_type)
+        if device_type == "cpu":
+            from leader.teacher.cpu_kernels import prepare_for_cpu
+
+            prepare_for_cpu(self.backbone, self.autocast_dtype)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # use_cache=False: one forward per prompt, never a generation; LLaMA's default cache would

@@ -51,6 +51,7 @@ MAX_FILE, MAX_CLASS, MAX_RUNNER = 400, 250, 300
 SHARED = (
     "atomic",
     "config",
+    "dropout",
     "console",
     "efficiency",
     "errors",

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from leader.student.layers import Dropout, TransformerLayer, dropout
+from leader.dropout import Dropout, dropout
+from leader.student.layers import TransformerLayer
 
 
 def _pair(d: int, heads: int, p: float) -> tuple[nn.TransformerEncoderLayer, TransformerLayer]:

@@ -1,0 +1,51 @@
+"""Dropout with 16-bit draws on the CPU, for the student and the teacher's backbone alike.
+
+Why: upstream dropout draws one Mersenne-Twister number per element (~6 ns each). That was 21 %
+of a quickstart student training step (d 32, batch 32, one thread; torch.profiler) and 19 % of a
+MiniLM LoRA step (batch 8, bf16, one thread: the backbone's hidden and attention-weight dropouts).
+Here one full-range 32-bit draw serves two elements, so p is rounded to a multiple of 1/65536
+(0.1 -> 0.100006; 0.5 exactly); kept elements are scaled by 1/(1-p) as upstream does. On a GPU it
+is upstream `F.dropout` (fast there).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LEVELS = 65536  # 16-bit draws
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with 16-bit draws on the CPU."""
+    if not training or p <= 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, True)
+    n = x.numel()
+    # the full int32 range (random_() alone would draw [0, 2^31) and bias the high halves), so each
+    # int16 half is uniform on [-32768, 32767]
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-(2**31), None).view(torch.int16)[:n].view(x.shape)
+    keep = bits >= round(p * _LEVELS) - _LEVELS // 2
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` (same module, same state) whose forward is the fast `dropout`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def use_fast_dropout(module: nn.Module) -> int:
+    """Replace every plain `nn.Dropout` under `module` by `Dropout` (same p); returns how many."""
+    swaps = [
+        (parent, name, child)
+        for parent in module.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Dropout
+    ]
+    for parent, name, child in swaps:
+        setattr(parent, name, Dropout(child.p, child.inplace))
+    return len(swaps)
