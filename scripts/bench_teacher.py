@@ -4,9 +4,11 @@ reports/bench/teacher.json (flat dict); every ratio comes from runs made in this
 
 Before / after (issue: bf16 on AVX512-BF16/AMX + length-bucketed batches): `before` = fp32 and
 random global batches (each sorted into micro batches), `after` = `precision: auto` (bf16 autocast
-on this CPU) and `length_buckets: true`. Speed runs: MiniLM (LP frozen pass + LoRA steps) and
-SmolLM2-135M (LoRA steps). Quality: a full LP-FT MiniLM run in each mode, test PRAUC with a paired
-patient bootstrap (leader.significance) of bf16 vs fp32.
+on this CPU) and `length_buckets: true`; `upstream_kernels` = `after` with `cpu_kernels: false`
+(transformers' own attention and dropout, autocast casting the fp32 base at every forward), so
+`*_cpu_kernels_speedup` measures leader.teacher.cpu_kernels in the same run. Speed runs: MiniLM
+(LP frozen pass + LoRA steps) and SmolLM2-135M (LoRA steps). Quality: a full LP-FT MiniLM run in
+each mode, test PRAUC with a paired patient bootstrap (leader.significance) of bf16 vs fp32.
 
 The limit: fp32 and bf16 matmul GFLOP/s measured in this run, on the worker's thread count, at the
 model's real FFN shape (micro batch x mean tokens, hidden -> intermediate) and at 1024^3; MFU is
@@ -14,7 +16,7 @@ reported against each. FLOPs per trained sample = 4 x non-embedding params x tok
 activation gradients 2; LoRA freezes the base, so no weight gradients) + attention score/value
 matmuls (6 x layers x tokens^2 x hidden); a frozen-pass sample costs a third of that.
 
-Usage: python scripts/bench_teacher.py [--patients 1200] [--steps 60] [--speed-steps 8] [--smollm2-steps 4]
+Usage: python scripts/bench_teacher.py [--patients 1200] [--steps 60] [--speed-steps 8] [--smollm2-steps 8]
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ MODES = {  # the TeacherTrainConfig fields that differ between the two sides of 
     "before": {"precision": "fp32", "length_buckets": False},
     "after": {"precision": "auto", "length_buckets": True},
 }
+# `after` with transformers' own CPU kernels instead of leader.teacher.cpu_kernels' (speed runs only)
+UPSTREAM_KERNELS = {**MODES["after"], "cpu_kernels": False}
 
 
 def matmul_gflops(threads: int, m: int, k: int, n: int, dtype: str, reps: int = 10) -> float:
@@ -166,20 +170,34 @@ def speed_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
         "max_eval_samples": 128,
         "eval_test": False,
     }
-    for mode, kw in MODES.items():
+    for mode, kw in {**MODES, "upstream_kernels": UPSTREAM_KERNELS}.items():
         run_speed(out, f"minilm_{mode}", ds, {**base, **quick, **kw}, storage, pk, a.workers)
     ratio(out, "minilm_epoch_speedup", "minilm_before_epoch_wall_s", "minilm_after_epoch_wall_s")
     ratio(out, "minilm_frozen_pass_speedup", "minilm_after_frozen_samples_per_s", "minilm_before_frozen_samples_per_s")
+    kernel_ratios(out, "minilm")
     if not a.smollm2_steps:
         return
     smol = {**base, **quick, "backbone": "smollm2-135m", "batch_size": 2, "max_steps": a.smollm2_steps}
     smol.update(lp_epochs=0, max_train_samples=64)
     try:
-        for mode, kw in MODES.items():
+        for mode, kw in {**MODES, "upstream_kernels": UPSTREAM_KERNELS}.items():
             run_speed(out, f"smollm2_{mode}", ds, {**smol, **kw}, storage, pk, a.workers)
         ratio(out, "smollm2_epoch_speedup", "smollm2_before_epoch_wall_s", "smollm2_after_epoch_wall_s")
+        kernel_ratios(out, "smollm2")
     except Exception as e:  # the wheel may be absent: say so rather than fail the bench
         out["smollm2_skipped"] = f"{type(e).__name__}: {e}"[:300]
+
+
+def kernel_ratios(out: dict, model: str) -> None:
+    """`after` with leader's CPU kernels over `after` with transformers' own, same run."""
+    a, u = f"{model}_after", f"{model}_upstream_kernels"
+    ratio(
+        out,
+        f"{model}_cpu_kernels_speedup",
+        f"{a}_train_samples_per_s_per_worker",
+        f"{u}_train_samples_per_s_per_worker",
+    )
+    ratio(out, f"{model}_cpu_kernels_frozen_speedup", f"{a}_frozen_samples_per_s", f"{u}_frozen_samples_per_s")
 
 
 def test_scores(ds, teacher_dir: Path) -> np.ndarray:
@@ -224,7 +242,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=60, help="LoRA steps of the quality runs (after the probe)")
     ap.add_argument("--speed-steps", type=int, default=8, help="LoRA steps of each speed run")
-    ap.add_argument("--smollm2-steps", type=int, default=4, help="SmolLM2 speed-only steps (0 = skip)")
+    ap.add_argument("--smollm2-steps", type=int, default=8, help="SmolLM2 speed-only steps (0 = skip)")
     ap.add_argument("--speed-only", action="store_true", help="skip the two full LP-FT quality runs")
     ap.add_argument("--out", default="reports/bench/teacher.json")
     a = ap.parse_args()

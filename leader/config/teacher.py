@@ -46,6 +46,11 @@ class TeacherTrainConfig(BaseModel):
         description="Backbone number format (leader.precision): auto = bf16 autocast on a CPU with AVX512-BF16/AMX, "
         "else fp32; on GPUs the fp16 flag (DeepSpeed loss scaling). Master weights, head and loss stay fp32.",
     )
+    cpu_kernels: bool = Field(
+        True,
+        description="On a CPU, the backbone's kernels from leader.teacher.cpu_kernels (fp32 attention, 16-bit "
+        "dropout draws, a bf16-stored frozen base under bf16); false = transformers' own (for comparison).",
+    )
     cpu_offload: bool = Field(False, description="Offload optimizer state (and ZeRO-3 params) to CPU memory.")
     epochs: int = Field(1, ge=1, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (across epochs).")

@@ -125,12 +125,12 @@ class TeacherModel(_HeadMixin, nn.Module):
         """pooling 'eos': every prompt ends with the tokenizer's EOS (leader.teacher.inputs.encode)."""
         return self.cfg.pooling == "eos"
 
-    def set_precision(self, used: str, device_type: str = "cpu") -> None:
+    def set_precision(self, used: str, device_type: str = "cpu", cpu_kernels: bool = True) -> None:
         """The backbone's number format; on a CPU also its kernels (leader.teacher.cpu_kernels)."""
         from leader.precision import autocast_dtype
 
         self.precision, self.autocast_dtype = used, autocast_dtype(used, device_type)
-        if device_type == "cpu":
+        if device_type == "cpu" and cpu_kernels:
             from leader.teacher.cpu_kernels import prepare_for_cpu
 
             prepare_for_cpu(self.backbone, self.autocast_dtype)

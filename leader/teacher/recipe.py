@@ -35,7 +35,7 @@ def build_model(cfg: TeacherTrainConfig, n_meds: int, backbone_path: str | None,
     if train and cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     dev = "cuda" if cfg.use_gpu else "cpu"
-    model.set_precision(resolve_precision(cfg, dev), dev)
+    model.set_precision(resolve_precision(cfg, dev), dev, cpu_kernels=cfg.cpu_kernels)
     return model
 
 

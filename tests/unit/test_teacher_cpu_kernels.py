@@ -102,3 +102,16 @@ def test_the_backbones_dropouts_become_fast_ones():
     model.set_precision("fp32", "cpu")
     assert not any(type(m) is torch.nn.Dropout for m in model.backbone.modules())
     assert sum(isinstance(m, Dropout) for m in model.backbone.modules()) > 0
+
+
+def test_cpu_kernels_false_keeps_transformers_own():
+    from leader.config.teacher import TeacherTrainConfig
+    from leader.teacher.recipe import build_model
+
+    cfg = TeacherTrainConfig(backbone="minilm", precision="bf16", cpu_kernels=False)
+    model = build_model(cfg, 5, None, None)
+    assert model.precision == "bf16" and model.backbone.get_base_model().config._attn_implementation == "sdpa"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not any(isinstance(m, Dropout) for m in model.modules())
+    on = build_model(cfg.model_copy(update={"cpu_kernels": True}), 5, None, None)
+    assert on.backbone.get_base_model().config._attn_implementation == NAME
