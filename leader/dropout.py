@@ -38,8 +38,8 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-def use_fast_dropout(module: nn.Module) -> int:
-    """Replace every plain `nn.Dropout` under `module` by `Dropout` (same p); returns how many."""
+def use_fast_dropout(module: nn.Module) -> None:
+    """Replace every plain `nn.Dropout` under `module` by `Dropout` (same p)."""
     swaps = [
         (parent, name, child)
         for parent in module.modules()
@@ -48,4 +48,3 @@ def use_fast_dropout(module: nn.Module) -> int:
     ]
     for parent, name, child in swaps:
         setattr(parent, name, Dropout(child.p, child.inplace))
-    return len(swaps)

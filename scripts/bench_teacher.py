@@ -34,8 +34,8 @@ MODES = {  # the TeacherTrainConfig fields that differ between the two sides of 
     "before": {"precision": "fp32", "length_buckets": False},
     "after": {"precision": "auto", "length_buckets": True},
 }
-# `after` with transformers' own CPU kernels instead of leader.teacher.cpu_kernels' (speed runs only)
-UPSTREAM_KERNELS = {**MODES["after"], "cpu_kernels": False}
+# speed runs add `after` with transformers' own CPU kernels instead of leader.teacher.cpu_kernels'
+SPEED_MODES = {**MODES, "upstream_kernels": {**MODES["after"], "cpu_kernels": False}}
 
 
 def matmul_gflops(threads: int, m: int, k: int, n: int, dtype: str, reps: int = 10) -> float:
@@ -170,7 +170,7 @@ def speed_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
         "max_eval_samples": 128,
         "eval_test": False,
     }
-    for mode, kw in {**MODES, "upstream_kernels": UPSTREAM_KERNELS}.items():
+    for mode, kw in SPEED_MODES.items():
         run_speed(out, f"minilm_{mode}", ds, {**base, **quick, **kw}, storage, pk, a.workers)
     ratio(out, "minilm_epoch_speedup", "minilm_before_epoch_wall_s", "minilm_after_epoch_wall_s")
     ratio(out, "minilm_frozen_pass_speedup", "minilm_after_frozen_samples_per_s", "minilm_before_frozen_samples_per_s")
@@ -180,7 +180,7 @@ def speed_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
     smol = {**base, **quick, "backbone": "smollm2-135m", "batch_size": 2, "max_steps": a.smollm2_steps}
     smol.update(lp_epochs=0, max_train_samples=64)
     try:
-        for mode, kw in {**MODES, "upstream_kernels": UPSTREAM_KERNELS}.items():
+        for mode, kw in SPEED_MODES.items():
             run_speed(out, f"smollm2_{mode}", ds, {**smol, **kw}, storage, pk, a.workers)
         ratio(out, "smollm2_epoch_speedup", "smollm2_before_epoch_wall_s", "smollm2_after_epoch_wall_s")
         kernel_ratios(out, "smollm2")

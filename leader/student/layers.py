@@ -1,4 +1,4 @@
-"""The student's Transformer layer and dropout, written for small tensors on a CPU core.
+"""The student's Transformer layer, written for small tensors on a CPU core.
 
 Why not `nn.TransformerEncoderLayer.forward` as it is: measured on the quickstart's student
 (d 32, batch 32, one thread; torch.profiler over one epoch), a training step spent 21 %

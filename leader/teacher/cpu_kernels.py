@@ -57,7 +57,7 @@ def register() -> str:
 def prepare_for_cpu(backbone: nn.Module, autocast_dtype: torch.dtype | None) -> None:
     """Switch a loaded (possibly peft-wrapped) transformers backbone to the CPU kernels above."""
     base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
-    if getattr(base.config, "_attn_implementation", None) in ("sdpa", NAME):
+    if getattr(base.config, "_attn_implementation", None) == "sdpa":  # already NAME on a second call
         base.set_attn_implementation(register())
     use_fast_dropout(backbone)
     if autocast_dtype is not None:
