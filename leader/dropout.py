@@ -39,7 +39,8 @@ class Dropout(nn.Dropout):
 
 
 def use_fast_dropout(module: nn.Module) -> None:
-    """Replace every plain `nn.Dropout` under `module` by `Dropout` (same p)."""
+    """Replace every plain `nn.Dropout` under `module` by `Dropout` (same p, same train/eval mode: a
+    swap after `.eval()` must not start dropping)."""
     swaps = [
         (parent, name, child)
         for parent in module.modules()
@@ -47,4 +48,4 @@ def use_fast_dropout(module: nn.Module) -> None:
         if type(child) is nn.Dropout
     ]
     for parent, name, child in swaps:
-        setattr(parent, name, Dropout(child.p, child.inplace))
+        setattr(parent, name, Dropout(child.p, child.inplace).train(child.training))

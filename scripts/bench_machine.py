@@ -3,10 +3,11 @@
 at 1024^3 and at MiniLM's FFN shape, measured in one run.
 
 Why a file of its own: the speed benches are judged against the peak of the machine they ran on,
-and machines of this project's kind differ (an AVX512-BF16/AMX Xeon in one session, an AVX2-only
-EPYC in another). On a CPU without bf16 instructions oneDNN converts bf16 to fp32 and back, so
-bf16 is no faster (or slower): `precision: auto` then picks fp32, and a bf16 speed goal cannot be
-met or measured there.
+and machines of this project's kind differ: an AVX512-BF16/AMX Xeon in one session, an AVX2-only
+EPYC in another, AVX512-BF16 EPYCs of two generations in others (Zen 4: bf16 2.2-2.8x fp32 on one
+thread, `machine.json`; Zen 5: 4.4-4.7x, `machine_zen5.json`). On a CPU without bf16 instructions
+oneDNN converts bf16 to fp32 and back, so bf16 is no faster (or slower): `precision: auto` then
+picks fp32, and a bf16 speed goal cannot be met or measured there.
 
 Usage: python scripts/bench_machine.py [--threads 1 2]
 """
@@ -24,6 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_teacher import matmul_gflops  # noqa: E402
 
 
+def cpuinfo(field: str) -> str:
+    """The first `field` of /proc/cpuinfo ('' where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == field), "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -33,17 +43,11 @@ def main() -> None:
 
     from leader.precision import cpu_bf16_flags, resolve
 
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
     out = {
         "command": "python " + " ".join(sys.argv),
-        "cpu": cpu,
+        "cpu": cpuinfo("model name") or platform.processor(),
+        # the brand string can hide the generation ("AMD EPYC"): Zen 4 is family 25, Zen 5 family 26
+        "cpu_family_model": f"{cpuinfo('cpu family')}/{cpuinfo('model')}",
         "bf16_cpu_flags": " ".join(cpu_bf16_flags()) or "none",
         "precision_auto_resolves_to": resolve("auto", "cpu"),
         "torch": torch.__version__,

@@ -234,6 +234,12 @@ def quality_runs(out: dict, ds, base: dict, storage: Path, pk: dict, a) -> None:
         minilm_lpft_bf16_minus_fp32_p=round(t.p_bootstrap, 4),
     )
     ratio(out, "minilm_lpft_epoch_speedup", "minilm_lpft_before_epoch_wall_s", "minilm_lpft_after_epoch_wall_s")
+    ratio(
+        out,
+        "minilm_lpft_frozen_pass_speedup",
+        "minilm_lpft_after_frozen_samples_per_s",
+        "minilm_lpft_before_frozen_samples_per_s",
+    )
 
 
 def main() -> None:

@@ -104,6 +104,13 @@ def test_the_backbones_dropouts_become_fast_ones():
     assert sum(isinstance(m, Dropout) for m in model.backbone.modules()) > 0
 
 
+def test_a_swap_after_eval_keeps_eval_mode():
+    model = build_teacher("minilm", 5, lora_rank=4).eval()
+    model.set_precision("fp32", "cpu")
+    swapped = [m for m in model.backbone.modules() if isinstance(m, Dropout)]
+    assert swapped and not any(m.training for m in swapped)
+
+
 def test_cpu_kernels_false_keeps_transformers_own():
     from leader.config.teacher import TeacherTrainConfig
     from leader.teacher.recipe import build_model
