@@ -22,16 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_teacher import matmul_gflops  # noqa: E402
-
-
-def cpuinfo(field: str) -> str:
-    """The first `field` of /proc/cpuinfo ('' where there is none)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == field), "")
+from bench_teacher import cpuinfo, matmul_gflops  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +37,6 @@ def main() -> None:
     out = {
         "command": "python " + " ".join(sys.argv),
         "cpu": cpuinfo("model name") or platform.processor(),
-        # the brand string can hide the generation ("AMD EPYC"): Zen 4 is family 25, Zen 5 family 26
         "cpu_family_model": f"{cpuinfo('cpu family')}/{cpuinfo('model')}",
         "bf16_cpu_flags": " ".join(cpu_bf16_flags()) or "none",
         "precision_auto_resolves_to": resolve("auto", "cpu"),
