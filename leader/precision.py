@@ -23,17 +23,34 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @functools.cache
-def cpu_bf16_flags() -> tuple[str, ...]:
-    """The bf16 matmul instructions this CPU reports (Linux /proc/cpuinfo; none elsewhere)."""
+def _cpuinfo_lines() -> tuple[str, ...]:
+    """/proc/cpuinfo, read once (empty where there is none: not Linux)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return tuple(Path("/proc/cpuinfo").read_text().splitlines())
     except OSError:
         return ()
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
+
+
+def _cpuinfo_field(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ('' where there is none)."""
+    return next((ln.split(":", 1)[1].strip() for ln in _cpuinfo_lines() if ln.split(":", 1)[0].strip() == field), "")
+
+
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The bf16 matmul instructions this CPU reports (Linux /proc/cpuinfo; none elsewhere)."""
+    flags = {f for ln in _cpuinfo_lines() if ln.startswith("flags") for f in ln.split(":", 1)[1].split()}
     return tuple(f for f in BF16_CPU_FLAGS if f in flags)
+
+
+def cpu_identity() -> dict[str, str]:
+    """Which CPU a speed figure was measured on. The brand string can hide the generation ("AMD
+    EPYC" for Zen 4 and Zen 5 alike), so family/model go with it (Zen 4: 25, Zen 5: 26)."""
+    import platform
+
+    return {
+        "cpu": _cpuinfo_field("model name") or platform.processor(),
+        "cpu_family_model": f"{_cpuinfo_field('cpu family')}/{_cpuinfo_field('model')}",
+    }
 
 
 def resolve(requested: str, device_type: str, fp16: bool = False) -> str:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_teacher import cpuinfo, matmul_gflops  # noqa: E402
+from bench_teacher import matmul_gflops  # noqa: E402
 
 
 def main() -> None:
@@ -32,12 +31,11 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from leader.precision import cpu_bf16_flags, resolve
+    from leader.precision import cpu_bf16_flags, cpu_identity, resolve
 
     out = {
         "command": "python " + " ".join(sys.argv),
-        "cpu": cpuinfo("model name") or platform.processor(),
-        "cpu_family_model": f"{cpuinfo('cpu family')}/{cpuinfo('model')}",
+        **cpu_identity(),
         "bf16_cpu_flags": " ".join(cpu_bf16_flags()) or "none",
         "precision_auto_resolves_to": resolve("auto", "cpu"),
         "torch": torch.__version__,

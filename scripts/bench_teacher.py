@@ -38,16 +38,6 @@ MODES = {  # the TeacherTrainConfig fields that differ between the two sides of 
 SPEED_MODES = {**MODES, "upstream_kernels": {**MODES["after"], "cpu_kernels": False}}
 
 
-def cpuinfo(field: str) -> str:
-    """The first `field` of /proc/cpuinfo ('' where there is none). The brand string can hide the
-    generation ("AMD EPYC"), so the benches also record 'cpu family'/'model' (Zen 4: 25, Zen 5: 26)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == field), "")
-
-
 def matmul_gflops(threads: int, m: int, k: int, n: int, dtype: str, reps: int = 10) -> float:
     """Best-of GEMM throughput of (m, k) @ (k, n) at `threads` intra-op threads."""
     import torch
@@ -264,7 +254,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from leader.data.cache import PrepareOptions, prepare
-    from leader.precision import cpu_bf16_flags
+    from leader.precision import cpu_bf16_flags, cpu_identity
     from leader.ray_utils import ensure_ray
 
     t_all = time.perf_counter()
@@ -277,8 +267,7 @@ def main() -> None:
         "command": f"python scripts/bench_teacher.py --patients {a.patients} --workers {a.workers} --steps {a.steps}"
         + (" --speed-only" if a.speed_only else ""),
         "machine": platform.processor() or platform.machine(),
-        "cpu": cpuinfo("model name"),
-        "cpu_family_model": f"{cpuinfo('cpu family')}/{cpuinfo('model')}",
+        **cpu_identity(),
         "cpu_bf16_flags": " ".join(cpu_bf16_flags()) or "none",
         "workers": a.workers,
         "threads_per_worker": threads,

@@ -145,6 +145,15 @@ def test_precision_resolution(monkeypatch):
     assert P.autocast_dtype("bf16", "cpu") == torch.bfloat16 and P.autocast_dtype("fp16", "cuda") is None
 
 
+def test_cpuinfo_gives_bf16_flags_and_the_cpu_generation(monkeypatch):
+    from leader import precision as P
+
+    lines = ("cpu family\t: 26", "model\t\t: 2", "model name\t: AMD EPYC", "flags\t\t: fpu avx512_bf16")
+    monkeypatch.setattr(P, "_cpuinfo_lines", lambda: lines)
+    assert P.cpu_bf16_flags() == ("avx512_bf16",)
+    assert P.cpu_identity() == {"cpu": "AMD EPYC", "cpu_family_model": "26/2"}
+
+
 def test_bf16_backbone_keeps_the_head_and_outputs_fp32():
     from leader.teacher.model import build_teacher
 
