@@ -6,8 +6,9 @@ Why a file of its own: the speed benches are judged against the peak of the mach
 and machines of this project's kind differ: an AVX512-BF16/AMX Xeon in one session, an AVX2-only
 EPYC in another, AVX512-BF16 EPYCs of two generations in others (Zen 4: bf16 2.2-2.8x fp32 on one
 thread, `machine.json`; Zen 5: 4.4-4.7x, `machine_zen5.json`). On a CPU without bf16 instructions
-oneDNN converts bf16 to fp32 and back, so bf16 is no faster (or slower): `precision: auto` then
-picks fp32, and a bf16 speed goal cannot be met or measured there.
+torch has no fast bf16 matmul at all (Zen 3, `machine_zen3.json`: 0.9-1.3 GFLOP/s bf16 vs 68-77
+fp32, 60-75x slower): `precision: auto` then picks fp32, a bf16 speed goal cannot be met or
+measured there, and a pinned bf16 is warned about (leader.precision).
 
 Usage: python scripts/bench_machine.py [--threads 1 2]
 """

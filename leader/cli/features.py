@@ -41,7 +41,7 @@ def extract_cmd(
     m = read_manifest(path)
     typer.echo(
         f"{path}: {m.n_rows} samples, {len(m.shards)} shards ({m.extra['computed_shards']} computed), "
-        f"d_h={m.d_hidden}, |meds|={m.n_meds}"
+        f"d_h={m.d_hidden}, |meds|={m.n_meds}, teacher computed in {m.precision}"
     )
 
 
@@ -64,6 +64,7 @@ def info_cmd(
         "dataset_fingerprint": m.dataset_fingerprint,
         "backbone": m.backbone,
         "teacher_hash": m.teacher_hash,
+        "precision": m.precision or "not recorded",
         "d_hidden": m.d_hidden,
         "n_meds": m.n_meds,
         "rows": m.n_rows,

@@ -78,7 +78,8 @@ class _Worker:
     def run_shard(self, index: int, sample_ids: np.ndarray, prompts: list[str]) -> dict:
         t0 = time.perf_counter()
         probs, hidden = self.teacher.infer(prompts, self.batch_size)  # (N, M) f32, (N, d_h) f16
-        rec = write_shard(self.out_dir, index, sample_ids, np.asarray(hidden), np.asarray(probs))
+        used = self.teacher.model.precision
+        rec = write_shard(self.out_dir, index, sample_ids, np.asarray(hidden), np.asarray(probs), precision=used)
         return {"record": rec.model_dump(), "seconds": time.perf_counter() - t0}
 
 
@@ -163,6 +164,16 @@ def _compute_shards(
     return done
 
 
+def _other_format_shards(done: dict[int, ShardRecord], computed: list[int]) -> list[int]:
+    """Finished shards from an earlier run whose teacher computed in another format than this run's
+    (a study moved from a bf16 CPU to one without bf16, or to a GPU): redone, so that one feature
+    set never mixes formats. Shards that predate the record ('') are kept."""
+    now = {done[i].precision for i in computed}
+    if not now:  # nothing computed in this run: nothing to compare with
+        return []
+    return sorted(i for i, r in done.items() if i not in computed and r.precision and r.precision not in now)
+
+
 def extract_features(
     ds,
     teacher_dir: str | Path,
@@ -210,13 +221,24 @@ def extract_features(
 
     t0 = time.perf_counter()
     n_workers = max(1, min(workers, len(todo)))
+    run = (ray, ds, teacher_dir, out, shards)
     if todo:
-        done.update(
-            _compute_shards(
-                ray, ds, teacher_dir, out, shards, todo, n_workers, batch_size, resources_per_worker, prompt_kwargs
-            )
+        done.update(_compute_shards(*run, todo, n_workers, batch_size, resources_per_worker, prompt_kwargs))
+    redo = _other_format_shards(done, todo)
+    if redo:
+        log.warning(
+            "extract: %d finished shard(s) of %s were computed in %s, this run's teacher computes in %s: redoing them",
+            len(redo),
+            out,
+            "+".join(sorted({done[i].precision for i in redo})),
+            "+".join(sorted({done[i].precision for i in todo})),
         )
+        done.update(_compute_shards(*run, redo, n_workers, batch_size, resources_per_worker, prompt_kwargs))
+        todo = sorted(todo + redo)
     seconds = time.perf_counter() - t0
+    formats = sorted({r.precision for r in done.values()} - {""})
+    if len(formats) > 1:  # actors on CPUs of two kinds in one run (bf16 on one, fp32 on another)
+        log.warning("extract: %s was computed in %s by different workers", out, " and ".join(formats))
     m = FeatureManifest(
         dataset=ds.name,
         dataset_fingerprint=ds.fingerprint,
@@ -226,6 +248,7 @@ def extract_features(
         d_hidden=int(meta["d_hidden"]),
         n_meds=ds.n_meds,
         n_rows=int(sum(r.rows for r in done.values())),
+        precision="+".join(formats),
         shards=[done[i] for i in range(len(shards))],
         extra={
             "workers": n_workers,

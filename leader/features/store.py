@@ -35,6 +35,9 @@ class ShardRecord(BaseModel):
     files: dict[str, str] = Field(description="Array name -> file name, relative to the feature directory.")
     sha256: dict[str, str] = Field(description="File name -> sha256 hex digest of its bytes.")
     ids_sha256: str = Field(description="sha256 of the shard's sample ids, to detect a changed shard plan.")
+    precision: str = Field(
+        "", description="The format the teacher computed the shard in (leader.precision); '' before it was kept."
+    )
 
 
 class FeatureManifest(BaseModel):
@@ -52,6 +55,9 @@ class FeatureManifest(BaseModel):
         default_factory=lambda: {k: np.dtype(v).name for k, v in DTYPES.items()}, description="numpy dtype per array."
     )
     n_rows: int = Field(description="Total number of samples over all shards.")
+    precision: str = Field(
+        "", description="The format(s) the teacher computed in, '+'-joined (one, once extraction resumed and finished)."
+    )
     shards: list[ShardRecord] = Field(description="Per-shard row counts and file checksums.")
     extra: dict = Field(default_factory=dict, description="Free-form provenance (prompt options, timings).")
 
@@ -92,7 +98,12 @@ def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 def write_shard(
-    out_dir: str | Path, index: int, sample_ids: np.ndarray, hidden: np.ndarray, probs: np.ndarray
+    out_dir: str | Path,
+    index: int,
+    sample_ids: np.ndarray,
+    hidden: np.ndarray,
+    probs: np.ndarray,
+    precision: str = "",
 ) -> ShardRecord:
     """Write one shard (three .npy files, then its record). Safe to call again for a shard
     that was half-written: every file is replaced atomically."""
@@ -117,7 +128,8 @@ def write_shard(
         _atomic_save_npy(out / fname, arr)
         files[name] = fname
         sums[fname] = sha256_file(out / fname)
-    rec = ShardRecord(index=index, rows=n, files=files, sha256=sums, ids_sha256=ids_digest(arrays["sample_ids"]))
+    ids = ids_digest(arrays["sample_ids"])
+    rec = ShardRecord(index=index, rows=n, files=files, sha256=sums, ids_sha256=ids, precision=precision)
     atomic.write_bytes(out / f"{stem}.json", rec.model_dump_json(indent=1).encode())
     return rec
 

@@ -50,6 +50,20 @@ def test_extract_resume_and_serve(ray_local, random_ds, feature_teacher_dir, tmp
     m2 = read_manifest(out)
     assert m2.extra["computed_shards"] == 1
     assert features_digest(load_features(out)) == features_digest(f)
+    # resumed on a machine computing in another format (shard 0 "made" in fp16, shard 1 lost): the
+    # lost shard is computed, then shard 0 redone, so one feature set never mixes two formats
+    used = load_teacher(feature_teacher_dir).model.precision
+    assert m2.precision == used and {r.precision for r in m2.shards} == {used}
+    rec_path = out / "shard-00000.json"
+    rec_path.write_text(rec_path.read_text().replace(f'"precision": "{used}"', '"precision": "fp16"'))
+    extract_features(ds, feature_teacher_dir, out, workers=1, batch_size=16, shard_size=64)
+    mixed = read_manifest(out)  # nothing to compute, nothing to compare with: kept, both formats named
+    assert mixed.extra["computed_shards"] == 0 and mixed.precision == "+".join(sorted({"fp16", used}))
+    victim.write_bytes(victim.read_bytes()[:100])
+    extract_features(ds, feature_teacher_dir, out, workers=1, batch_size=16, shard_size=64)
+    m3 = read_manifest(out)
+    assert m3.extra["computed_shards"] == 2 and m3.precision == used
+    assert features_digest(load_features(out)) == features_digest(f)
 
     # served by the store; after a Ray restart, reloaded from the durable copy
     cfg = FeatureStoreConfig(name="fs_extract_test")

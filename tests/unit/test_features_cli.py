@@ -26,6 +26,7 @@ def test_info_and_verify(tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     assert s["rows"] == 30 and s["shards"] == 3 and s["backbone"] == "minilm" and s["verified"]
+    assert s["precision"] == "not recorded"  # saved from memory: no teacher ran
     (tmp_path / "shard-00001.hidden.npy").write_bytes(b"x")
     r = CliRunner().invoke(app, ["features", "info", str(tmp_path), "--verify"])
     assert r.exit_code == 2 and "shard-00001.hidden.npy" in r.stderr and "Traceback" not in r.output

@@ -3,7 +3,6 @@ logic, with torch.cuda.is_available / synchronize patched where needed), never a
 
 from __future__ import annotations
 
-import inspect
 from types import SimpleNamespace
 
 import pytest
@@ -103,14 +102,11 @@ def test_extract_options(tmp_path):
         "workers": 8,
         "resources_per_worker": {"CPU": 4, "GPU": 1},
     }
-    # CPU studies keep extract_features' defaults (one 1-CPU actor, batch 16), as before
-    assert feat.extract_options(_spec(tmp_path, CPU)) == {}
-    from leader.features.extract import extract_features
-
-    sig = inspect.signature(extract_features).parameters
-    assert sig["workers"].default == 1 and sig["resources_per_worker"].default is None
+    # CPU studies extract on every teacher worker's cores too (one 1-CPU actor used to leave one idle)
+    cpu = {"workers": 2, "resources_per_worker": {"CPU": 1}}
+    assert feat.extract_options(_spec(tmp_path, CPU)) == cpu
     set_bs = _spec(tmp_path, CPU, options="{max_steps: 2, eval_batch_size: 4}")
-    assert feat.extract_options(set_bs) == {"batch_size": 4}
+    assert feat.extract_options(set_bs) == {**cpu, "batch_size": 4}
 
 
 def test_features_stage_passes_options(tmp_path, monkeypatch):
@@ -137,7 +133,7 @@ def test_features_stage_passes_options(tmp_path, monkeypatch):
     spec = _spec(tmp_path, CPU)
     fake = _fake_study(spec, tmp_path, data=SimpleNamespace(name="syn"), teacher="t")
     feat.run(fake, _unit(spec, "features/syn/tiny-llama"))
-    assert seen == {"backbone": "tiny-llama"}  # exactly today's call
+    assert seen == {"backbone": "tiny-llama", "workers": 2, "resources_per_worker": {"CPU": 1}}  # both cores
 
 
 def test_features_key_has_no_worker_settings(tmp_path):

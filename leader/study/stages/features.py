@@ -15,15 +15,16 @@ from leader.study.units import Unit, teacher_threshold
 
 
 def extract_options(spec: StudySpec) -> dict:
-    """extract_features' worker settings for a study. With teacher GPUs: one actor per teacher
-    worker, each holding {"CPU": cpu_per_worker, "GPU": gpu_per_worker} (Ray then shows it its GPU
-    and the actor loads the teacher on cuda). Without: nothing, so extraction keeps its defaults
-    (one 1-CPU actor), as local CPU studies always ran. The batch is teacher.options.eval_batch_size
-    when the study sets it. None of this is in the features key: it changes where and how fast
-    the features are computed, not what they are."""
-    tr, kw = spec.teacher_resources, {}
-    if tr.gpu_per_worker > 0:
-        kw = {"workers": tr.num_workers, "resources_per_worker": {"CPU": tr.cpu_per_worker, "GPU": tr.gpu_per_worker}}
+    """extract_features' worker settings for a study: one actor per teacher worker, each holding that
+    worker's resources ({"CPU": cpu_per_worker, "GPU": gpu_per_worker}), the footprint the teacher's
+    training had just before. With GPUs Ray shows each actor its GPU and the teacher loads on cuda;
+    on CPU each actor computes on cpu_per_worker threads (Ray's OMP_NUM_THREADS). Until 2026-12 a CPU
+    study extracted with one 1-CPU actor, leaving all but one core idle. The batch is
+    teacher.options.eval_batch_size when the study sets it. None of this is in the features key: it
+    changes where and how fast the features are computed, not what they are."""
+    tr = spec.teacher_resources
+    res = {"CPU": tr.cpu_per_worker, **({"GPU": tr.gpu_per_worker} if tr.gpu_per_worker > 0 else {})}
+    kw: dict = {"workers": tr.num_workers, "resources_per_worker": res}
     opts = spec.teacher.options if spec.teacher is not None else None
     if opts is not None and "eval_batch_size" in opts.model_fields_set:
         kw["batch_size"] = opts.eval_batch_size
