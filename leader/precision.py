@@ -95,9 +95,9 @@ def autocast_dtype(used: str, device_type: str) -> torch.dtype | None:
 def for_inference(saved: str | None, device_type: str) -> str:
     """A saved teacher computes in the format it was trained in where `device_type` has it: a
     bf16-trained teacher stays bf16 on a CPU with bf16 instructions (its validation PRAUC is
-    reproduced) and runs fp32 on a GPU or on a CPU without them (emulated bf16: a MiniLM forward
-    6.3x slower on a Zen 3, 20.4 vs 3.2 s for 32 x 150 tokens on one thread); an fp16 one runs in the CPU's
-    best format; one saved without a format, as 'auto' says."""
+    reproduced) and runs fp32 on a GPU or on a CPU without them (emulated bf16 made a MiniLM
+    forward 6.3x slower on a Zen 3: 20.4 vs 3.2 s for 32 x 150 tokens on one thread); an fp16 one
+    runs in the CPU's best format; one saved without a format, as 'auto' says."""
     if saved == "bf16":
         if device_type == "cpu" and cpu_bf16_flags():
             return "bf16"

@@ -56,7 +56,7 @@ class FeatureManifest(BaseModel):
     )
     n_rows: int = Field(description="Total number of samples over all shards.")
     precision: str = Field(
-        "", description="The format(s) the teacher computed in, '+'-joined (one, once extraction resumed and finished)."
+        "", description="The format(s) the shards were computed in, '+'-joined: two only if workers differed."
     )
     shards: list[ShardRecord] = Field(description="Per-shard row counts and file checksums.")
     extra: dict = Field(default_factory=dict, description="Free-form provenance (prompt options, timings).")
