@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,23 @@ def _other_format_shards(done: dict[int, ShardRecord], computed: list[int]) -> l
     return sorted(i for i, r in done.items() if i not in computed and r.precision and r.precision not in now)
 
 
+def _compute_in_one_format(compute, done: dict[int, ShardRecord], todo: list[int], *args) -> list[int]:
+    """`compute(todo, *args)` into `done`, then redo the finished shards of another format; returns
+    every shard computed."""
+    if todo:
+        done.update(compute(todo, *args))
+    redo = _other_format_shards(done, todo)
+    if redo:
+        log.warning(
+            "extract: %d finished shard(s) were computed in %s, this run's teacher computes in %s: redoing them",
+            len(redo),
+            "+".join(sorted({done[i].precision for i in redo})),
+            "+".join(sorted({done[i].precision for i in todo})),
+        )
+        done.update(compute(redo, *args))
+    return sorted(todo + redo)
+
+
 def extract_features(
     ds,
     teacher_dir: str | Path,
@@ -221,20 +239,8 @@ def extract_features(
 
     t0 = time.perf_counter()
     n_workers = max(1, min(workers, len(todo)))
-    run = (ray, ds, teacher_dir, out, shards)
-    if todo:
-        done.update(_compute_shards(*run, todo, n_workers, batch_size, resources_per_worker, prompt_kwargs))
-    redo = _other_format_shards(done, todo)
-    if redo:
-        log.warning(
-            "extract: %d finished shard(s) of %s were computed in %s, this run's teacher computes in %s: redoing them",
-            len(redo),
-            out,
-            "+".join(sorted({done[i].precision for i in redo})),
-            "+".join(sorted({done[i].precision for i in todo})),
-        )
-        done.update(_compute_shards(*run, redo, n_workers, batch_size, resources_per_worker, prompt_kwargs))
-        todo = sorted(todo + redo)
+    compute = partial(_compute_shards, ray, ds, teacher_dir, out, shards)
+    todo = _compute_in_one_format(compute, done, todo, n_workers, batch_size, resources_per_worker, prompt_kwargs)
     seconds = time.perf_counter() - t0
     formats = sorted({r.precision for r in done.values()} - {""})
     if len(formats) > 1:  # actors on CPUs of two kinds in one run (bf16 on one, fp32 on another)
