@@ -169,10 +169,11 @@ def _other_format_shards(done: dict[int, ShardRecord], computed: list[int]) -> l
     """Finished shards from an earlier run whose teacher computed in another format than this run's
     (a study moved from a bf16 CPU to one without bf16, or to a GPU): redone, so that one feature
     set never mixes formats. Shards that predate the record ('') are kept."""
-    now = {done[i].precision for i in computed}
+    computed_here = set(computed)
+    now = {done[i].precision for i in computed_here}
     if not now:  # nothing computed in this run: nothing to compare with
         return []
-    return sorted(i for i, r in done.items() if i not in computed and r.precision and r.precision not in now)
+    return sorted(i for i, r in done.items() if i not in computed_here and r.precision and r.precision not in now)
 
 
 def _compute_in_one_format(compute, done: dict[int, ShardRecord], todo: list[int], *args) -> list[int]:
