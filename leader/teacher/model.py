@@ -9,8 +9,8 @@ Contract:
   (backbone, dataset fingerprint, n_meds, d_hidden, max_length, prompt options, metrics...).
   Base weights are never written: they come back from the registry.
 - `load_teacher(dir) -> LoadedTeacher` with `.infer(prompts, batch_size=) -> (probs float32
-  (N, M), hidden float16 (N, d_h))`, `.d_hidden`, `.meta`, `.tokenizer`. Prompts are truncated on
-  the LEFT so "... should be prescribed:" survives.
+  (N, M), hidden float16 (N, d_h))`, `.d_hidden`, `.meta`, `.tokenizer`; its LoRA is merged into
+  the base (inference only). Prompts are truncated on the LEFT so "... should be prescribed:" survives.
 """
 
 from __future__ import annotations
@@ -291,6 +291,17 @@ class LoadedTeacher:
         return probs, hid
 
 
+def _saved_backbone(d: Path, meta: dict) -> BackboneSpec:
+    """The backbone a checkpoint was trained on; a tiny one lives in the folder its meta names."""
+    spec = resolve_backbone(meta["backbone"], meta.get("backbone_path"))
+    if spec.is_tiny:
+        folder = meta.get("tokenizer_dir")
+        spec.path = Path(folder) if folder and Path(folder).exists() else None
+        if spec.path is None:
+            raise CheckpointError(f"teacher checkpoint {d}: tiny backbone folder {folder} is gone (retrain it)")
+    return spec
+
+
 def load_teacher(
     in_dir: str | Path,
     device: str | torch.device = "cpu",
@@ -308,16 +319,7 @@ def load_teacher(
     for f in (ADAPTER, HEAD):
         if not (d / f).exists():
             raise CheckpointError(f"teacher checkpoint {d}: {f} missing")
-    spec = resolve_backbone(meta["backbone"], meta.get("backbone_path"))
-    if spec.is_tiny:
-        spec.path = (
-            Path(meta["tokenizer_dir"]) if meta.get("tokenizer_dir") and Path(meta["tokenizer_dir"]).exists() else None
-        )
-        if spec.path is None:
-            raise CheckpointError(
-                f"teacher checkpoint {d}: tiny backbone folder {meta.get('tokenizer_dir')} is gone "
-                "(rebuild by retraining)"
-            )
+    spec = _saved_backbone(d, meta)
     from transformers import AutoModel
 
     base = AutoModel.from_pretrained(str(spec.path), local_files_only=True, dtype=dtype or spec.dtype)
@@ -325,7 +327,11 @@ def load_teacher(
     from leader.teacher.backbones import prepare_tokenizer
 
     prepare_tokenizer(tok)
-    peft_model = PeftModel.from_pretrained(base, str(d / ADAPTER), is_trainable=False)
+    # An inference teacher never trains: LoRA merged into the base weights (in the base's dtype,
+    # before a CPU bf16 teacher stores them in bf16) spares every forward the adapter's matmuls and
+    # its full-size casts, scaling and add. `infer` over 217 prompts, 2 threads, AMX Xeon: MiniLM
+    # bf16 80.2 -> 127.8 prompts/s, fp32 39.1 -> 49.8.
+    backbone = PeftModel.from_pretrained(base, str(d / ADAPTER), is_trainable=False).merge_and_unload()
     cfg = TeacherConfig(
         meta["backbone"],
         int(meta["n_meds"]),
@@ -333,7 +339,7 @@ def load_teacher(
         backbone_path=meta.get("backbone_path"),
         pooling=meta.get("pooling", "last"),
     )
-    model = TeacherModel(peft_model, spec, tok, cfg)
+    model = TeacherModel(backbone, spec, tok, cfg)
     head = load_file(str(d / HEAD))
     if head["weight"].shape != (cfg.n_meds, model.d_hidden):
         raise CheckpointError(

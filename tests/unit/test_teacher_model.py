@@ -61,6 +61,28 @@ def test_tiny_teacher_head_shape_and_reload(tmp_path):
     np.testing.assert_allclose(probs, torch.sigmoid(logits).detach().numpy(), atol=1e-5)
 
 
+def test_a_loaded_teacher_runs_its_trained_lora_merged_into_the_base(tmp_path):
+    """Inference needs no adapter path: the reloaded backbone holds no LoRA module, and its outputs
+    are the trained (unmerged) model's to fp32 rounding."""
+    from leader.teacher.model import build_teacher, load_teacher, save_teacher
+
+    m = build_teacher("tiny-llama", 7, lora_rank=4, seed=3)
+    with torch.no_grad():  # a trained adapter: B away from its zero init
+        for n, p in m.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    prompts = ["The patient has 1 times ICU visits.", "short", "Diagnoses: essential hypertension."]
+    enc = m.tokenizer(prompts, padding=True, return_tensors="pt")
+    m.eval()
+    logits, h = m(enc["input_ids"], enc["attention_mask"])
+    save_teacher(m, tmp_path / "t", {"max_length": 64})
+    lt = load_teacher(tmp_path / "t", precision="fp32")
+    assert not any("lora_" in n for n, _ in lt.model.named_parameters())
+    probs, hid = lt.infer(prompts)
+    np.testing.assert_allclose(probs, torch.sigmoid(logits).detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(hid, h.detach().numpy(), atol=2e-3, rtol=2e-3)  # hidden saved in fp16
+
+
 def test_ds_config_filled_from_train_config(tmp_path):
     cfg = TeacherTrainConfig(zero_stage=3, batch_size=3, grad_accum=2, cpu_offload=True)
     ds = build_ds_config(cfg, world=4, cuda=False)
