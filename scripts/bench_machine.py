@@ -3,7 +3,8 @@
 at 1024^3 and at MiniLM's FFN shape, measured in one run.
 
 Why a file of its own: the speed benches are judged against the peak of the machine they ran on,
-and machines of this project's kind differ: an AVX512-BF16/AMX Xeon in one session, an AVX2-only
+and machines of this project's kind differ: an AVX512-BF16/AMX Xeon in one session
+(`machine_xeon.json`: 158-164 GFLOP/s fp32 and 1,104-1,477 bf16 on one thread, 7-9x), an AVX2-only
 EPYC in another, AVX512-BF16 EPYCs of two generations in others (Zen 4: bf16 2.2-2.8x fp32 on one
 thread, `machine.json`; Zen 5: 4.4-4.7x, `machine_zen5.json`). On a CPU without bf16 instructions
 torch has no fast bf16 matmul at all (Zen 3, `machine_zen3.json`: 0.9-1.3 GFLOP/s bf16 vs 68-77
