@@ -176,16 +176,17 @@ def _other_format_shards(done: dict[int, ShardRecord], computed: list[int]) -> l
     return sorted(i for i, r in done.items() if i not in computed_here and r.precision and r.precision not in now)
 
 
-def _compute_in_one_format(compute, done: dict[int, ShardRecord], todo: list[int], *args) -> list[int]:
-    """`compute(todo, *args)` into `done`, then redo the finished shards of another format; returns
-    every shard computed."""
+def _compute_in_one_format(compute, done: dict[int, ShardRecord], todo: list[int], out: Path, *args) -> list[int]:
+    """`compute(todo, *args)` into `done`, then redo the finished shards of another format in the
+    feature folder `out`; returns every shard computed."""
     if todo:
         done.update(compute(todo, *args))
     redo = _other_format_shards(done, todo)
     if redo:
         log.warning(
-            "extract: %d finished shard(s) were computed in %s, this run's teacher computes in %s: redoing them",
+            "extract: %d finished shard(s) of %s were computed in %s, this run's teacher computes in %s: redoing them",
             len(redo),
+            out,
             "+".join(sorted({done[i].precision for i in redo})),
             "+".join(sorted({done[i].precision for i in todo})),
         )
@@ -241,7 +242,7 @@ def extract_features(
     t0 = time.perf_counter()
     n_workers = max(1, min(workers, len(todo)))
     compute = partial(_compute_shards, ray, ds, teacher_dir, out, shards)
-    todo = _compute_in_one_format(compute, done, todo, n_workers, batch_size, resources_per_worker, prompt_kwargs)
+    todo = _compute_in_one_format(compute, done, todo, out, n_workers, batch_size, resources_per_worker, prompt_kwargs)
     seconds = time.perf_counter() - t0
     formats = sorted({r.precision for r in done.values()} - {""})
     if len(formats) > 1:  # actors on CPUs of two kinds in one run (bf16 on one, fp32 on another)
