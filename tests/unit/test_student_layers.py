@@ -79,3 +79,19 @@ def test_dropout_is_the_identity_in_eval_and_at_zero():
     m = Dropout(0.5).eval()
     assert m(x) is x
     assert isinstance(m, nn.Dropout) and m.p == 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_output_and_gradient_are_the_bits_of_x_times_keep_over_1_minus_p(dtype):
+    """The fast path multiplies by a ready-made scale mask; it must give what the plain formula
+    gives with the same draws, to the bit (checkpoints and seeded runs stay reproducible)."""
+    p, x = 0.3, torch.randn(37, 9, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = dropout(x, p, True)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    torch.manual_seed(3)
+    bits = torch.empty((x.numel() + 1) // 2, dtype=torch.int32).random_(-(2**31), None).view(torch.int16)
+    keep = bits[: x.numel()].view(x.shape) >= round(p * 65536) - 32768
+    want = x.detach() * keep * (1.0 / (1.0 - p))
+    assert y.dtype == dtype and torch.equal(y, want)
+    assert torch.equal(g, (torch.ones_like(want) * keep * (1.0 / (1.0 - p))).to(dtype))
