@@ -10,7 +10,7 @@ AOTInductor cannot compile (it falls back to a proxy call per layer; leader.stud
 
 `TransformerLayer` IS an `nn.TransformerEncoderLayer`: same constructor, parameters, names and
 initialisation (checkpoints and seeds are unchanged), post-norm, ReLU, dropout at the same four
-places. Only `forward` differs: plain ops (one in-projection, scaled dot-product attention, the
+places. Only `forward` differs: plain ops (one in-projection, the attention written out, the
 FFN), so eval outputs equal upstream's to float rounding (tests/unit/test_student_layers.py).
 
 Dropout is `leader.dropout`'s (16-bit draws on the CPU, upstream `F.dropout` on a GPU).
@@ -25,15 +25,23 @@ from torch import nn
 from leader.dropout import dropout
 
 
+def softmax_lastdim(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis, written out. Why: torch 2.13's CPU softmax kernel is 13-20x slower
+    when that axis is not a multiple of 16 (one thread, 90 x 2 x 13 x 13: 525 us vs 41 us at
+    x 16; `exp` of the same tensor 27 us), and the student's axes are code-set and history lengths
+    (6-20). Written out, forward + backward 224-279 us vs 789 us. The max is a constant shift (the
+    softmax does not change), so it carries no gradient. Every row needs one finite entry."""
+    e = (x - x.detach().amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
 def _attention(q, k, v, attend: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """q, k, v (N, h, L, dh), attend (N, 1, 1, L) True = may attend -> (N, h, L, dh). With dropout
-    on the attention weights (training) the softmax is written out, so the weights take the fast
-    `dropout`; otherwise one fused scaled_dot_product_attention."""
-    if not training or p <= 0.0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+    """q, k, v (N, h, L, dh), attend (N, 1, 1, L) True = may attend -> (N, h, L, dh). Written out
+    rather than `scaled_dot_product_attention`, whose CPU kernel has the same slow softmax (90 x 2 x
+    13 x 16 with a mask: 553 us a forward); the attention weights take the fast `dropout`."""
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (N, h, L, L)
-    w = torch.softmax(scores.masked_fill(~attend, float("-inf")), -1)
-    return dropout(w, p, True) @ v
+    w = softmax_lastdim(scores.masked_fill(~attend, float("-inf")))
+    return dropout(w, p, training) @ v
 
 
 class TransformerLayer(nn.TransformerEncoderLayer):

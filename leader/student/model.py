@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from leader.config.student import StudentConfig
@@ -279,33 +280,55 @@ class LeaderStudent(nn.Module):
         sets = {"diag": batch["diag"][rows, cur], "proc": batch["proc"][rows, cur], "med": prev}
         return sum(self.wide[k](v) for k, v in sets.items())
 
+    def _encode_visits(self, seqs, masks, positions, at) -> list[torch.Tensor]:
+        """The three visit sequences (B, L_i, d) -> three (B, d). A shared encoder reads them as one
+        batch (3B rows, padded to the longest with masked positions), so its layers run once per
+        step, not three times; split encoders read one each."""
+        if not self.cfg.shared_visit_encoder:
+            return [self._visits(i, *a) for i, a in enumerate(zip(seqs, masks, positions, at, strict=True))]
+        L = seqs[-1].shape[1]  # the medication sequence is the longest: V + 1 with the profile
+        x = torch.cat([F.pad(x, (0, 0, 0, L - x.shape[1])) for x in seqs])  # (3B, L, d)
+        mask = torch.cat([F.pad(m, (0, L - m.shape[1]), value=False) for m in masks])  # (3B, L)
+        pos = torch.cat([F.pad(r, (0, L - r.shape[1])) for r in positions])
+        return list(self._visits(0, x, mask, pos, torch.cat(at)).unflatten(0, (3, -1)).unbind(0))  # 3 x (B, d)
+
+    def _med_sets(self, batch: dict[str, torch.Tensor], branch_free: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Past visits' medication sets (B, V, d) and, when the batch carries it, the target set
+        (B, d) for the profile alignment: one pass of the medication set encoder over both."""
+        med = batch["med"]  # (B, V, C)
+        if "target_med" not in batch:
+            return self._sets("med", med, branch_free), None
+        t = batch["target_med"]  # (B, C')
+        C = max(med.shape[2], t.shape[1])
+        both = torch.cat([F.pad(med, (0, C - med.shape[2])), F.pad(t, (0, C - t.shape[1]))[:, None]], 1)
+        h = self._sets("med", both, branch_free)  # (B, V+1, d)
+        return h[:, :-1], h[:, -1]
+
     def forward(self, batch: dict[str, torch.Tensor], branch_free: bool = False) -> dict[str, torch.Tensor]:
         """`branch_free`: the path leader.student.serve compiles (same outputs, see `_sets`)."""
         vm = batch["visit_mask"]  # (B, V)
         dg = self._sets("diag", batch["diag"], branch_free)  # (B, V, d)
         pr = self._sets("proc", batch["proc"], branch_free)
-        md = self._sets("med", batch["med"], branch_free)
+        md, target = self._med_sets(batch, branch_free)  # (B, V, d), (B, d) or None
         med_mask = vm & (batch["med"] > 0).any(-1)  # past visits with medications
         p = self.profile_vector(batch["profile"])  # (B, d)
         cur = vm.sum(1) - 1  # (B,) slot of the current visit (visits are left-aligned)
         j = torch.arange(vm.shape[1], device=vm.device)[None]  # (1, V)
         recency = (cur[:, None] - j).clamp(0, self.cfg.max_visits - 1)  # (B, V) 0 = current
-        D = self._visits(0, dg, vm, recency, cur)  # (B, d)
-        P = self._visits(1, pr, vm, recency, cur)
         md = torch.cat([md, p[:, None, :]], 1)  # (B, V+1, d): profile pseudo-record appended
         mm = torch.cat([med_mask, torch.ones_like(med_mask[:, :1])], 1)
         prof_pos = torch.full_like(recency[:, :1], self.cfg.max_visits)  # its own position
         last = torch.full_like(cur, md.shape[1] - 1)
-        M = self._visits(2, md, mm, torch.cat([recency, prof_pos], 1), last)
+        D, P, M = self._encode_visits(  # each (B, d)
+            (dg, pr, md), (vm, vm, mm), (recency, recency, torch.cat([recency, prof_pos], 1)), (cur, cur, last)
+        )
         z_pre = self.mlp1[0](torch.cat([D, P, M], -1))  # (B, d): W1 x + b1, Eq. 9's input
         z = self.mlp1[2](self.mlp1[1](z_pre))  # (B, d): after ReLU and dropout
         logits = self.out(z)  # (B, |meds|)
         if self.cfg.wide:
             logits = logits + self._wide(batch, cur)
         out = {"logits": logits, "z": z, "z_pre": z_pre, "profile": p}
-        if "target_med" in batch:
-            t = batch["target_med"]  # (B, C)
-            m = self._sets("med", t[:, None, :], branch_free)[:, 0]  # (B, d)
+        if target is not None:
             out["align_p"] = self.align_p(p)
-            out["align_m"] = self.align_m(m)
+            out["align_m"] = self.align_m(target)
         return out

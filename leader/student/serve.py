@@ -2,7 +2,7 @@
 AOTInductor) into one shared library.
 
 Why: at batch 1 the eager student is dispatcher overhead, not arithmetic: ~700 small aten calls
-per patient (three set encoders, the visit encoder three times, masks, gathers) for about 1 MFLOP.
+per patient (three set encoders, the visit encoder, masks, gathers) for about 1 MFLOP.
 A compiled package runs the same graph as generated C++ with the weights frozen in, so a patient
 costs one call. What the compiler needs from the model: no data-dependent branch, so the export
 uses `LeaderStudent.forward(branch_free=True)`: the non-empty sets are gathered by index (a
