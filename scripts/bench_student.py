@@ -8,18 +8,24 @@ leader.student.layers), same data, shape, batch size and threads. An older compa
 commit 6b4a883, which padded every batch to max_visits) is `--before 6b4a883 --before-path
 leader/models/student.py --before-adam loop`.
 
+`--tree-before REF` also times the train steps of this tree against the whole tree at REF (model,
+layers, dropout: every file), each in a fresh process, three times in turn, the best of each kept, in
+the same run.
+
 Usage: python scripts/bench_student.py [--patients 2000] [--epochs 3] [--threads N] [--d-model 64]
-    [--batch-size 64] [--before REF] [--before-path FILE] [--before-adam loop|fused]
+    [--batch-size 64] [--before REF] [--before-path FILE] [--before-adam loop|fused] [--tree-before REF]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -59,6 +65,35 @@ def _train_steps_per_s(mod, ds, cfg, batch_size: int, fused: bool, seed: int = 0
     return len(tr) / (time.perf_counter() - t0)
 
 
+def _steps_in_fresh_process(tree: str, a: argparse.Namespace) -> float:
+    """Train-step samples/s of the `leader` package found in `tree` (this script, `--steps-only`)."""
+    env = {**os.environ, "PYTHONPATH": tree}
+    cmd = [sys.executable, __file__, "--steps-only", "--patients", str(a.patients), "--threads", str(a.threads)]
+    cmd += ["--d-model", str(a.d_model), "--batch-size", str(a.batch_size)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _tree_comparison(a: argparse.Namespace) -> dict:
+    """This tree's train steps vs the whole tree at `a.tree_before`, in turn: best of three each."""
+    here = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = str(Path(tmp) / "tree")
+        git = ["git", "-C", here, "worktree"]
+        subprocess.run([*git, "add", "--detach", tree, a.tree_before], check=True, capture_output=True)
+        try:
+            runs = [(_steps_in_fresh_process(here, a), _steps_in_fresh_process(tree, a)) for _ in range(3)]
+        finally:
+            subprocess.run([*git, "remove", "--force", tree], check=False, capture_output=True)
+    now, before = max(r[0] for r in runs), max(r[1] for r in runs)
+    ref = a.tree_before
+    return {
+        "train_step_samples_per_s_this_tree": now,
+        f"train_step_samples_per_s_tree_{ref}": before,
+        f"train_step_speedup_vs_tree_{ref}": now / before,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=2000)
@@ -69,6 +104,8 @@ def main() -> None:
     ap.add_argument("--before", default="2acd665", help="git ref of the model to compare train steps with")
     ap.add_argument("--before-path", default="leader/student/model.py", help="the model file at that ref")
     ap.add_argument("--before-adam", choices=["loop", "fused"], default="loop", help="the Adam of that ref")
+    ap.add_argument("--tree-before", default=None, help="git ref of a whole tree to compare train steps with")
+    ap.add_argument("--steps-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default="reports/bench/student.json")
     a = ap.parse_args()
 
@@ -79,6 +116,13 @@ def main() -> None:
 
     ds = prepare("synthetic", opts=PrepareOptions(n_patients=a.patients, synthetic_seed=0))
     shape = StudentConfig(d_model=a.d_model, d_embed=a.d_model, n_heads=max(1, a.d_model // 16))
+    if a.steps_only:  # the child of _steps_in_fresh_process: whichever `leader` PYTHONPATH gives
+        import leader.student.model as mod
+
+        torch.set_num_threads(a.threads)
+        _train_steps_per_s(mod, ds, shape, a.batch_size, fused=True)  # warm-up
+        print(_train_steps_per_s(mod, ds, shape, a.batch_size, fused=True))
+        return
     cfg = StudentTrainConfig(
         student=shape, kd="none", epochs=a.epochs, patience=a.epochs, num_threads=a.threads, batch_size=a.batch_size
     )
@@ -111,6 +155,7 @@ def main() -> None:
         "train_step_samples_per_s": step_now,
         f"train_step_samples_per_s_at_{a.before}": step_before,
         "train_step_speedup_vs_before": step_now / step_before,
+        **(_tree_comparison(a) if a.tree_before else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_traced_mb_b256": lat["peak_traced_mb"],
         "n_params": lat["n_params"],
