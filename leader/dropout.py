@@ -10,6 +10,8 @@ is upstream `F.dropout` (fast there).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +36,24 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         # the same bits. A 16-bit x keeps the scalar multiply: 1/(1-p) in bf16 would be off by 0.2 %.
         return x * keep.mul_(1.0 / (1.0 - p))
     return x * keep * (1.0 / (1.0 - p))
+
+
+def dropouts(shapes: list[tuple[int, ...]], ps: list[float], like: torch.Tensor, training: bool):
+    """The dropouts of one forward, by index: `drop(t, i)` drops t (shaped `shapes[i]`) with
+    `ps[i]`. Why: at the student's sizes a dropout is six small aten calls whatever its size (draw,
+    views, compare, cast, scale) and a layer has four; when they share p, one draw serves all of
+    them and each costs one multiply. Otherwise (a GPU, 16-bit tensors, several p, eval) each is
+    `dropout` on its own. The draws are the same per element as `dropout`'s, in another order."""
+    p = ps[0]
+    shared = training and like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
+    if not (shared and 0.0 < p < 1.0 and all(q == p for q in ps)):
+        return lambda t, i: dropout(t, ps[i], training)
+    sizes = [math.prod(s) for s in shapes]
+    n = sum(sizes)
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-(2**31), None).view(torch.int16)[:n]
+    scale = (bits >= round(p * _LEVELS) - _LEVELS // 2).to(like.dtype).mul_(1.0 / (1.0 - p))  # (n,)
+    masks = [m.view(s) for m, s in zip(scale.split(sizes), shapes, strict=True)]
+    return lambda t, i: t * masks[i]
 
 
 class Dropout(nn.Dropout):

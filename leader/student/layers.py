@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leader.dropout import dropout
+from leader.dropout import dropouts
 
 
 def softmax_lastdim(x: torch.Tensor) -> torch.Tensor:
@@ -35,13 +35,13 @@ def softmax_lastdim(x: torch.Tensor) -> torch.Tensor:
     return e / e.sum(-1, keepdim=True)
 
 
-def _attention(q, k, v, attend: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+def _attention(q, k, v, attend: torch.Tensor, drop) -> torch.Tensor:
     """q, k, v (N, h, L, dh), attend (N, 1, 1, L) True = may attend -> (N, h, L, dh). Written out
     rather than `scaled_dot_product_attention`, whose CPU kernel has the same slow softmax (90 x 2 x
-    13 x 16 with a mask: 553 us a forward); the attention weights take the fast `dropout`."""
+    13 x 16 with a mask: 553 us a forward); `drop(w)` drops the attention weights."""
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (N, h, L, L)
     w = softmax_lastdim(scores.masked_fill(~attend, float("-inf")))
-    return dropout(w, p, training) @ v
+    return drop(w) @ v
 
 
 class TransformerLayer(nn.TransformerEncoderLayer):
@@ -50,11 +50,17 @@ class TransformerLayer(nn.TransformerEncoderLayer):
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         N, L, d = x.shape
-        a, tr = self.self_attn, self.training
-        h = a.num_heads
+        a = self.self_attn
+        h, f = a.num_heads, self.linear1.out_features
+        drop = dropouts(  # attention weights, attention output, FFN hidden, FFN output
+            [(N, h, L, L), (N, L, d), (N, L, f), (N, L, d)],
+            [a.dropout, self.dropout1.p, self.dropout.p, self.dropout2.p],
+            x,
+            self.training,
+        )
         qkv = F.linear(x, a.in_proj_weight, a.in_proj_bias).view(N, L, 3, h, d // h)  # (N, L, 3, h, dh)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, h, L, dh)
-        o = _attention(q, k, v, ~pad[:, None, None, :], a.dropout, tr).transpose(1, 2).reshape(N, L, d)
-        x = self.norm1(x + dropout(a.out_proj(o), self.dropout1.p, tr))
-        ff = self.linear2(dropout(F.relu(self.linear1(x)), self.dropout.p, tr))
-        return self.norm2(x + dropout(ff, self.dropout2.p, tr))  # (N, L, d)
+        o = _attention(q, k, v, ~pad[:, None, None, :], lambda w: drop(w, 0)).transpose(1, 2).reshape(N, L, d)
+        x = self.norm1(x + drop(a.out_proj(o), 1))
+        ff = self.linear2(drop(F.relu(self.linear1(x)), 2))  # (N, L, f)
+        return self.norm2(x + drop(ff, 3))  # (N, L, d)

@@ -95,3 +95,28 @@ def test_dropout_output_and_gradient_are_the_bits_of_x_times_keep_over_1_minus_p
     want = x.detach() * keep * (1.0 / (1.0 - p))
     assert y.dtype == dtype and torch.equal(y, want)
     assert torch.equal(g, (torch.ones_like(want) * keep * (1.0 / (1.0 - p))).to(dtype))
+
+
+def test_one_draw_serves_a_layers_dropouts_each_with_its_own_mask():
+    from leader.dropout import dropouts
+
+    shapes = [(50, 2, 9, 9), (50, 9, 32), (50, 9, 64), (50, 9, 32)]
+    torch.manual_seed(0)
+    drop = dropouts(shapes, [0.3] * 4, torch.ones(1), True)
+    ys = [drop(torch.ones(s), i) for i, s in enumerate(shapes)]
+    for y in ys:  # each drops p of its elements and keeps the mean
+        assert abs((y == 0).float().mean().item() - 0.3) < 0.02 and abs(y.mean().item() - 1.0) < 0.05
+    assert not torch.equal(ys[1] == 0, ys[3] == 0)  # two same-shaped tensors get different masks
+    same = dropouts(shapes, [0.3] * 4, torch.ones(1), False)
+    x = torch.randn(shapes[1])
+    assert same(x, 1) is x  # eval: the identity
+
+
+def test_dropouts_of_different_p_fall_back_to_one_draw_each():
+    from leader.dropout import dropouts
+
+    x = torch.randn(40, 33)
+    torch.manual_seed(2)
+    got = dropouts([(40, 33), (40, 33)], [0.1, 0.5], x, True)(x, 1)
+    torch.manual_seed(2)
+    assert torch.equal(got, dropout(x, 0.5, True))
