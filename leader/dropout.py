@@ -32,7 +32,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     keep = (bits >= round(p * _LEVELS) - _LEVELS // 2).to(x.dtype)
     if x.dtype in (torch.float32, torch.float64):
         # the mask becomes the scale itself (0 or 1/(1-p)): one multiply of x, and no bool -> float
-        # cast forward or backward; 1.5-1.7x faster fwd + bwd at the student's shapes on one thread,
+        # cast forward or backward; fwd + bwd 1.6x faster on 256k elements, 1.2x on 2k (one thread),
         # the same bits. A 16-bit x keeps the scalar multiply: 1/(1-p) in bf16 would be off by 0.2 %.
         return x * keep.mul_(1.0 / (1.0 - p))
     return x * keep * (1.0 / (1.0 - p))
